@@ -1,0 +1,57 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Layers (docs/ARCHITECTURE.md): C shims → TSRStore → TSRRegistry → TSRLibrary → tsr.
+// Dependencies point one way; only the executable sees ArgumentParser.
+let package = Package(
+    name: "tensors",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "tsr", targets: ["tsr"]),
+        .library(name: "TSRLibrary", targets: ["TSRLibrary"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+    ],
+    targets: [
+        // C shims: a module map and a header of static inline wrappers. No logic.
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .target(name: "CLinux"),
+
+        .target(
+            name: "TSRStore",
+            dependencies: [
+                "CCrypto", "CLinux",
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "TSRRegistry",
+            dependencies: ["TSRStore", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(
+            name: "TSRLibrary",
+            dependencies: [
+                "TSRStore", "TSRRegistry",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(name: "TSRTesting", dependencies: ["TSRStore"]),
+        .executableTarget(
+            name: "tsr",
+            dependencies: [
+                "TSRLibrary", "TSRStore", "TSRRegistry", "TSRTesting",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        // libFuzzer entry point for the safetensors header reader (scripts/fuzz.sh builds it
+        // with -sanitize=fuzzer; a plain build compiles it as an ordinary executable).
+        .executableTarget(name: "SafetensorsFuzz", dependencies: ["TSRStore"]),
+
+        .testTarget(name: "TSRStoreTests", dependencies: ["TSRStore", "TSRTesting", "CCurl"]),
+        .testTarget(name: "TSRRegistryTests", dependencies: ["TSRRegistry", "TSRTesting"]),
+        .testTarget(name: "TSRLibraryTests", dependencies: ["TSRLibrary", "TSRTesting"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["TSRTesting", "TSRStore"]),
+    ]
+)

@@ -1,0 +1,143 @@
+import Foundation
+import Synchronization
+import TSRRegistry
+import TSRStore
+
+/// # TSRLibrary
+///
+/// The operations behind the `tsr` commands, built from the store (bytes) and the registry
+/// (names): importing model trees, scanning files in place, inspecting, verifying and collecting
+/// garbage. Each operation reports per-file problems instead of stopping, and orders its steps so
+/// that a crash at any point loses nothing: bytes are committed before names are recorded, and
+/// names are recorded before an original is removed.
+
+/// One opened home: its blob store and its registry.
+public final class Library: Sendable {
+    public let layout: StoreLayout
+    public let store: BlobStore
+    public let registry: Registry
+
+    /// Opens (creating if needed) the home at `home`.
+    public init(home: String) throws(LibraryError) {
+        layout = StoreLayout(home: home)
+        do {
+            store = try BlobStore(layout: layout)
+        } catch {
+            throw .store(error)
+        }
+        do {
+            registry = try Registry(path: layout.database)
+        } catch {
+            throw .registry(error)
+        }
+    }
+}
+
+/// Errors of library operations that stop the whole operation (per-file problems are reported
+/// as `FileIssue`s instead).
+public enum LibraryError: Error, Sendable, CustomStringConvertible {
+    case store(StoreError)
+    case registry(RegistryError)
+    case name(NameError)
+    case safetensors(path: String, SafetensorsError)
+    /// The argument names no file, alias or blob.
+    case notFound(String)
+    /// The argument is not usable (message says why).
+    case invalidArgument(String)
+
+    public var description: String {
+        switch self {
+        case let .store(error): return error.description
+        case let .registry(error): return error.description
+        case let .name(error): return error.description
+        case let .safetensors(path, error): return "\(path): \(error)"
+        case let .notFound(what): return "\(what): no such file, alias (FOLDER/NAME) or SHA-256"
+        case let .invalidArgument(message): return message
+        }
+    }
+}
+
+/// A problem with one file; the operation went on with the others.
+public struct FileIssue: Error, Sendable, Codable, Equatable {
+    /// The path as it can be shown (control characters and invalid UTF-8 escaped).
+    public var path: String
+    public var message: String
+
+    public init(path: String, message: String) {
+        self.path = path
+        self.message = message
+    }
+}
+
+/// Progress of long work, shared between the workers and whoever displays it.
+public final class ProgressCounter: Sendable {
+    private let done = Atomic<Int64>(0)
+    private let total = Atomic<Int64>(0)
+    private let files = Atomic<Int>(0)
+    private let totalFiles = Atomic<Int>(0)
+
+    public init() {}
+
+    public func addTotal(bytes: Int64, files count: Int) {
+        total.add(bytes, ordering: .relaxed)
+        totalFiles.add(count, ordering: .relaxed)
+    }
+    public func advance(bytes: Int) { done.add(Int64(bytes), ordering: .relaxed) }
+    public func fileDone() { files.add(1, ordering: .relaxed) }
+
+    public var bytesDone: Int64 { done.load(ordering: .relaxed) }
+    public var bytesTotal: Int64 { total.load(ordering: .relaxed) }
+    public var filesDone: Int { files.load(ordering: .relaxed) }
+    public var filesTotal: Int { totalFiles.load(ordering: .relaxed) }
+}
+
+extension Optional where Wrapped == ProgressCounter {
+    /// A per-chunk callback that advances the counter, or nil without one.
+    var byteSink: (@Sendable (Int) -> Void)? {
+        guard let counter = self else { return nil }
+        return { counter.advance(bytes: $0) }
+    }
+}
+
+/// Header facts of a safetensors file, ready for the registry.
+struct HeaderFacts: Sendable {
+    var headerSize: Int
+    var tensorCount: Int
+    var baseModel: String
+    var metadata: [String: String]
+
+    init(_ header: SafetensorsHeader) {
+        headerSize = header.headerSize
+        tensorCount = header.tensorCount
+        baseModel = BaseModel.infer(header)
+        metadata = header.metadata
+    }
+
+    var metadataJSON: String {
+        JSONValue.object(metadata.mapValues { .string($0) }).jsonText
+    }
+
+    /// Reads a file's header when its name says it is safetensors; an invalid one is an error.
+    static func read(path: String, name: String) throws(LibraryError) -> HeaderFacts? {
+        guard ModelPath.isSafetensors(name) else { return nil }
+        let result: Result<SafetensorsHeader, SafetensorsError>
+        do {
+            result = try Safetensors.read(path: path)
+        } catch {
+            throw .store(error)
+        }
+        switch result {
+        case let .success(header): return HeaderFacts(header)
+        case let .failure(error): throw .safetensors(path: path, error)
+        }
+    }
+}
+
+extension BlobRecord {
+    init(committed digest: Digest, size: Int64, facts: HeaderFacts?, verifiedAt: Date = Date()) {
+        self.init(
+            sha256: digest, size: size, state: .present, verifiedAt: verifiedAt,
+            headerSize: facts?.headerSize, tensorCount: facts?.tensorCount, baseModel: facts?.baseModel,
+            metadataJSON: facts?.metadataJSON)
+    }
+}

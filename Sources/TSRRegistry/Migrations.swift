@@ -1,0 +1,201 @@
+import GRDB
+
+/// The registry's schema history. Migrations are named, applied in order, and never edited once
+/// they are on main: a change is a new migration. They use SQL only, never app types, so they
+/// keep meaning the same thing as the code moves on.
+enum Migrations {
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-store-registry-civitai-cache") { db in
+            try db.execute(sql: v1)
+        }
+        return migrator
+    }
+
+    static let v1 = """
+        -- One row per content-addressed blob. size is exact; state says whether the bytes are here.
+        CREATE TABLE blobs (
+            sha256 TEXT PRIMARY KEY NOT NULL CHECK (length(sha256) = 64 AND sha256 = lower(sha256)),
+            size INTEGER NOT NULL CHECK (size >= 0),
+            state TEXT NOT NULL CHECK (state IN ('present', 'remote', 'quarantined')),
+            verified_at TEXT,
+            created_at TEXT NOT NULL,
+            header_size INTEGER,
+            tensor_count INTEGER,
+            base_model TEXT,
+            metadata_json TEXT
+        );
+        CREATE INDEX blobs_state ON blobs(state);
+
+        -- Every name a blob goes by: a ComfyUI folder key plus a path relative to that folder.
+        -- AUTOINCREMENT: ids are never reused, so they can serve as stable inode numbers.
+        CREATE TABLE aliases (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            folder TEXT NOT NULL,
+            path TEXT NOT NULL,
+            sha256 TEXT NOT NULL REFERENCES blobs(sha256),
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (folder, path)
+        );
+        CREATE INDEX aliases_sha256 ON aliases(sha256);
+
+        -- Files on disk that tensors has hashed (tsr db scan, tsr import): the hash cache.
+        -- A file whose device, inode, size and mtime_ns are unchanged is not hashed again.
+        CREATE TABLE local_files (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            file_path TEXT NOT NULL UNIQUE,
+            sha256 TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            device INTEGER NOT NULL,
+            inode INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            header_size INTEGER,
+            tensor_count INTEGER,
+            civitai_model_id INTEGER,
+            civitai_version_id INTEGER,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX local_files_sha256 ON local_files(sha256);
+
+        CREATE TABLE safetensor_metadata (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            local_file_id INTEGER NOT NULL REFERENCES local_files(id) ON DELETE CASCADE,
+            key TEXT NOT NULL,
+            value TEXT,
+            UNIQUE (local_file_id, key)
+        );
+
+        -- Where a blob's bytes can be fetched from (filled by the fetch engine).
+        CREATE TABLE sources (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            sha256 TEXT NOT NULL REFERENCES blobs(sha256) ON DELETE CASCADE,
+            url TEXT NOT NULL,
+            kind TEXT NOT NULL DEFAULT 'url',
+            created_at TEXT NOT NULL,
+            UNIQUE (sha256, url)
+        );
+
+        -- CivitAI cache (filled by tsr db link / cache).
+        CREATE TABLE creators (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            username TEXT NOT NULL UNIQUE,
+            image_url TEXT
+        );
+        CREATE TABLE models (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            civitai_id INTEGER NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            description TEXT,
+            type TEXT NOT NULL,
+            nsfw INTEGER,
+            nsfw_level INTEGER,
+            poi INTEGER,
+            allow_commercial_use TEXT,
+            creator_id INTEGER REFERENCES creators(id),
+            download_count INTEGER,
+            thumbs_up_count INTEGER,
+            cached_at TEXT
+        );
+        CREATE TABLE model_versions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            civitai_id INTEGER NOT NULL UNIQUE,
+            model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            description TEXT,
+            base_model TEXT,
+            base_model_type TEXT,
+            download_url TEXT,
+            air TEXT,
+            version_index INTEGER,
+            published_at TEXT,
+            download_count INTEGER,
+            thumbs_up_count INTEGER
+        );
+        CREATE INDEX model_versions_model ON model_versions(model_id);
+        CREATE TABLE trained_words (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            version_id INTEGER NOT NULL REFERENCES model_versions(id) ON DELETE CASCADE,
+            word TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            UNIQUE (version_id, position)
+        );
+        CREATE TABLE version_files (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            civitai_id INTEGER UNIQUE,
+            version_id INTEGER NOT NULL REFERENCES model_versions(id) ON DELETE CASCADE,
+            name TEXT,
+            size_kb REAL,
+            type TEXT,
+            format TEXT,
+            fp TEXT,
+            size TEXT,
+            is_primary INTEGER,
+            download_url TEXT,
+            pickle_scan_result TEXT,
+            virus_scan_result TEXT
+        );
+        CREATE TABLE file_hashes (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            file_id INTEGER NOT NULL REFERENCES version_files(id) ON DELETE CASCADE,
+            hash_type TEXT NOT NULL,
+            hash_value TEXT NOT NULL,
+            UNIQUE (file_id, hash_type)
+        );
+        CREATE INDEX file_hashes_value ON file_hashes(hash_type, hash_value);
+        CREATE TABLE tags (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL UNIQUE
+        );
+        CREATE TABLE model_tags (
+            model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+            tag_id INTEGER NOT NULL REFERENCES tags(id) ON DELETE CASCADE,
+            PRIMARY KEY (model_id, tag_id)
+        );
+        CREATE TABLE version_images (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            version_id INTEGER NOT NULL REFERENCES model_versions(id) ON DELETE CASCADE,
+            civitai_id INTEGER,
+            url TEXT,
+            width INTEGER,
+            height INTEGER,
+            nsfw TEXT,
+            nsfw_level INTEGER,
+            hash TEXT,
+            type TEXT,
+            position INTEGER
+        );
+        CREATE TABLE image_generation_params (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            image_id INTEGER NOT NULL REFERENCES version_images(id) ON DELETE CASCADE,
+            key TEXT NOT NULL,
+            value TEXT,
+            UNIQUE (image_id, key)
+        );
+        CREATE TABLE image_resources (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            image_id INTEGER NOT NULL REFERENCES version_images(id) ON DELETE CASCADE,
+            name TEXT,
+            type TEXT,
+            hash TEXT,
+            weight REAL,
+            model_version_id INTEGER
+        );
+
+        CREATE VIEW v_models_with_latest AS
+            SELECT m.id, m.civitai_id, m.name, m.type, m.nsfw, c.username AS creator,
+                   mv.name AS latest_version, mv.base_model, m.download_count, m.thumbs_up_count
+            FROM models m
+            LEFT JOIN creators c ON c.id = m.creator_id
+            LEFT JOIN model_versions mv ON mv.model_id = m.id AND mv.version_index = 0;
+
+        CREATE VIEW v_local_files_full AS
+            SELECT lf.file_path, lf.sha256, m.name AS model_name, m.type AS model_type,
+                   mv.name AS version_name, mv.base_model, c.username AS creator
+            FROM local_files lf
+            LEFT JOIN model_versions mv ON mv.civitai_id = lf.civitai_version_id
+            LEFT JOIN models m ON m.id = mv.model_id
+            LEFT JOIN creators c ON c.id = m.creator_id;
+        """
+}

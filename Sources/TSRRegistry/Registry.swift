@@ -1,0 +1,442 @@
+import Foundation
+import GRDB
+import TSRStore
+
+/// Everything that can go wrong in the registry.
+public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// SQLite failed (message includes SQLite's own words).
+    case database(String)
+    /// The alias exists and points at other content.
+    case aliasExists(name: String, sha256: Digest)
+    /// No alias by that name.
+    case aliasMissing(String)
+    /// No blob with this digest is registered.
+    case blobUnknown(Digest)
+
+    public var description: String {
+        switch self {
+        case let .database(message): return "registry: \(message)"
+        case let .aliasExists(name, sha256): return "\(name) already exists (it is \(sha256.short)…); remove it first or pass --force"
+        case let .aliasMissing(name): return "no alias \(name)"
+        case let .blobUnknown(digest): return "no blob \(digest) in the registry"
+        }
+    }
+}
+
+/// What happened to an alias when a name was registered.
+public enum AliasChange: Sendable, Equatable {
+    case created
+    /// The alias already named this content.
+    case unchanged
+    /// The alias now names new content; `previous` was its old content.
+    case replaced(previous: Digest)
+    /// The alias names other content and replacing was not allowed.
+    case conflict(existing: Digest)
+}
+
+/// One file's facts to record: its blob, optionally a name for it and the file it came from.
+public struct FileRegistration: Sendable {
+    /// The blob to record; nil for files registered in place (`tsr db scan`).
+    public var blob: BlobRecord?
+    public var alias: (folder: String, path: String)?
+    /// Replace an alias that names other content (the imported file is newer truth).
+    public var replaceAlias: Bool
+    public var localFile: LocalFileRecord?
+    /// Header metadata kept per local file (`safetensor_metadata`), as the seed's `db scan` did.
+    public var localMetadata: [String: String]
+
+    public init(blob: BlobRecord?, alias: (folder: String, path: String)? = nil, replaceAlias: Bool = true,
+                localFile: LocalFileRecord? = nil, localMetadata: [String: String] = [:]) {
+        self.blob = blob
+        self.alias = alias
+        self.replaceAlias = replaceAlias
+        self.localFile = localFile
+        self.localMetadata = localMetadata
+    }
+}
+
+/// An alias with its blob's facts, as `tsr list` shows it.
+public struct AliasListing: Sendable, Equatable, Codable, FetchableRecord {
+    public var id: Int64
+    public var folder: String
+    public var path: String
+    public var sha256: Digest
+    public var size: Int64
+    public var state: BlobState
+    public var baseModel: String?
+
+    enum CodingKeys: String, CodingKey {
+        case id, folder, path, sha256, size, state
+        case baseModel = "base_model"
+    }
+}
+
+/// Totals for `tsr stats`.
+public struct RegistryStats: Sendable, Equatable, Codable {
+    public struct Folder: Sendable, Equatable, Codable {
+        public var folder: String
+        public var aliases: Int
+        public var bytes: Int64
+    }
+    /// Blobs whose bytes are in the store.
+    public var blobs: Int
+    /// Blobs registered but not downloaded.
+    public var remoteBlobs: Int
+    public var quarantinedBlobs: Int
+    public var aliases: Int
+    /// Bytes of present blobs: what the store occupies.
+    public var bytesStored: Int64
+    /// Bytes all aliases of present blobs would take as separate files, minus bytes stored.
+    public var bytesSaved: Int64
+    public var folders: [Folder]
+}
+
+/// The SQLite registry of one home: blobs, their names, scanned files, sources and the CivitAI
+/// cache. The only place SQL exists. One `DatabasePool` (WAL) per process; safe across processes.
+public final class Registry: Sendable {
+    let pool: DatabasePool
+    /// The database file.
+    public let path: String
+
+    /// Opens (creating and migrating if needed) the registry at `path`.
+    public init(path: String) throws(RegistryError) {
+        self.path = path
+        var config = Configuration()
+        // Another tsr process (an import, a mount) may hold the write lock for a moment.
+        config.busyMode = .timeout(30)
+        config.label = "tensors-registry"
+        do {
+            pool = try DatabasePool(path: path, configuration: config)
+            try Migrations.migrator.migrate(pool)
+        } catch {
+            throw Self.wrap(error)
+        }
+    }
+
+    /// Names of the migrations applied, in order.
+    public func appliedMigrations() throws(RegistryError) -> [String] {
+        try read { db in try Migrations.migrator.appliedMigrations(db) }
+    }
+
+    func read<T>(_ body: (Database) throws -> T) throws(RegistryError) -> T {
+        do { return try pool.read(body) } catch { throw Self.wrap(error) }
+    }
+
+    func write<T>(_ body: (Database) throws -> T) throws(RegistryError) -> T {
+        do { return try pool.write(body) } catch { throw Self.wrap(error) }
+    }
+
+    static func wrap(_ error: any Error) -> RegistryError {
+        if let error = error as? RegistryError { return error }
+        if let error = error as? DatabaseError { return .database(error.message ?? error.description) }
+        return .database("\(error)")
+    }
+
+    // MARK: Blobs
+
+    /// The blob row, if registered.
+    public func blob(_ digest: Digest) throws(RegistryError) -> BlobRecord? {
+        try read { db in try BlobRecord.fetchOne(db, key: digest.rawValue) }
+    }
+
+    /// All blobs, optionally only those in one state.
+    public func blobs(state: BlobState? = nil) throws(RegistryError) -> [BlobRecord] {
+        try read { db in
+            if let state {
+                return try BlobRecord.fetchAll(db, sql: "SELECT * FROM blobs WHERE state = ? ORDER BY sha256", arguments: [state])
+            }
+            return try BlobRecord.fetchAll(db, sql: "SELECT * FROM blobs ORDER BY sha256")
+        }
+    }
+
+    /// Inserts a blob or, when it exists, merges: a present blob stays present, header facts fill in.
+    public func upsertBlob(_ record: BlobRecord) throws(RegistryError) {
+        try write { db in try Self.upsertBlob(record, db) }
+    }
+
+    static func upsertBlob(_ record: BlobRecord, _ db: Database) throws {
+        try db.execute(
+            sql: """
+                INSERT INTO blobs (sha256, size, state, verified_at, created_at, header_size, tensor_count, base_model, metadata_json)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT(sha256) DO UPDATE SET
+                    size = excluded.size,
+                    state = CASE WHEN excluded.state = 'present' THEN 'present' ELSE blobs.state END,
+                    verified_at = COALESCE(excluded.verified_at, blobs.verified_at),
+                    header_size = COALESCE(excluded.header_size, blobs.header_size),
+                    tensor_count = COALESCE(excluded.tensor_count, blobs.tensor_count),
+                    base_model = COALESCE(excluded.base_model, blobs.base_model),
+                    metadata_json = COALESCE(excluded.metadata_json, blobs.metadata_json)
+                """,
+            arguments: [
+                record.sha256, record.size, record.state, record.verifiedAt, record.createdAt,
+                record.headerSize, record.tensorCount, record.baseModel, record.metadataJSON,
+            ])
+    }
+
+    /// Sets a blob's state.
+    public func setState(_ digest: Digest, _ state: BlobState) throws(RegistryError) {
+        try write { db in
+            try db.execute(sql: "UPDATE blobs SET state = ? WHERE sha256 = ?", arguments: [state, digest])
+            if db.changesCount == 0 { throw RegistryError.blobUnknown(digest) }
+        }
+    }
+
+    /// Records a successful re-hash.
+    public func markVerified(_ digest: Digest, at date: Date = Date()) throws(RegistryError) {
+        try write { db in
+            try db.execute(sql: "UPDATE blobs SET verified_at = ?, state = 'present' WHERE sha256 = ?", arguments: [date, digest])
+        }
+    }
+
+    /// Blobs that no alias names.
+    public func unreferencedBlobs() throws(RegistryError) -> [BlobRecord] {
+        try read { db in
+            try BlobRecord.fetchAll(
+                db, sql: "SELECT * FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM aliases a WHERE a.sha256 = b.sha256) ORDER BY sha256")
+        }
+    }
+
+    /// Deletes a blob row, unless an alias still names it (then false).
+    @discardableResult
+    public func deleteBlobIfUnreferenced(_ digest: Digest) throws(RegistryError) -> Bool {
+        try write { db in
+            try db.execute(
+                sql: "DELETE FROM blobs WHERE sha256 = ? AND NOT EXISTS (SELECT 1 FROM aliases WHERE sha256 = ?)",
+                arguments: [digest, digest])
+            return db.changesCount > 0
+        }
+    }
+
+    // MARK: Aliases
+
+    /// The alias with this folder and path.
+    public func alias(folder: String, path: String) throws(RegistryError) -> AliasRecord? {
+        try read { db in
+            try AliasRecord.fetchOne(db, sql: "SELECT * FROM aliases WHERE folder = ? AND path = ?", arguments: [folder, path])
+        }
+    }
+
+    /// Every name of a blob.
+    public func aliases(of digest: Digest) throws(RegistryError) -> [AliasRecord] {
+        try read { db in
+            try AliasRecord.fetchAll(db, sql: "SELECT * FROM aliases WHERE sha256 = ? ORDER BY folder, path", arguments: [digest])
+        }
+    }
+
+    /// Names a registered blob. With `replace`, an alias naming other content is repointed.
+    @discardableResult
+    public func addAlias(folder: String, path: String, sha256: Digest, replace: Bool) throws(RegistryError) -> AliasChange {
+        try write { db in
+            guard try BlobRecord.exists(db, key: sha256.rawValue) else { throw RegistryError.blobUnknown(sha256) }
+            return try Self.addAlias(folder: folder, path: path, sha256: sha256, replace: replace, db)
+        }
+    }
+
+    static func addAlias(folder: String, path: String, sha256: Digest, replace: Bool, _ db: Database) throws -> AliasChange {
+        let now = Date()
+        if let existing = try AliasRecord.fetchOne(
+            db, sql: "SELECT * FROM aliases WHERE folder = ? AND path = ?", arguments: [folder, path])
+        {
+            if existing.sha256 == sha256 { return .unchanged }
+            guard replace else { return .conflict(existing: existing.sha256) }
+            try db.execute(sql: "UPDATE aliases SET sha256 = ?, updated_at = ? WHERE id = ?", arguments: [sha256, now, existing.id])
+            return .replaced(previous: existing.sha256)
+        }
+        var record = AliasRecord(folder: folder, path: path, sha256: sha256, createdAt: now, updatedAt: now)
+        try record.insert(db)
+        return .created
+    }
+
+    /// Removes an alias; the blob stays until `tsr gc`.
+    @discardableResult
+    public func removeAlias(folder: String, path: String) throws(RegistryError) -> AliasRecord {
+        try write { db in
+            guard let existing = try AliasRecord.fetchOne(
+                db, sql: "SELECT * FROM aliases WHERE folder = ? AND path = ?", arguments: [folder, path])
+            else { throw RegistryError.aliasMissing(folder + "/" + path) }
+            try db.execute(sql: "DELETE FROM aliases WHERE id = ?", arguments: [existing.id])
+            return existing
+        }
+    }
+
+    /// Renames an alias, keeping its id. An existing target is replaced only with `replace`.
+    public func moveAlias(from: (folder: String, path: String), to: (folder: String, path: String), replace: Bool) throws(RegistryError) {
+        try write { db in
+            guard let source = try AliasRecord.fetchOne(
+                db, sql: "SELECT * FROM aliases WHERE folder = ? AND path = ?", arguments: [from.folder, from.path])
+            else { throw RegistryError.aliasMissing(from.folder + "/" + from.path) }
+            if from == to { return }
+            if let target = try AliasRecord.fetchOne(
+                db, sql: "SELECT * FROM aliases WHERE folder = ? AND path = ?", arguments: [to.folder, to.path])
+            {
+                guard replace else { throw RegistryError.aliasExists(name: target.name, sha256: target.sha256) }
+                try db.execute(sql: "DELETE FROM aliases WHERE id = ?", arguments: [target.id])
+            }
+            try db.execute(
+                sql: "UPDATE aliases SET folder = ?, path = ?, updated_at = ? WHERE id = ?",
+                arguments: [to.folder, to.path, Date(), source.id])
+        }
+    }
+
+    /// Aliases with their blob facts, ordered by folder and path.
+    public func listing(folder: String? = nil, baseModel: String? = nil) throws(RegistryError) -> [AliasListing] {
+        try read { db in
+            var sql = """
+                SELECT a.id, a.folder, a.path, a.sha256, b.size, b.state, b.base_model
+                FROM aliases a JOIN blobs b ON b.sha256 = a.sha256
+                """
+            var conditions: [String] = []
+            var arguments: StatementArguments = []
+            if let folder {
+                conditions.append("a.folder = ?")
+                arguments += [folder]
+            }
+            if let baseModel {
+                conditions.append("COALESCE(b.base_model, 'unknown') = ? COLLATE NOCASE")
+                arguments += [baseModel]
+            }
+            if !conditions.isEmpty { sql += " WHERE " + conditions.joined(separator: " AND ") }
+            sql += " ORDER BY a.folder, a.path"
+            return try AliasListing.fetchAll(db, sql: sql, arguments: arguments)
+        }
+    }
+
+    // MARK: Local files and imports
+
+    /// Every hashed file, keyed by path: the import and scan hash cache.
+    public func localFilesByPath() throws(RegistryError) -> [String: LocalFileRecord] {
+        try read { db in
+            var out: [String: LocalFileRecord] = [:]
+            for record in try LocalFileRecord.fetchAll(db) { out[record.filePath] = record }
+            return out
+        }
+    }
+
+    /// Forgets a file (after `--move` removed it).
+    public func deleteLocalFile(path: String) throws(RegistryError) {
+        try write { db in try db.execute(sql: "DELETE FROM local_files WHERE file_path = ?", arguments: [path]) }
+    }
+
+    /// Forgets many files at once.
+    public func deleteLocalFiles(paths: [String]) throws(RegistryError) {
+        guard !paths.isEmpty else { return }
+        try write { db in
+            for path in paths { try db.execute(sql: "DELETE FROM local_files WHERE file_path = ?", arguments: [path]) }
+        }
+    }
+
+    /// Records a batch of files in one transaction: blobs upserted, aliases created or repointed,
+    /// local files and their metadata stored. Returns each item's alias change (nil without alias).
+    public func register(_ items: [FileRegistration]) throws(RegistryError) -> [AliasChange?] {
+        guard !items.isEmpty else { return [] }
+        return try write { db in
+            var changes: [AliasChange?] = []
+            for item in items {
+                if let blob = item.blob { try Self.upsertBlob(blob, db) }
+                if let alias = item.alias, let blob = item.blob {
+                    changes.append(try Self.addAlias(folder: alias.folder, path: alias.path, sha256: blob.sha256, replace: item.replaceAlias, db))
+                } else {
+                    changes.append(nil)
+                }
+                if var local = item.localFile {
+                    try db.execute(sql: "DELETE FROM local_files WHERE file_path = ?", arguments: [local.filePath])
+                    try local.insert(db)
+                    for (key, value) in item.localMetadata {
+                        try db.execute(
+                            sql: "INSERT INTO safetensor_metadata (local_file_id, key, value) VALUES (?, ?, ?)",
+                            arguments: [local.id, key, value])
+                    }
+                }
+            }
+            return changes
+        }
+    }
+
+    /// Aliases, keyed by `folder/path`, with their digests (for import's unchanged check).
+    public func aliasDigests() throws(RegistryError) -> [String: Digest] {
+        try read { db in
+            var out: [String: Digest] = [:]
+            let rows = try Row.fetchCursor(db, sql: "SELECT folder, path, sha256 FROM aliases")
+            while let row = try rows.next() {
+                let folder: String = row[0]
+                let path: String = row[1]
+                if let digest = Digest(rawValue: row[2]) { out[folder + "/" + path] = digest }
+            }
+            return out
+        }
+    }
+
+    /// Digests of blobs in a state.
+    public func digests(state: BlobState) throws(RegistryError) -> Set<Digest> {
+        try read { db in
+            Set(try String.fetchAll(db, sql: "SELECT sha256 FROM blobs WHERE state = ?", arguments: [state]).compactMap(Digest.init(rawValue:)))
+        }
+    }
+
+    /// Header metadata stored for a scanned file.
+    public func localMetadata(path: String) throws(RegistryError) -> [String: String] {
+        try read { db in
+            var out: [String: String] = [:]
+            let rows = try Row.fetchAll(
+                db,
+                sql: "SELECT m.key, m.value FROM safetensor_metadata m JOIN local_files f ON f.id = m.local_file_id WHERE f.file_path = ?",
+                arguments: [path])
+            for row in rows { out[row[0]] = row[1] }
+            return out
+        }
+    }
+
+    // MARK: Statistics
+
+    /// Totals over blobs and aliases.
+    public func stats() throws(RegistryError) -> RegistryStats {
+        try read { db in
+            let counts = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT
+                      (SELECT count(*) FROM blobs WHERE state = 'present'),
+                      (SELECT count(*) FROM blobs WHERE state = 'remote'),
+                      (SELECT count(*) FROM blobs WHERE state = 'quarantined'),
+                      (SELECT count(*) FROM aliases),
+                      (SELECT COALESCE(sum(size), 0) FROM blobs WHERE state = 'present'),
+                      (SELECT COALESCE(sum(b.size), 0) FROM aliases a JOIN blobs b ON b.sha256 = a.sha256 WHERE b.state = 'present'),
+                      (SELECT COALESCE(sum(size), 0) FROM blobs b WHERE state = 'present'
+                         AND EXISTS (SELECT 1 FROM aliases a WHERE a.sha256 = b.sha256))
+                    """)
+            guard let counts else { throw RegistryError.database("statistics query returned no row") }
+            let folders = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT a.folder, count(*), COALESCE(sum(b.size), 0)
+                    FROM aliases a JOIN blobs b ON b.sha256 = a.sha256
+                    GROUP BY a.folder ORDER BY a.folder
+                    """
+            ).map { RegistryStats.Folder(folder: $0[0], aliases: $0[1], bytes: $0[2]) }
+            let logical: Int64 = counts[5]
+            let referenced: Int64 = counts[6]
+            return RegistryStats(
+                blobs: counts[0], remoteBlobs: counts[1], quarantinedBlobs: counts[2], aliases: counts[3],
+                bytesStored: counts[4], bytesSaved: logical - referenced, folders: folders)
+        }
+    }
+
+    /// Row counts of every table (for `tsr db stats` and tests).
+    public func tableCounts() throws(RegistryError) -> [String: Int] {
+        try read { db in
+            let tables = try String.fetchAll(
+                db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'grdb_%' ORDER BY name")
+            var out: [String: Int] = [:]
+            for table in tables {
+                out[table] = try Int.fetchOne(db, sql: "SELECT count(*) FROM \(table.quotedDatabaseIdentifier)") ?? 0
+            }
+            return out
+        }
+    }
+
+    /// Names of the views.
+    public func viewNames() throws(RegistryError) -> [String] {
+        try read { db in try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'view' ORDER BY name") }
+    }
+}

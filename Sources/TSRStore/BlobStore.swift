@@ -1,0 +1,319 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLinux
+import Synchronization
+import SystemPackage
+
+/// How `BlobStore.adopt` brings an existing file into the store.
+public enum AdoptMode: String, Sendable, CaseIterable, Codable {
+    /// Hard link: the original path keeps working and shares the blob's inode (made read-only).
+    case link
+    /// The original path is removed once its blob is committed (and registered, by the caller).
+    case move
+    /// An independent copy: a reflink clone where the filesystem supports it, else a byte copy.
+    case copy
+}
+
+/// What physically happened when a file was adopted.
+public enum AdoptMethod: String, Sendable, Codable {
+    case hardLink = "hard-link", reflink, byteCopy = "copy"
+}
+
+/// The result of committing bytes to the store.
+public struct Committed: Sendable, Equatable {
+    public var digest: Digest
+    public var size: Int64
+    /// The blob was already present; the new bytes were discarded.
+    public var deduplicated: Bool
+}
+
+/// The result of adopting an existing file.
+public struct Adopted: Sendable, Equatable {
+    public var committed: Committed
+    public var method: AdoptMethod
+    /// The source file's status as it was hashed.
+    public var source: FileStatus
+}
+
+/// The outcome of re-hashing a blob.
+public enum VerifyOutcome: Sendable, Equatable {
+    case intact
+    /// The bytes hash to `actual`; the file was moved to `quarantinedAt`.
+    case corrupt(actual: Digest, quarantinedAt: String)
+    case missing
+}
+
+/// The content-addressed blob store of one home. Thread-safe; several processes may share a home.
+public final class BlobStore: Sendable {
+    public let layout: StoreLayout
+    private let sequence = Atomic<UInt64>(0)
+
+    /// Temp files younger than this are never cleaned up, even unlocked: their writer may be
+    /// between creating the file and locking it.
+    static let tempGraceNs: Int64 = 60 * 1_000_000_000
+
+    /// Opens (creating if needed) the store of a home and removes temp files that crashed
+    /// writers left behind. Files of writers still running are locked and kept.
+    public init(layout: StoreLayout) throws(StoreError) {
+        self.layout = layout
+        for dir in [layout.home, layout.blobsRoot, layout.tmp, layout.quarantine] {
+            try SystemCalls.makeDirectories(dir)
+        }
+        _ = try? removeStaleTempFiles()
+    }
+
+    /// True when the blob is committed.
+    public func contains(_ digest: Digest) -> Bool {
+        SystemCalls.exists(layout.blobPath(digest))
+    }
+
+    /// The blob's size on disk, or nil when absent.
+    public func size(of digest: Digest) -> Int64? {
+        (try? SystemCalls.status(layout.blobPath(digest)))?.size
+    }
+
+    // MARK: Write transactions
+
+    /// Starts a write transaction: bytes written go to a locked temp file and are hashed as they go.
+    /// - Parameters:
+    ///   - expected: the digest the bytes must have; a mismatch is quarantined at commit.
+    ///   - expectedSize: the exact byte count, checked at commit.
+    public func begin(expected: Digest? = nil, expectedSize: Int64? = nil) throws(StoreError) -> BlobWriter {
+        let (fd, path) = try createTempFile()
+        return try BlobWriter(store: self, fd: fd, tempPath: path, expected: expected, expectedSize: expectedSize)
+    }
+
+    /// Stores the bytes of a buffer (small blobs, tests).
+    public func put(_ bytes: [UInt8], expected: Digest? = nil) throws(StoreError) -> Committed {
+        let writer = try begin(expected: expected, expectedSize: Int64(bytes.count))
+        do throws(StoreError) {
+            try writer.write(bytes)
+            return try writer.commit()
+        } catch {
+            writer.abort()
+            throw error
+        }
+    }
+
+    func createTempFile() throws(StoreError) -> (FileDescriptor, String) {
+        while true {
+            let path = nextTempPath()
+            do {
+                let fd = try FileDescriptor.open(
+                    path, .readWrite, options: [.create, .exclusiveCreate, .closeOnExec], permissions: [.ownerReadWrite])
+                lockTemp(fd)
+                return (fd, path)
+            } catch Errno.fileExists {
+                continue
+            } catch let code as Errno {
+                throw .io(operation: "create", path: path, errno: code)
+            } catch {
+                throw .io(operation: "create", path: path, errno: .ioError)
+            }
+        }
+    }
+
+    private func nextTempPath() -> String {
+        let n = sequence.add(1, ordering: .relaxed).oldValue
+        return "\(layout.tmp)/txn-\(getpid())-\(n)-\(UInt32.random(in: 0...UInt32.max))"
+    }
+
+    /// An exclusive advisory lock held for the life of the descriptor: it tells cleanup the
+    /// temp file's writer is alive, and disappears with the process.
+    private func lockTemp(_ fd: FileDescriptor) {
+        _ = flock(fd.rawValue, LOCK_EX | LOCK_NB)
+    }
+
+    /// Moves a finished temp file into place, or discards it when the blob already exists.
+    /// The caller has fsynced the data and checked the digest.
+    func publish(tempPath: String, fd: FileDescriptor, digest: Digest, size: Int64) throws(StoreError) -> Committed {
+        let final = layout.blobPath(digest)
+        if SystemCalls.exists(final) {
+            try? SystemCalls.remove(tempPath)
+            return Committed(digest: digest, size: size, deduplicated: true)
+        }
+        _ = fchmod(fd.rawValue, 0o444)
+        let dir = "\(layout.blobsRoot)/\(digest.prefix)"
+        try SystemCalls.makeDirectories(dir)
+        try SystemCalls.rename(tempPath, to: final)
+        try SystemCalls.syncDirectory(dir)
+        return Committed(digest: digest, size: size, deduplicated: false)
+    }
+
+    /// Moves bytes that failed verification out of the way, keeping them for inspection.
+    func quarantine(path: String, actual: Digest) -> String? {
+        let target = "\(layout.quarantine)/\(actual.rawValue).\(sequence.add(1, ordering: .relaxed).oldValue).\(getpid())"
+        do {
+            try SystemCalls.rename(path, to: target)
+            return target
+        } catch {
+            try? SystemCalls.remove(path)
+            return nil
+        }
+    }
+
+    // MARK: Adopting existing files
+
+    /// Brings an existing file into the store without losing it: the original path is never
+    /// modified or removed here (for `.move`, the caller removes it with `removeOriginal` once the
+    /// blob is committed and registered).
+    ///
+    /// - Parameter allowCopyFallback: when a hard link is impossible (another filesystem), copy
+    ///   instead of failing with `StoreError.crossDevice`.
+    public func adopt(
+        path: String, mode: AdoptMode, allowCopyFallback: Bool = true,
+        progress: (@Sendable (Int) -> Void)? = nil
+    ) throws(StoreError) -> Adopted {
+        // A symlink's target is adopted, never the link itself: link(2) would copy the link.
+        let path = try SystemCalls.realPath(path)
+        let source = try SystemCalls.status(path)
+        guard source.isRegularFile else { throw .notRegularFile(path: path) }
+        if mode != .copy {
+            let tempPath = nextTempPath()
+            do {
+                try SystemCalls.hardLink(path, to: tempPath)
+                return try adoptLinked(tempPath: tempPath, originalPath: path, source: source, progress: progress)
+            } catch let error where [.improperLink, .notPermitted, .notSupported].contains(error.errno) {
+                // EXDEV across filesystems; EPERM/ENOTSUP where hard links are not allowed.
+                if mode == .link && !allowCopyFallback { throw .crossDevice(path: path, home: layout.home) }
+            }
+        }
+        return try adoptCopy(path: path, source: source, progress: progress)
+    }
+
+    private func adoptLinked(
+        tempPath: String, originalPath: String, source: FileStatus, progress: (@Sendable (Int) -> Void)?
+    ) throws(StoreError) -> Adopted {
+        do throws(StoreError) {
+            let fd = try SystemCalls.openForReading(tempPath)
+            defer { try? fd.close() }
+            lockTemp(fd)
+            let before = try SystemCalls.status(of: fd, path: tempPath)
+            // The name may have been replaced between our stat and the link.
+            guard before.sameFile(as: source) else { throw StoreError.changedDuringRead(path: originalPath) }
+            let hasher = try SHA256Hasher()
+            let count = try FileHasher.stream(fd, path: originalPath, into: hasher, progress: progress)
+            let after = try SystemCalls.status(of: fd, path: tempPath)
+            guard after.sameFile(as: before), count == before.size else { throw StoreError.changedDuringRead(path: originalPath) }
+            try SystemCalls.sync(fd, path: tempPath)
+            let committed = try publish(tempPath: tempPath, fd: fd, digest: hasher.finalize(), size: count)
+            return Adopted(committed: committed, method: .hardLink, source: source)
+        } catch {
+            try? SystemCalls.remove(tempPath)
+            throw error
+        }
+    }
+
+    private func adoptCopy(path: String, source: FileStatus, progress: (@Sendable (Int) -> Void)?) throws(StoreError) -> Adopted {
+        let src = try SystemCalls.openForReading(path)
+        defer { try? src.close() }
+        let (temp, tempPath) = try createTempFile()
+        defer { try? temp.close() }
+        do throws(StoreError) {
+            let hasher = try SHA256Hasher()
+            let method: AdoptMethod
+            let count: Int64
+            if tsr_ficlone(temp.rawValue, src.rawValue) == 0 {
+                // The clone shares extents; hash the clone, which is what the blob will hold.
+                method = .reflink
+                count = try FileHasher.stream(temp, path: tempPath, into: hasher, progress: progress)
+            } else {
+                method = .byteCopy
+                count = try FileHasher.stream(src, path: path, into: hasher, progress: progress) { (chunk) throws(StoreError) in
+                    _ = try SystemCalls.wrap("write", tempPath) { try temp.writeAll(chunk) }
+                }
+            }
+            let after = try SystemCalls.status(of: src, path: path)
+            guard after.sameFile(as: source), count == source.size else { throw StoreError.changedDuringRead(path: path) }
+            try SystemCalls.sync(temp, path: tempPath)
+            let committed = try publish(tempPath: tempPath, fd: temp, digest: hasher.finalize(), size: count)
+            return Adopted(committed: committed, method: method, source: source)
+        } catch {
+            try? SystemCalls.remove(tempPath)
+            throw error
+        }
+    }
+
+    /// Removes an original after `.move` adoption, but only if it is still the file that was
+    /// hashed (same inode, size and mtime); otherwise it is kept and `changedDuringRead` thrown.
+    public func removeOriginal(path: String, adopted: Adopted) throws(StoreError) {
+        let now = try SystemCalls.linkStatus(path)
+        if now.isSymlink {
+            try SystemCalls.remove(path)
+            return
+        }
+        guard now.sameFile(as: adopted.source) || (adopted.method == .hardLink && now.inode == adopted.source.inode && now.device == adopted.source.device)
+        else { throw .changedDuringRead(path: path) }
+        try SystemCalls.remove(path)
+    }
+
+    // MARK: Verification and removal
+
+    /// Re-hashes a blob. A mismatch moves the file to quarantine/ so no reader gets the bytes.
+    public func verify(_ digest: Digest, progress: (@Sendable (Int) -> Void)? = nil) throws(StoreError) -> VerifyOutcome {
+        let path = layout.blobPath(digest)
+        guard SystemCalls.exists(path) else { return .missing }
+        let (actual, _) = try FileHasher.hash(path: path, progress: progress)
+        if actual == digest { return .intact }
+        guard let aside = quarantine(path: path, actual: actual) else {
+            throw .io(operation: "quarantine", path: path, errno: .ioError)
+        }
+        return .corrupt(actual: actual, quarantinedAt: aside)
+    }
+
+    /// Deletes a committed blob (garbage collection).
+    public func remove(_ digest: Digest) throws(StoreError) {
+        try SystemCalls.remove(layout.blobPath(digest))
+    }
+
+    /// Every blob file on disk, with its size and change time.
+    public func blobsOnDisk() throws(StoreError) -> [(digest: Digest, status: FileStatus)] {
+        var found: [(Digest, FileStatus)] = []
+        for fan in try SystemCalls.listDirectory(layout.blobsRoot) {
+            let dir = layout.blobsRoot + "/" + String(decoding: fan, as: UTF8.self)
+            guard (try? SystemCalls.status(dir))?.isDirectory == true else { continue }
+            for name in try SystemCalls.listDirectory(dir) {
+                guard let digest = Digest(rawValue: String(decoding: name, as: UTF8.self)),
+                    let status = try? SystemCalls.status(layout.blobPath(digest))
+                else { continue }
+                found.append((digest, status))
+            }
+        }
+        return found
+    }
+
+    /// Temp files whose writer is gone: unlocked and older than the grace period.
+    public func staleTempFiles() throws(StoreError) -> [String] {
+        let now = Clock.nowNs()
+        var stale: [String] = []
+        for raw in try SystemCalls.listDirectory(layout.tmp) {
+            let name = String(decoding: raw, as: UTF8.self)
+            guard name.hasPrefix("txn-") else { continue }
+            let path = layout.tmp + "/" + name
+            guard let status = try? SystemCalls.linkStatus(path), now - status.ctimeNs > Self.tempGraceNs else { continue }
+            guard let fd = try? FileDescriptor.open(path, .readOnly, options: [.closeOnExec, .noFollow]) else { continue }
+            defer { try? fd.close() }
+            if flock(fd.rawValue, LOCK_EX | LOCK_NB) == 0 { stale.append(path) }
+        }
+        return stale
+    }
+
+    /// Removes stale temp files; returns how many.
+    @discardableResult
+    public func removeStaleTempFiles() throws(StoreError) -> Int {
+        let stale = try staleTempFiles()
+        for path in stale { try? SystemCalls.remove(path) }
+        return stale.count
+    }
+}
+
+/// Wall-clock helpers.
+public enum Clock {
+    /// Nanoseconds since the epoch.
+    public static func nowNs() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+}

@@ -1,0 +1,83 @@
+import SystemPackage
+
+/// One write transaction: bytes stream into a locked temp file under `tmp/` and are hashed as
+/// they go; `commit` checks them and renames them into place, `abort` (or deinit) deletes them.
+///
+/// Not thread-safe: one writer belongs to one thread at a time.
+public final class BlobWriter {
+    let store: BlobStore
+    let fd: FileDescriptor
+    let tempPath: String
+    let hasher: SHA256Hasher
+    /// The digest the bytes must hash to, when known.
+    public let expected: Digest?
+    /// The exact size the bytes must have, when known.
+    public let expectedSize: Int64?
+    /// Bytes written so far.
+    public private(set) var written: Int64 = 0
+    private var open = true
+
+    init(store: BlobStore, fd: FileDescriptor, tempPath: String, expected: Digest?, expectedSize: Int64?) throws(StoreError) {
+        self.store = store
+        self.fd = fd
+        self.tempPath = tempPath
+        self.expected = expected
+        self.expectedSize = expectedSize
+        do {
+            self.hasher = try SHA256Hasher()
+        } catch {
+            try? fd.close()
+            try? SystemCalls.remove(tempPath)
+            throw error
+        }
+    }
+
+    deinit { abort() }
+
+    /// Appends bytes. On failure (disk full…) the transaction stays open for the caller to abort.
+    public func write(_ bytes: UnsafeRawBufferPointer) throws(StoreError) {
+        guard open else { throw .transactionClosed }
+        _ = try SystemCalls.wrap("write", tempPath) { try fd.writeAll(bytes) }
+        hasher.update(bytes)
+        written += Int64(bytes.count)
+    }
+
+    /// Appends the bytes of an array.
+    public func write(_ bytes: [UInt8]) throws(StoreError) {
+        let result: Result<Void, StoreError> = bytes.withUnsafeBytes { raw in
+            Result { () throws(StoreError) in try write(raw) }
+        }
+        try result.get()
+    }
+
+    /// fsyncs, checks size and digest, and renames the bytes into their blob path (or discards
+    /// them when the blob already exists). A digest mismatch moves the bytes to quarantine/.
+    public func commit() throws(StoreError) -> Committed {
+        guard open else { throw .transactionClosed }
+        open = false
+        defer { try? fd.close() }
+        do throws(StoreError) {
+            if let expectedSize, written != expectedSize {
+                throw StoreError.sizeMismatch(path: expected.map { "blob \($0.short)" } ?? "download", expected: expectedSize, actual: written)
+            }
+            try SystemCalls.sync(fd, path: tempPath)
+            let actual = hasher.finalize()
+            if let expected, actual != expected {
+                let aside = store.quarantine(path: tempPath, actual: actual)
+                throw StoreError.digestMismatch(expected: expected, actual: actual, quarantined: aside)
+            }
+            return try store.publish(tempPath: tempPath, fd: fd, digest: actual, size: written)
+        } catch {
+            try? SystemCalls.remove(tempPath)
+            throw error
+        }
+    }
+
+    /// Discards the bytes. Safe to call more than once.
+    public func abort() {
+        guard open else { return }
+        open = false
+        try? fd.close()
+        try? SystemCalls.remove(tempPath)
+    }
+}

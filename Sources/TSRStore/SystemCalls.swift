@@ -1,0 +1,185 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import SystemPackage
+
+/// What `stat(2)` says about a path, reduced to the facts tensors uses.
+public struct FileStatus: Equatable, Sendable {
+    public var device: UInt64
+    public var inode: UInt64
+    public var size: Int64
+    /// Modification time in nanoseconds since the epoch.
+    public var mtimeNs: Int64
+    /// Status-change time in nanoseconds since the epoch.
+    public var ctimeNs: Int64
+    public var mode: UInt32
+    public var linkCount: UInt64
+
+    public var isRegularFile: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFREG) }
+    public var isDirectory: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFDIR) }
+    public var isSymlink: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFLNK) }
+
+    init(_ st: stat) {
+        device = UInt64(st.st_dev)
+        inode = UInt64(st.st_ino)
+        size = Int64(st.st_size)
+        mtimeNs = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        ctimeNs = Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec)
+        mode = UInt32(st.st_mode)
+        linkCount = UInt64(st.st_nlink)
+    }
+
+    /// True when two observations describe the same, unchanged file content.
+    public func sameFile(as other: FileStatus) -> Bool {
+        device == other.device && inode == other.inode && size == other.size && mtimeNs == other.mtimeNs
+    }
+}
+
+/// The one place that turns failed POSIX calls into `StoreError.io`, retrying on EINTR.
+///
+/// File descriptor I/O goes through swift-system's `FileDescriptor`; path-level calls that it does
+/// not offer (stat, link, rename, fsync of directories…) come here.
+public enum SystemCalls {
+    /// Runs a call returning -1 on failure, retrying while it fails with EINTR.
+    @discardableResult
+    static func retrying(_ operation: String, _ path: String, _ call: () -> Int32) throws(StoreError) -> Int32 {
+        while true {
+            let result = call()
+            if result != -1 { return result }
+            let code = Errno(rawValue: Glibc.errno)
+            if code == .interrupted { continue }
+            throw .io(operation: operation, path: path, errno: code)
+        }
+    }
+
+    /// stat(2), following symlinks.
+    public static func status(_ path: String) throws(StoreError) -> FileStatus {
+        var st = stat()
+        try retrying("stat", path) { stat(path, &st) }
+        return FileStatus(st)
+    }
+
+    /// lstat(2): the link itself, not its target.
+    public static func linkStatus(_ path: String) throws(StoreError) -> FileStatus {
+        var st = stat()
+        try retrying("lstat", path) { lstat(path, &st) }
+        return FileStatus(st)
+    }
+
+    /// fstat(2).
+    public static func status(of fd: FileDescriptor, path: String) throws(StoreError) -> FileStatus {
+        var st = stat()
+        try retrying("fstat", path) { fstat(fd.rawValue, &st) }
+        return FileStatus(st)
+    }
+
+    /// True when something (file, directory or dangling link) exists at the path.
+    public static func exists(_ path: String) -> Bool {
+        // lstat: a dangling link still occupies the name.
+        var st = stat()
+        return lstat(path, &st) == 0
+    }
+
+    /// mkdir -p with the given mode for directories it creates.
+    public static func makeDirectories(_ path: String, mode: mode_t = 0o755) throws(StoreError) {
+        var current = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/") {
+            current += "/" + component
+            if mkdir(current, mode) == 0 { continue }
+            let code = Errno(rawValue: Glibc.errno)
+            if code == .fileExists, (try? status(current))?.isDirectory == true { continue }
+            throw .io(operation: "mkdir", path: current, errno: code)
+        }
+    }
+
+    /// realpath(3): the absolute path with every symlink resolved.
+    public static func realPath(_ path: String) throws(StoreError) -> String {
+        guard let resolved = realpath(path, nil) else {
+            throw .io(operation: "realpath", path: path, errno: Errno(rawValue: Glibc.errno))
+        }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
+    /// rename(2): atomic replacement within one filesystem.
+    public static func rename(_ from: String, to: String) throws(StoreError) {
+        try retrying("rename", from) { Glibc.rename(from, to) }
+    }
+
+    /// link(2): a second name for the same inode.
+    public static func hardLink(_ from: String, to: String) throws(StoreError) {
+        try retrying("link", from) { link(from, to) }
+    }
+
+    /// unlink(2).
+    public static func remove(_ path: String) throws(StoreError) {
+        try retrying("unlink", path) { unlink(path) }
+    }
+
+    /// rmdir(2).
+    public static func removeDirectory(_ path: String) throws(StoreError) {
+        try retrying("rmdir", path) { rmdir(path) }
+    }
+
+    /// chmod(2).
+    public static func changeMode(_ path: String, _ mode: mode_t) throws(StoreError) {
+        try retrying("chmod", path) { chmod(path, mode) }
+    }
+
+    /// fsync(2) of a directory, so that a rename into it survives a power cut.
+    public static func syncDirectory(_ path: String) throws(StoreError) {
+        let fd = try retrying("open", path) { open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        defer { close(fd) }
+        try retrying("fsync", path) { fsync(fd) }
+    }
+
+    /// Names in a directory, without "." and "..". Names are raw bytes: they need not be UTF-8.
+    public static func listDirectory(_ path: String) throws(StoreError) -> [[UInt8]] {
+        guard let dir = opendir(path) else {
+            throw .io(operation: "opendir", path: path, errno: Errno(rawValue: Glibc.errno))
+        }
+        defer { closedir(dir) }
+        var names: [[UInt8]] = []
+        while let entry = readdir(dir) {
+            let name: [UInt8] = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                Array(raw.prefix(while: { $0 != 0 }))
+            }
+            if name == [0x2e] || name == [0x2e, 0x2e] { continue }
+            names.append(name)
+        }
+        return names
+    }
+
+    /// Opens a file for reading with a sequential-access hint.
+    public static func openForReading(_ path: String) throws(StoreError) -> FileDescriptor {
+        do {
+            let fd = try FileDescriptor.open(path, .readOnly, options: [.closeOnExec])
+            _ = posix_fadvise(fd.rawValue, 0, 0, POSIX_FADV_SEQUENTIAL)
+            return fd
+        } catch let code as Errno {
+            throw .io(operation: "open", path: path, errno: code)
+        } catch {
+            throw .io(operation: "open", path: path, errno: .ioError)
+        }
+    }
+
+    /// fsync(2) on a descriptor.
+    public static func sync(_ fd: FileDescriptor, path: String) throws(StoreError) {
+        try retrying("fsync", path) { fsync(fd.rawValue) }
+    }
+
+    /// Maps an error thrown by swift-system into a `StoreError`.
+    static func wrap<T>(_ operation: String, _ path: String, _ body: () throws -> T) throws(StoreError) -> T {
+        do {
+            return try body()
+        } catch let code as Errno {
+            throw .io(operation: operation, path: path, errno: code)
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw .io(operation: operation, path: path, errno: .ioError)
+        }
+    }
+}

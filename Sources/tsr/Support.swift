@@ -1,0 +1,151 @@
+import ArgumentParser
+import Foundation
+import TSRLibrary
+import TSRStore
+
+/// `--home`, shared by every command that opens a home.
+struct HomeOptions: ParsableArguments {
+    @Option(name: .long, help: "The tensors home (default: $TSR_HOME, $XDG_DATA_HOME/tensors or ~/.local/share/tensors).")
+    var home: String?
+
+    var resolved: String {
+        StoreLayout.resolveHome(explicit: home, environment: ProcessInfo.processInfo.environment, cwd: FileManager.default.currentDirectoryPath)
+    }
+
+    func open() throws -> Library {
+        do {
+            return try Library(home: resolved)
+        } catch {
+            throw Failure(error.description)
+        }
+    }
+}
+
+/// `-j/--json`.
+struct OutputOptions: ParsableArguments {
+    @Flag(name: [.short, .long], help: "Print JSON instead of text.")
+    var json = false
+}
+
+/// A failure already explained to the user: print the message, exit non-zero.
+struct Failure: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+    init(_ message: String) { self.message = message }
+}
+
+/// Writes to stdout/stderr without Foundation's buffering surprises.
+enum Out {
+    static func line(_ text: String) {
+        print(text)
+    }
+
+    static func error(_ text: String) {
+        FileHandle.standardError.write(Data(("tsr: " + text + "\n").utf8))
+    }
+
+    static func json<T: Encodable>(_ value: T) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes, .prettyPrinted]
+        let data = try encoder.encode(value)
+        print(String(decoding: data, as: UTF8.self))
+    }
+
+    static var stderrIsTerminal: Bool { isatty(2) == 1 }
+}
+
+/// Runs a command body: library errors become a one-line diagnostic (or a JSON error with
+/// --json) and exit code 1.
+func runReporting(json: Bool, _ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let error as ExitCode {
+        throw error
+    } catch let error as ValidationError {
+        throw error
+    } catch {
+        let message = String(describing: error)
+        if json {
+            try? Out.json(["error": message])
+        } else {
+            Out.error(message)
+        }
+        throw ExitCode(1)
+    }
+}
+
+/// Human-readable byte counts (binary units).
+func formatBytes(_ bytes: Int64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
+    var value = Double(bytes)
+    var unit = 0
+    while abs(value) >= 1024, unit < units.count - 1 {
+        value /= 1024
+        unit += 1
+    }
+    return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
+}
+
+/// A progress bar on stderr while `body` runs, only when stderr is a terminal and not --json.
+func withProgress<T>(_ label: String, enabled: Bool, _ body: (ProgressCounter?) throws -> T) rethrows -> T {
+    guard enabled, Out.stderrIsTerminal else { return try body(nil) }
+    let counter = ProgressCounter()
+    let bar = ProgressBar(label: label, counter: counter)
+    bar.start()
+    defer { bar.stop() }
+    return try body(counter)
+}
+
+/// Redraws one status line from a `ProgressCounter` on its own thread.
+final class ProgressBar: @unchecked Sendable {
+    // @unchecked: `running` is only touched under `lock`.
+    private let label: String
+    private let counter: ProgressCounter
+    private let lock = NSLock()
+    private var running = true
+    private var thread: Thread?
+    private let done = DispatchSemaphore(value: 0)
+
+    init(label: String, counter: ProgressCounter) {
+        self.label = label
+        self.counter = counter
+    }
+
+    func start() {
+        let thread = Thread { [self] in
+            while lock.withLock({ running }) {
+                draw()
+                Thread.sleep(forTimeInterval: 0.1)
+            }
+            done.signal()
+        }
+        self.thread = thread
+        thread.start()
+    }
+
+    func stop() {
+        lock.withLock { running = false }
+        done.wait()
+        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+    }
+
+    private func draw() {
+        let total = counter.bytesTotal
+        let doneBytes = counter.bytesDone
+        let fraction = total > 0 ? min(1, Double(doneBytes) / Double(total)) : 0
+        let width = 30
+        let filled = Int(fraction * Double(width))
+        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+        let text = "\r\(label) [\(bar)] \(Int(fraction * 100))% \(formatBytes(doneBytes))/\(formatBytes(total)) \(counter.filesDone)/\(counter.filesTotal) files\u{1B}[K"
+        FileHandle.standardError.write(Data(text.utf8))
+    }
+}
+
+/// Prints per-file problems under a heading.
+func printIssues(_ issues: [FileIssue]) {
+    guard !issues.isEmpty else { return }
+    Out.line("\(issues.count) problem\(issues.count == 1 ? "" : "s"):")
+    for issue in issues { Out.line("  \(issue.path): \(issue.message)") }
+}
+
+var currentDirectory: String { FileManager.default.currentDirectoryPath }

@@ -1,0 +1,18 @@
+import ArgumentParser
+
+/// `tsr`: one copy of every model, every name it goes by.
+@main
+struct Tsr: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tsr",
+        abstract: "tensors: a content-addressed store and registry for diffusion model files.",
+        discussion: """
+            The home (models.db, blobs/, tmp/, quarantine/) is --home, else $TSR_HOME, else
+            $XDG_DATA_HOME/tensors, else ~/.local/share/tensors.
+            """,
+        version: "0.1.0",
+        subcommands: [
+            ImportCommand.self, ListCommand.self, InfoCommand.self, HashCommand.self, AliasCommand.self,
+            StatsCommand.self, VerifyCommand.self, GCCommand.self, DBCommand.self, DemoCommand.self,
+        ])
+}

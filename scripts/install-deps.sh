@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages tensors needs to build, run and test. Run as root (or with sudo).
+# Swift itself (6.x) is expected on PATH; see README.md.
+set -euo pipefail
+packages=(
+  libfuse3-dev fuse3            # the mount (libfuse3 low-level API, fusermount3)
+  libsqlite3-dev                # GRDB uses the system SQLite (FTS5 included)
+  libssl-dev openssl            # SHA-256 through OpenSSL EVP; openssl dgst is the bench baseline
+  libcurl4-openssl-dev          # the fetch engine
+  pkg-config
+  util-linux                    # mount/umount for the tmpfs used by cross-filesystem tests
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
