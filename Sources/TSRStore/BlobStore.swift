@@ -51,12 +51,14 @@ public final class BlobStore: Sendable {
 
     /// Temp files younger than this are never cleaned up, even unlocked: their writer may be
     /// between creating the file and locking it.
-    static let tempGraceNs: Int64 = 60 * 1_000_000_000
+    public static let defaultTempGraceNs: Int64 = 60 * 1_000_000_000
+    let tempGraceNs: Int64
 
     /// Opens (creating if needed) the store of a home and removes temp files that crashed
     /// writers left behind. Files of writers still running are locked and kept.
-    public init(layout: StoreLayout) throws(StoreError) {
+    public init(layout: StoreLayout, tempGraceNs: Int64 = BlobStore.defaultTempGraceNs) throws(StoreError) {
         self.layout = layout
+        self.tempGraceNs = tempGraceNs
         for dir in [layout.home, layout.blobsRoot, layout.tmp, layout.quarantine] {
             try SystemCalls.makeDirectories(dir)
         }
@@ -291,7 +293,7 @@ public final class BlobStore: Sendable {
             let name = String(decoding: raw, as: UTF8.self)
             guard name.hasPrefix("txn-") else { continue }
             let path = layout.tmp + "/" + name
-            guard let status = try? SystemCalls.linkStatus(path), now - status.ctimeNs > Self.tempGraceNs else { continue }
+            guard let status = try? SystemCalls.linkStatus(path), now - status.ctimeNs >= tempGraceNs else { continue }
             guard let fd = try? FileDescriptor.open(path, .readOnly, options: [.closeOnExec, .noFollow]) else { continue }
             defer { try? fd.close() }
             if flock(fd.rawValue, LOCK_EX | LOCK_NB) == 0 { stale.append(path) }

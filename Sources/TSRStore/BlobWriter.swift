@@ -73,6 +73,13 @@ public final class BlobWriter {
         }
     }
 
+    /// Closes the descriptor and leaves the temp file behind, as a process killed mid-write
+    /// would: tests use it to check crash recovery.
+    func abandon() {
+        open = false
+        try? fd.close()
+    }
+
     /// Discards the bytes. Safe to call more than once.
     public func abort() {
         guard open else { return }

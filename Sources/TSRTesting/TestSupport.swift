@@ -1,0 +1,123 @@
+import Foundation
+import TSRStore
+
+/// A fresh directory under the system temp dir, removed by `remove()`.
+public struct TempDirectory: Sendable {
+    public let path: String
+
+    public init(_ label: String = "tsr-test") throws {
+        let template = NSTemporaryDirectory() + "\(label)-XXXXXX"
+        var bytes = Array(template.utf8CString)
+        guard let made = mkdtemp(&bytes) else { throw CocoaError(.fileWriteUnknown) }
+        path = String(cString: made)
+    }
+
+    /// Deletes the directory and everything below it (read-only blobs included).
+    public func remove() {
+        _ = try? FileManager.default.removeItem(atPath: path)
+    }
+
+    /// Writes bytes to a path below the directory, creating parents.
+    @discardableResult
+    public func write(_ relative: String, _ bytes: [UInt8]) throws -> String {
+        let full = path + "/" + relative
+        try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try Data(bytes).write(to: URL(fileURLWithPath: full))
+        return full
+    }
+
+    /// Runs `body` with a new temp directory and removes it afterwards, even on failure.
+    public static func with<T>(_ label: String = "tsr-test", _ body: (TempDirectory) throws -> T) throws -> T {
+        let dir = try TempDirectory(label)
+        defer { dir.remove() }
+        return try body(dir)
+    }
+}
+
+/// A small tmpfs mounted for the duration of a closure: a second filesystem (for cross-device
+/// imports) or a disk that fills up. Needs root; `isAvailable` tells.
+public enum Tmpfs {
+    public static var isAvailable: Bool { getuid() == 0 && FileManager.default.fileExists(atPath: "/bin/mount") }
+
+    public static func with<T>(sizeBytes: Int, _ body: (String) throws -> T) throws -> T {
+        let dir = try TempDirectory("tsr-tmpfs")
+        defer { dir.remove() }
+        let mounted = try Shell.run("/bin/mount", ["-t", "tmpfs", "-o", "size=\(sizeBytes)", "tmpfs", dir.path])
+        guard mounted.status == 0 else { throw ShellError(message: "mount tmpfs failed: \(mounted.stderr)") }
+        defer {
+            if (try? Shell.run("/bin/umount", [dir.path]))?.status != 0 { _ = try? Shell.run("/bin/umount", ["-l", dir.path]) }
+        }
+        return try body(dir.path)
+    }
+}
+
+public struct ShellError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}
+
+/// Runs programs and captures their output.
+public enum Shell {
+    public struct Output: Sendable {
+        public var status: Int32
+        public var stdout: String
+        public var stderr: String
+    }
+
+    /// Runs `executable` with `arguments`, waiting at most `timeout` seconds (then SIGKILL).
+    public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+                           cwd: String? = nil, timeout: TimeInterval = 300) throws -> Output {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        // Read both pipes concurrently so a chatty child never blocks on a full pipe.
+        let errData = LockedData()
+        let reader = Thread { errData.set(err.fileHandleForReading.readDataToEndOfFile()) }
+        reader.start()
+        let killer = DispatchWorkItem { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: killer)
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        killer.cancel()
+        while !errData.isSet { Thread.sleep(forTimeInterval: 0.001) }
+        return Output(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData.value, as: UTF8.self))
+    }
+}
+
+final class LockedData: @unchecked Sendable {
+    // @unchecked: every access holds `lock`.
+    private let lock = NSLock()
+    private var data: Data?
+    func set(_ value: Data) { lock.withLock { data = value } }
+    var isSet: Bool { lock.withLock { data != nil } }
+    var value: Data { lock.withLock { data ?? Data() } }
+}
+
+/// Where the package's build products are (for tests that run the `tsr` binary).
+public enum BuildProducts {
+    /// The package root, found from this source file's location.
+    public static let packageRoot: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+
+    /// The `tsr` binary: `$TSR_BINARY`, else the debug build.
+    public static var tsr: String {
+        if let explicit = ProcessInfo.processInfo.environment["TSR_BINARY"], !explicit.isEmpty { return explicit }
+        return packageRoot + "/.build/debug/tsr"
+    }
+}
+
+/// Reads a whole file.
+public func readBytes(_ path: String) throws -> [UInt8] {
+    [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+}
