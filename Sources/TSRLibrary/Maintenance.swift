@@ -7,6 +7,13 @@ public struct VerifyReport: Sendable, Codable, Equatable {
     public enum Status: String, Sendable, Codable { case ok, corrupt, missing, unknown }
     public var sha256: String
     public var status: Status
+    /// True when the blob is intact.
+    public var isOK: Bool {
+        switch status {
+        case .ok: return true
+        case .corrupt, .missing, .unknown: return false
+        }
+    }
     /// For corrupt blobs: what the bytes hash to.
     public var actual: String?
     /// For corrupt blobs: where the bytes were moved.

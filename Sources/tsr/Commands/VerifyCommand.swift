@@ -22,7 +22,7 @@ struct VerifyCommand: ParsableCommand {
             let reports = try withProgress("verifying", enabled: !output.json) { progress in
                 try Maintenance(library: library).verify(digests, progress: progress)
             }
-            let bad = reports.filter { $0.status != .ok }
+            let bad = reports.filter { !$0.isOK }
             if output.json {
                 try Out.json(reports)
             } else {

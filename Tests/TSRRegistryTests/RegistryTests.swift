@@ -1,0 +1,149 @@
+import Foundation
+import Testing
+import TSRStore
+import TSRTesting
+@testable import TSRRegistry
+
+@Suite struct RegistryTests {
+    static func digest(_ n: Int) -> Digest {
+        // Deterministic, distinct digests for rows that need no bytes.
+        try! SHA256Hasher.digest(Array("blob-\(n)".utf8))
+    }
+
+    static func withRegistry(_ body: (Registry, TempDirectory) throws -> Void) throws {
+        try TempDirectory.with { dir in try body(try Registry(path: dir.path + "/models.db"), dir) }
+    }
+
+    @Test func migrationsCreateEveryTableAndViewOnce() throws {
+        try Self.withRegistry { registry, dir in
+            #expect(try registry.appliedMigrations() == ["v1-store-registry-civitai-cache"])
+            let tables = Set(try registry.tableCounts().keys)
+            for table in [
+                "blobs", "aliases", "local_files", "safetensor_metadata", "sources", "creators", "models", "model_versions",
+                "trained_words", "version_files", "file_hashes", "tags", "model_tags", "version_images",
+                "image_generation_params", "image_resources",
+            ] {
+                #expect(tables.contains(table), "missing table \(table)")
+            }
+            #expect(try registry.viewNames() == ["v_local_files_full", "v_models_with_latest"])
+            // Reopening applies nothing again and keeps the data.
+            try registry.upsertBlob(BlobRecord(sha256: Self.digest(1), size: 1, state: .present))
+            let again = try Registry(path: dir.path + "/models.db")
+            #expect(try again.appliedMigrations().count == 1)
+            #expect(try again.blob(Self.digest(1))?.size == 1)
+        }
+    }
+
+    @Test func upsertMergesHeaderFactsAndKeepsPresent() throws {
+        try Self.withRegistry { registry, _ in
+            let d = Self.digest(2)
+            try registry.upsertBlob(BlobRecord(sha256: d, size: 10, state: .present, tensorCount: 3, baseModel: "SD 1.5"))
+            try registry.upsertBlob(BlobRecord(sha256: d, size: 10, state: .remote))
+            let row = try #require(try registry.blob(d))
+            #expect(row.state == .present, "registering a source never hides local bytes")
+            #expect(row.tensorCount == 3 && row.baseModel == "SD 1.5")
+            try registry.setState(d, .quarantined)
+            try registry.upsertBlob(BlobRecord(sha256: d, size: 10, state: .present))
+            #expect(try registry.blob(d)?.state == .present)
+        }
+    }
+
+    @Test func aliasesAddConflictReplaceMoveRemove() throws {
+        try Self.withRegistry { registry, _ in
+            let a = Self.digest(3), b = Self.digest(4)
+            for d in [a, b] { try registry.upsertBlob(BlobRecord(sha256: d, size: 100, state: .present)) }
+            #expect(try registry.addAlias(folder: "loras", path: "x.safetensors", sha256: a, replace: false) == .created)
+            #expect(try registry.addAlias(folder: "loras", path: "x.safetensors", sha256: a, replace: false) == .unchanged)
+            #expect(try registry.addAlias(folder: "loras", path: "x.safetensors", sha256: b, replace: false) == .conflict(existing: a))
+            let id = try #require(try registry.alias(folder: "loras", path: "x.safetensors")?.id)
+            #expect(try registry.addAlias(folder: "loras", path: "x.safetensors", sha256: b, replace: true) == .replaced(previous: a))
+            #expect(throws: RegistryError.blobUnknown(Self.digest(99))) {
+                try registry.addAlias(folder: "loras", path: "y", sha256: Self.digest(99), replace: false)
+            }
+            try registry.addAlias(folder: "loras", path: "z.safetensors", sha256: a, replace: false)
+            #expect(throws: RegistryError.aliasExists(name: "loras/z.safetensors", sha256: a)) {
+                try registry.moveAlias(from: ("loras", "x.safetensors"), to: ("loras", "z.safetensors"), replace: false)
+            }
+            try registry.moveAlias(from: ("loras", "x.safetensors"), to: ("checkpoints", "sub/x.safetensors"), replace: false)
+            let moved = try #require(try registry.alias(folder: "checkpoints", path: "sub/x.safetensors"))
+            #expect(moved.id == id, "a rename keeps the alias id (a stable inode later)")
+            #expect(moved.sha256 == b)
+            #expect(try registry.alias(folder: "loras", path: "x.safetensors") == nil)
+            #expect(try registry.removeAlias(folder: "checkpoints", path: "sub/x.safetensors").sha256 == b)
+            #expect(throws: RegistryError.aliasMissing("checkpoints/sub/x.safetensors")) {
+                try registry.removeAlias(folder: "checkpoints", path: "sub/x.safetensors")
+            }
+            #expect(try registry.blob(b) != nil, "removing a name keeps the blob")
+            #expect(try registry.unreferencedBlobs().map(\.sha256) == [b])
+        }
+    }
+
+    @Test func aliasIdsAreNeverReused() throws {
+        try Self.withRegistry { registry, _ in
+            let a = Self.digest(5)
+            try registry.upsertBlob(BlobRecord(sha256: a, size: 1, state: .present))
+            try registry.addAlias(folder: "vae", path: "1", sha256: a, replace: false)
+            let first = try #require(try registry.alias(folder: "vae", path: "1")?.id)
+            try registry.removeAlias(folder: "vae", path: "1")
+            try registry.addAlias(folder: "vae", path: "2", sha256: a, replace: false)
+            #expect(try #require(try registry.alias(folder: "vae", path: "2")?.id) > first)
+        }
+    }
+
+    @Test func statsCountBytesSavedByDedup() throws {
+        try Self.withRegistry { registry, _ in
+            let big = Self.digest(6), small = Self.digest(7), remote = Self.digest(8)
+            try registry.upsertBlob(BlobRecord(sha256: big, size: 1000, state: .present, baseModel: "SDXL 1.0"))
+            try registry.upsertBlob(BlobRecord(sha256: small, size: 10, state: .present))
+            try registry.upsertBlob(BlobRecord(sha256: remote, size: 5000, state: .remote))
+            try registry.addAlias(folder: "checkpoints", path: "a", sha256: big, replace: false)
+            try registry.addAlias(folder: "checkpoints", path: "b", sha256: big, replace: false)
+            try registry.addAlias(folder: "loras", path: "c", sha256: big, replace: false)
+            try registry.addAlias(folder: "loras", path: "d", sha256: small, replace: false)
+            try registry.addAlias(folder: "loras", path: "e", sha256: remote, replace: false)
+            let stats = try registry.stats()
+            #expect(stats.blobs == 2 && stats.remoteBlobs == 1 && stats.aliases == 5)
+            #expect(stats.bytesStored == 1010)
+            #expect(stats.bytesSaved == 2000, "two extra names of the 1000-byte blob")
+            #expect(stats.folders.map(\.folder) == ["checkpoints", "loras"])
+            #expect(stats.folders[1].aliases == 3 && stats.folders[1].bytes == 6010)
+            #expect(try registry.listing(folder: "loras").map(\.path) == ["c", "d", "e"])
+            #expect(try registry.listing(baseModel: "sdxl 1.0").count == 3)
+            #expect(try registry.listing(baseModel: "unknown").map(\.path) == ["d", "e"])
+        }
+    }
+
+    @Test func registerBatchStoresLocalFilesAndMetadata() throws {
+        try Self.withRegistry { registry, dir in
+            let path = try dir.write("m.safetensors", [1, 2, 3])
+            let status = try SystemCalls.status(path)
+            let d = Self.digest(9)
+            let local = LocalFileRecord(path: path, sha256: d, status: status, headerSize: 8, tensorCount: 1)
+            let changes = try registry.register([
+                FileRegistration(blob: BlobRecord(sha256: d, size: 3, state: .present), alias: ("loras", "m.safetensors"), localFile: local, localMetadata: ["k": "v"]),
+                FileRegistration(blob: nil, localFile: LocalFileRecord(path: dir.path + "/other", sha256: d, status: status)),
+            ])
+            #expect(changes == [.created, nil])
+            let known = try registry.localFilesByPath()
+            #expect(try #require(known[path]).matches(status))
+            #expect(known.count == 2)
+            #expect(try registry.localMetadata(path: path) == ["k": "v"])
+            // Re-registering the same path replaces its row and metadata.
+            _ = try registry.register([FileRegistration(blob: nil, localFile: local, localMetadata: ["k2": "v2"])])
+            #expect(try registry.localMetadata(path: path) == ["k2": "v2"])
+            try registry.deleteLocalFiles(paths: [path])
+            #expect(try registry.localFilesByPath().count == 1)
+            #expect(try registry.tableCounts()["safetensor_metadata"] == 0)
+        }
+    }
+
+    @Test func digestColumnRejectsNonCanonicalValues() throws {
+        try Self.withRegistry { registry, _ in
+            #expect(throws: RegistryError.self) {
+                try registry.write { db in
+                    try db.execute(sql: "INSERT INTO blobs (sha256, size, state, created_at) VALUES ('ABC', 1, 'present', '2026-01-01')")
+                }
+            }
+        }
+    }
+}
