@@ -1,0 +1,188 @@
+import Foundation
+import Testing
+import TSRStore
+import TSRTesting
+
+/// Runs the built `tsr` binary with a home of its own and checks stdout, stderr and exit codes.
+@Suite struct CLITests {
+    let dir: TempDirectory
+    var home: String { dir.path + "/home" }
+
+    init() throws { dir = try TempDirectory("tsr-cli") }
+
+    func tsr(_ arguments: String...) throws -> Shell.Output {
+        try tsr(arguments)
+    }
+
+    func tsr(_ arguments: [String]) throws -> Shell.Output {
+        var environment = ProcessInfo.processInfo.environment
+        environment["TSR_HOME"] = home
+        return try Shell.run(BuildProducts.tsr, arguments, environment: environment, cwd: dir.path, timeout: 120)
+    }
+
+    func json(_ output: Shell.Output) throws -> Any {
+        try JSONSerialization.jsonObject(with: Data(output.stdout.utf8))
+    }
+
+    func importDemo(_ mode: String = "--copy") throws -> [String: Any] {
+        try DemoTree.write(to: dir.path + "/models")
+        let out = try tsr("import", "models", mode, "--json")
+        #expect(out.status == 0, "\(out.stderr)")
+        return try #require(try json(out) as? [String: Any])
+    }
+
+    @Test func importPrintsASummaryAndStatsListInfoHaveTheDocumentedShapes() throws {
+        defer { dir.remove() }
+        let summary = try importDemo()
+        #expect(summary["files"] as? Int == 8 && summary["unique_blobs"] as? Int == 6 && summary["duplicates"] as? Int == 2)
+        #expect((summary["errors"] as? [Any])?.isEmpty == true)
+
+        let stats = try #require(try json(try tsr("stats", "-j")) as? [String: Any])
+        #expect(stats["blobs"] as? Int == 6 && stats["aliases"] as? Int == 8)
+        let stored = try #require(stats["bytes_stored"] as? Int)
+        let saved = try #require(stats["bytes_saved"] as? Int)
+        #expect(stored == DemoTree.files().filter { $0.path.hasSuffix(".safetensors") }.reduce(0) { $0 + $1.bytes.count } - saved)
+
+        let list = try #require(try json(try tsr("list", "--json", "--folder", "loras")) as? [[String: Any]])
+        #expect(list.count == 4)
+        for item in list {
+            for key in ["folder", "name", "sha256", "size", "state"] { #expect(item[key] != nil, "list item lacks \(key)") }
+            #expect(item["folder"] as? String == "loras" && item["state"] as? String == "present")
+        }
+        #expect(try tsr("list", "-j", "-b", "Pony").stdout.contains("demo_pony_style.safetensors"))
+
+        let info = try #require(try json(try tsr("info", "checkpoints/demo-sdxl.safetensors", "-j")) as? [String: Any])
+        for key in ["sha256", "size", "tensor_count", "header_size", "metadata", "base_model", "aliases"] {
+            #expect(info[key] != nil, "info lacks \(key)")
+        }
+        #expect(info["base_model"] as? String == "SDXL 1.0" && info["tensor_count"] as? Int == 2)
+        let text = try tsr("info", "models/checkpoints/demo-sdxl.safetensors")
+        #expect(text.status == 0 && text.stdout.contains("base model:   SDXL 1.0") && text.stdout.contains("modelspec.title: Demo SDXL"))
+    }
+
+    @Test func reimportIsANoOpAndTheProgressBarStaysOffAPipe() throws {
+        defer { dir.remove() }
+        _ = try importDemo("--link")
+        let again = try tsr("import", "models")
+        #expect(again.status == 0)
+        #expect(again.stdout.contains("0 hashed, 8 unchanged"))
+        #expect(again.stderr.isEmpty, "no progress bar on a pipe")
+    }
+
+    @Test func hashPrintsLikeSha256sumAndReportsMissingFiles() throws {
+        defer { dir.remove() }
+        let a = try dir.write("a.bin", Array(repeating: 1, count: 3 << 20))
+        let b = try dir.write("b b.bin", Array("abc".utf8))
+        let out = try tsr("hash", a, dir.path + "/missing", b)
+        #expect(out.status == 1)
+        let expectedA = try SHA256Hasher.digest([UInt8](repeating: 1, count: 3 << 20)).rawValue
+        #expect(out.stdout == "\(expectedA)  \(a)\nba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  \(b)\n")
+        #expect(out.stderr.contains("missing") && out.stderr.contains("No such file"))
+        if FileManager.default.fileExists(atPath: "/usr/bin/openssl") {
+            let openssl = try Shell.run("/usr/bin/openssl", ["dgst", "-sha256", "-r", a])
+            #expect(openssl.stdout.hasPrefix(expectedA))
+        }
+    }
+
+    @Test func aliasCommandsAndTheirErrors() throws {
+        defer { dir.remove() }
+        _ = try importDemo()
+        #expect(try tsr("alias", "add", "loras/extra/same.safetensors", "loras/demo_detail.safetensors").status == 0)
+        let added = try tsr("info", "loras/extra/same.safetensors", "-j")
+        #expect(added.stdout.contains("loras/style/demo_detail_v1.safetensors"))
+        let conflict = try tsr("alias", "add", "loras/demo_detail.safetensors", "vae/demo-vae.safetensors")
+        #expect(conflict.status == 1 && conflict.stderr.contains("already exists") && conflict.stderr.contains("--force"))
+        #expect(try tsr("alias", "mv", "loras/extra/same.safetensors", "checkpoints/moved.safetensors").status == 0)
+        #expect(try tsr("alias", "rm", "checkpoints/moved.safetensors").status == 0)
+        let missing = try tsr("alias", "rm", "checkpoints/moved.safetensors")
+        #expect(missing.status == 1 && missing.stderr.contains("no alias checkpoints/moved.safetensors"))
+        for bad in ["../etc/passwd", "loras/../../x", "loras/a\nb", "noslash"] {
+            let out = try tsr("alias", "add", bad, String(repeating: "a", count: 64))
+            #expect(out.status == 64, "\(bad): \(out.stderr)")
+            #expect(out.stderr.contains("Error:"))
+        }
+        let unknown = try tsr("alias", "add", "loras/x.safetensors", String(repeating: "a", count: 64))
+        #expect(unknown.status == 1 && unknown.stderr.contains("no blob"))
+    }
+
+    @Test func verifyExitsNonZeroOnCorruptionAndGcCollects() throws {
+        defer { dir.remove() }
+        _ = try importDemo()
+        #expect(try tsr("verify").status == 0)
+        let victim = try SHA256Hasher.digest(DemoTree.files()[2].bytes)
+        let path = home + "/blobs/sha256/\(victim.prefix)/\(victim.rawValue)"
+        chmod(path, 0o644)
+        var bytes = try readBytes(path)
+        bytes[100] ^= 1
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let out = try tsr("verify")
+        #expect(out.status == 1 && out.stdout.contains("CORRUPT \(victim.rawValue)"))
+        let json = try tsr("verify", victim.rawValue.uppercased(), "--json")
+        #expect(json.status == 1 && json.stdout.contains("\"status\" : \"missing\""))
+
+        #expect(try tsr("alias", "rm", "vae/demo-vae.safetensors").status == 0)
+        let dry = try tsr("gc", "--dry-run")
+        #expect(dry.stdout.contains("would remove unreferenced blob"))
+        let gc = try tsr("gc", "-j")
+        let vae = try SHA256Hasher.digest(DemoTree.files()[7].bytes).rawValue
+        #expect(gc.status == 0 && gc.stdout.contains(vae))
+    }
+
+    @Test func errorsAreOneLineOrJSON() throws {
+        defer { dir.remove() }
+        let text = try tsr("info", "nothing-here")
+        #expect(text.status == 1 && text.stderr == "tsr: nothing-here: no such file, alias (FOLDER/NAME) or SHA-256\n")
+        let json = try tsr("info", "nothing-here", "--json")
+        #expect(json.status == 1 && json.stdout.contains("\"error\""))
+        let notDir = try tsr("import", "/nonexistent/models")
+        #expect(notDir.status == 1 && notDir.stderr.contains("/nonexistent/models"))
+        let badImport = try tsr("import", dir.path, "--folder", "a/b")
+        #expect(badImport.status == 1 && badImport.stderr.contains("not a folder key"))
+    }
+
+    @Test func scanAndDemoRun() throws {
+        defer { dir.remove() }
+        try DemoTree.write(to: dir.path + "/models")
+        let scan = try tsr("db", "scan", "models", "-j")
+        #expect(scan.status == 0 && scan.stdout.contains("\"hashed\" : 8"))
+        let demo = try tsr("demo", "--home", dir.path + "/demo-home")
+        #expect(demo.status == 0, "\(demo.stderr)")
+        #expect(demo.stdout.contains("bytes saved:") && demo.stdout.contains("loras/pony/demo_pony_style.safetensors"))
+    }
+
+    @Test func aKilledImportLosesNothingAndARerunFinishes() throws {
+        defer { dir.remove() }
+        // A 2 GiB sparse model takes about a second to hash: long enough to kill mid-way.
+        let path = dir.path + "/models/checkpoints/huge.ckpt"
+        try FileManager.default.createDirectory(atPath: dir.path + "/models/checkpoints", withIntermediateDirectories: true)
+        #expect(FileManager.default.createFile(atPath: path, contents: Data("start".utf8)))
+        #expect(truncate(path, 2 << 30) == 0)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: BuildProducts.tsr)
+        process.arguments = ["import", dir.path + "/models", "--move"]
+        var environment = ProcessInfo.processInfo.environment
+        environment["TSR_HOME"] = home
+        process.environment = environment
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // Kill once hashing is under way (a temp file exists).
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            if let names = try? FileManager.default.contentsOfDirectory(atPath: home + "/tmp"), names.contains(where: { $0.hasPrefix("txn-") }) { break }
+            Thread.sleep(forTimeInterval: 0.005)
+        }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .uncaughtSignal, "import finished before it could be killed")
+        #expect(FileManager.default.fileExists(atPath: path), "the original survives")
+        #expect(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int == 2 << 30)
+        let blobs = try FileManager.default.subpathsOfDirectory(atPath: home + "/blobs/sha256").filter { $0.count > 3 }
+        #expect(blobs.isEmpty, "no blob is visible before its commit")
+        let rerun = try tsr("import", "models", "--move", "-j")
+        #expect(rerun.status == 0 && rerun.stdout.contains("\"originals_removed\" : 1"))
+        #expect(!FileManager.default.fileExists(atPath: path))
+        let list = try tsr("list", "-j")
+        #expect(list.stdout.contains("huge.ckpt") && list.stdout.contains("\(2 << 30)"))
+    }
+}
