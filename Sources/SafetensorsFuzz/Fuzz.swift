@@ -12,7 +12,22 @@ public func fuzzSafetensors(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 
     return 0
 }
 
-#if !FUZZING
+#if FUZZING
+/// libFuzzer's driver (from the -sanitize=fuzzer runtime).
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(
+    _ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> Int32
+) -> Int32
+
+/// SwiftPM links executables with main defined as `<module>_main`; hand control to libFuzzer.
+@_cdecl("SafetensorsFuzz_main")
+func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    var count = argc
+    var arguments = argv
+    return LLVMFuzzerRunDriver(&count, &arguments) { data, size in fuzzSafetensors(data, size) }
+}
+#else
 import Foundation
 
 /// Runs every file named on the command line (or every file in named directories) through the
