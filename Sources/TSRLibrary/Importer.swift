@@ -165,7 +165,16 @@ public struct Importer: Sendable {
         if !options.dryRun { try commitBatch(registrations, options: options, summary: &summary) }
 
         progress?.addTotal(bytes: toHash.reduce(0) { $0 + $1.file.status.size }, files: toHash.count)
-        let storeHadBefore = present
+        // A duplicate is content seen earlier in this run or stored before it. (Not "deduplicated
+        // at commit": with parallel workers the later file in walk order may commit first.)
+        func countHashed(_ digest: Digest, size: Int64) {
+            summary.imported += 1
+            summary.bytesHashed += size
+            if !seen.insert(digest).inserted || present.contains(digest) {
+                summary.duplicates += 1
+                summary.bytesSaved += size
+            }
+        }
         for batch in Self.batches(toHash) {
             let outcomes = Parallel.map(batch, workers: options.workers) { candidate in
                 let outcome = Self.process(candidate, library: library, options: options, progress: progress)
@@ -178,20 +187,10 @@ public struct Importer: Sendable {
                 case let .failed(candidate, message):
                     summary.errors.append(FileIssue(path: NameError.printable(candidate.file.path), message: message))
                 case let .hashed(candidate, digest, _):
-                    summary.imported += 1
-                    summary.bytesHashed += candidate.file.status.size
-                    if !seen.insert(digest).inserted || storeHadBefore.contains(digest) {
-                        summary.duplicates += 1
-                        summary.bytesSaved += candidate.file.status.size
-                    }
+                    countHashed(digest, size: candidate.file.status.size)
                 case let .adopted(candidate, adopted, facts):
-                    summary.imported += 1
-                    summary.bytesHashed += adopted.committed.size
                     let digest = adopted.committed.digest
-                    if !seen.insert(digest).inserted || adopted.committed.deduplicated {
-                        summary.duplicates += 1
-                        summary.bytesSaved += adopted.committed.size
-                    }
+                    countHashed(digest, size: adopted.committed.size)
                     let blob = BlobRecord(committed: digest, size: adopted.committed.size, facts: facts)
                     let local = LocalFileRecord(
                         path: candidate.file.path, sha256: digest, status: candidate.file.status,

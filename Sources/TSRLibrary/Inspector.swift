@@ -28,7 +28,7 @@ public struct Inspector: Sendable {
     public init(library: Library) { self.library = library }
 
     public func info(_ argument: String, cwd: String) throws(LibraryError) -> InfoReport {
-        do {
+        try wrappingErrors {
             if let digest = Digest(rawValue: argument) {
                 guard let blob = try library.registry.blob(digest) else { throw LibraryError.notFound(argument) }
                 return try report(blob: blob, path: nil)
@@ -44,14 +44,6 @@ public struct Inspector: Sendable {
                 return try report(blob: blob, path: nil)
             }
             throw LibraryError.notFound(argument)
-        } catch let error as LibraryError {
-            throw error
-        } catch let error as RegistryError {
-            throw .registry(error)
-        } catch let error as StoreError {
-            throw .store(error)
-        } catch {
-            throw .invalidArgument("\(error)")
         }
     }
 

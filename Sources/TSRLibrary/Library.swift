@@ -57,6 +57,28 @@ public enum LibraryError: Error, Sendable, CustomStringConvertible {
     }
 }
 
+extension LibraryError {
+    /// Wraps an error from the layers below, keeping its kind.
+    init(wrapping error: any Error) {
+        switch error {
+        case let error as LibraryError: self = error
+        case let error as RegistryError: self = .registry(error)
+        case let error as StoreError: self = .store(error)
+        case let error as NameError: self = .name(error)
+        default: self = .invalidArgument("\(error)")
+        }
+    }
+}
+
+/// Runs a body that mixes store and registry calls, reporting any failure as a `LibraryError`.
+func wrappingErrors<T>(_ body: () throws -> T) throws(LibraryError) -> T {
+    do {
+        return try body()
+    } catch {
+        throw LibraryError(wrapping: error)
+    }
+}
+
 /// A problem with one file; the operation went on with the others.
 public struct FileIssue: Error, Sendable, Codable, Equatable {
     /// The path as it can be shown (control characters and invalid UTF-8 escaped).

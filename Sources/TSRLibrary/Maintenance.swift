@@ -70,7 +70,7 @@ public struct Maintenance: Sendable {
         }
         var reports: [VerifyReport] = []
         for (digest, outcome) in zip(targets, outcomes) {
-            do {
+            try wrappingErrors {
                 let known = try library.registry.blob(digest) != nil
                 switch outcome {
                 case .success(.intact):
@@ -86,12 +86,6 @@ public struct Maintenance: Sendable {
                 case let .failure(error):
                     throw LibraryError.store(error)
                 }
-            } catch let error as RegistryError {
-                throw .registry(error)
-            } catch let error as LibraryError {
-                throw error
-            } catch {
-                throw .invalidArgument("\(error)")
             }
         }
         return reports
@@ -102,7 +96,7 @@ public struct Maintenance: Sendable {
     public func collectGarbage(dryRun: Bool) throws(LibraryError) -> GCReport {
         var report = GCReport()
         report.dryRun = dryRun
-        do {
+        try wrappingErrors {
             for blob in try library.registry.unreferencedBlobs() {
                 let size = library.store.size(of: blob.sha256) ?? 0
                 if !dryRun {
@@ -123,12 +117,6 @@ public struct Maintenance: Sendable {
             let stale = try library.store.staleTempFiles()
             if !dryRun { for path in stale { try? SystemCalls.remove(path) } }
             report.tempFiles = stale
-        } catch let error as RegistryError {
-            throw .registry(error)
-        } catch let error as StoreError {
-            throw .store(error)
-        } catch {
-            throw .invalidArgument("\(error)")
         }
         return report
     }

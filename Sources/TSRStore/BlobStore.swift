@@ -127,7 +127,7 @@ public final class BlobStore: Sendable {
         _ = flock(fd.rawValue, LOCK_EX | LOCK_NB)
     }
 
-    /// Moves a finished temp file into place, or discards it when the blob already exists.
+    /// Publishes a finished temp file at its blob path, or discards it when the blob already exists.
     /// The caller has fsynced the data and checked the digest.
     func publish(tempPath: String, fd: FileDescriptor, digest: Digest, size: Int64) throws(StoreError) -> Committed {
         let final = layout.blobPath(digest)
@@ -138,7 +138,20 @@ public final class BlobStore: Sendable {
         _ = fchmod(fd.rawValue, 0o444)
         let dir = "\(layout.blobsRoot)/\(digest.prefix)"
         try SystemCalls.makeDirectories(dir)
-        try SystemCalls.rename(tempPath, to: final)
+        // link(2), unlike rename(2), fails when the name exists: two writers committing the same
+        // content at once cannot replace each other's blob, and exactly one sees it as new.
+        do throws(StoreError) {
+            try SystemCalls.hardLink(tempPath, to: final)
+        } catch let error where error.errno == .fileExists {
+            try? SystemCalls.remove(tempPath)
+            return Committed(digest: digest, size: size, deduplicated: true)
+        } catch let error where [.notPermitted, .notSupported].contains(error.errno) {
+            // A filesystem without hard links: rename, accepting that a racing twin may replace it.
+            try SystemCalls.rename(tempPath, to: final)
+            try SystemCalls.syncDirectory(dir)
+            return Committed(digest: digest, size: size, deduplicated: false)
+        }
+        try? SystemCalls.remove(tempPath)
         try SystemCalls.syncDirectory(dir)
         return Committed(digest: digest, size: size, deduplicated: false)
     }

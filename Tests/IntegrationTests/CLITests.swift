@@ -34,7 +34,7 @@ import TSRTesting
     @Test func importPrintsASummaryAndStatsListInfoHaveTheDocumentedShapes() throws {
         defer { dir.remove() }
         let summary = try importDemo()
-        #expect(summary["files"] as? Int == 8 && summary["unique_blobs"] as? Int == 6 && summary["duplicates"] as? Int == 2)
+        #expect(summary["files"] as? Int == 8 && summary["unique_blobs"] as? Int == 6 && summary["duplicates"] as? Int == 2, "\(summary)")
         #expect((summary["errors"] as? [Any])?.isEmpty == true)
 
         let stats = try #require(try json(try tsr("stats", "-j")) as? [String: Any])

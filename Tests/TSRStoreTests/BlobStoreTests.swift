@@ -59,6 +59,20 @@ import TSRTesting
         }
     }
 
+    @Test func concurrentCommitsOfTheSameBytesPublishExactlyOnce() throws {
+        try TempDirectory.with { dir in
+            let store = try BlobStore(layout: StoreLayout(home: dir.path))
+            let data = Self.bytes(1 << 20)
+            for _ in 0..<20 {
+                let results = Parallel.map(Array(0..<8), workers: 8) { _ in Result { () throws(StoreError) in try store.put(data) } }
+                let committed = try results.map { try $0.get() }
+                #expect(committed.filter { !$0.deduplicated }.count == 1)
+                try store.remove(committed[0].digest)
+            }
+            #expect(try Self.tempFiles(store).isEmpty)
+        }
+    }
+
     @Test func wrongDigestIsQuarantinedNeverVisible() throws {
         try TempDirectory.with { dir in
             let store = try BlobStore(layout: StoreLayout(home: dir.path))
