@@ -8,7 +8,8 @@ packages=(
   libssl-dev openssl            # SHA-256 through OpenSSL EVP; openssl dgst is the bench baseline
   libcurl4-openssl-dev          # the fetch engine
   pkg-config
-  util-linux                    # mount/umount for the tmpfs used by cross-filesystem tests
+  util-linux                    # mount/umount and script(1) for tests (tmpfs, loop devices, a TTY)
+  btrfs-progs                   # a loop-mounted btrfs in the tests exercises reflink copies
 )
 missing=()
 for p in "${packages[@]}"; do

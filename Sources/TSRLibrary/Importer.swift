@@ -89,7 +89,13 @@ public struct Importer: Sendable {
         } catch {
             throw .name(error)
         }
-        let walk = try TreeWalker.walk(root: rootPath)
+        // The home's own files must never be imported (with --move that would delete blobs).
+        let realRoot = (try? SystemCalls.realPath(rootPath)) ?? rootPath
+        let realHome = (try? SystemCalls.realPath(library.layout.home)) ?? library.layout.home
+        if realRoot == realHome || realRoot.hasPrefix(realHome + "/") {
+            throw .invalidArgument("\(rootPath) is inside the tensors home \(library.layout.home); import a models folder from elsewhere")
+        }
+        let walk = try TreeWalker.walk(root: rootPath, excluding: [library.layout.home])
         summary.errors += walk.issues
 
         var candidates: [Candidate] = []

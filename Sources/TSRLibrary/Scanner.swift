@@ -17,7 +17,7 @@ public struct Scanner: Sendable {
     public init(library: Library) { self.library = library }
 
     public func run(root: String, workers: Int = Machine.coreCount, progress: ProgressCounter? = nil) throws(LibraryError) -> ScanSummary {
-        let walk = try TreeWalker.walk(root: root)
+        let walk = try TreeWalker.walk(root: root, excluding: [library.layout.home])
         var summary = ScanSummary()
         summary.errors = walk.issues
         let files = walk.files.filter { ModelPath.isModelFile($0.relative.last ?? "") && !ModelPath.isPartialDownload($0.relative.last ?? "") }

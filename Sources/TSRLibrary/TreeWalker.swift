@@ -17,8 +17,10 @@ struct FoundFile: Sendable {
 struct TreeWalker {
     var files: [FoundFile] = []
     var issues: [FileIssue] = []
+    private var excluded: Set<String> = []
 
-    static func walk(root: String) throws(LibraryError) -> TreeWalker {
+    /// Walks `root`, passing over the directories in `excluding` (the home, when it lies inside).
+    static func walk(root: String, excluding: [String] = []) throws(LibraryError) -> TreeWalker {
         var walker = TreeWalker()
         let status: FileStatus
         do {
@@ -27,6 +29,7 @@ struct TreeWalker {
             throw .store(error)
         }
         guard status.isDirectory else { throw .invalidArgument("\(root) is not a directory") }
+        walker.excluded = Set(excluding.compactMap { try? SystemCalls.status($0) }.map(Self.key))
         walker.visit(directory: root, relative: [], ancestors: [Self.key(status)])
         return walker
     }
@@ -66,6 +69,7 @@ struct TreeWalker {
             }
             if status.isDirectory {
                 let key = Self.key(status)
+                if excluded.contains(key) { continue }
                 if ancestors.contains(key) {
                     issues.append(FileIssue(path: NameError.printable(path), message: "symlink loop: it leads back to a directory above it; skipped"))
                     continue

@@ -51,6 +51,32 @@ public enum Tmpfs {
     }
 }
 
+/// A small btrfs filesystem on a loop device, for the reflink path. Needs root and btrfs-progs.
+public enum Btrfs {
+    public static var isAvailable: Bool {
+        getuid() == 0 && FileManager.default.fileExists(atPath: "/sbin/mkfs.btrfs") && FileManager.default.fileExists(atPath: "/dev/loop-control")
+    }
+
+    public static func with<T>(sizeBytes: Int = 128 << 20, _ body: (String) throws -> T) throws -> T {
+        let dir = try TempDirectory("tsr-btrfs")
+        defer { dir.remove() }
+        let image = dir.path + "/fs.img"
+        let mountpoint = dir.path + "/mnt"
+        try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+        guard FileManager.default.createFile(atPath: image, contents: nil), truncate(image, off_t(sizeBytes)) == 0 else {
+            throw ShellError(message: "cannot create \(image)")
+        }
+        let made = try Shell.run("/sbin/mkfs.btrfs", ["-q", image])
+        guard made.status == 0 else { throw ShellError(message: "mkfs.btrfs failed: \(made.stderr)") }
+        let mounted = try Shell.run("/bin/mount", ["-o", "loop", image, mountpoint])
+        guard mounted.status == 0 else { throw ShellError(message: "mount btrfs failed: \(mounted.stderr)") }
+        defer {
+            if (try? Shell.run("/bin/umount", [mountpoint]))?.status != 0 { _ = try? Shell.run("/bin/umount", ["-l", mountpoint]) }
+        }
+        return try body(mountpoint)
+    }
+}
+
 public struct ShellError: Error, CustomStringConvertible {
     public var message: String
     public var description: String { message }

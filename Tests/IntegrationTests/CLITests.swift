@@ -186,3 +186,20 @@ import TSRTesting
         #expect(list.stdout.contains("huge.ckpt") && list.stdout.contains("\(2 << 30)"))
     }
 }
+
+@Suite struct TerminalTests {
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: "/usr/bin/script"), "needs script(1) for a pseudo-terminal"))
+    func aTerminalGetsAProgressBar() throws {
+        let dir = try TempDirectory("tsr-tty")
+        defer { dir.remove() }
+        try DemoTree.write(to: dir.path + "/models")
+        var environment = ProcessInfo.processInfo.environment
+        environment["TSR_HOME"] = dir.path + "/home"
+        // script(1) runs the command on a pseudo-terminal, so stderr is a TTY.
+        let command = "'\(BuildProducts.tsr)' import '\(dir.path)/models'"
+        let out = try Shell.run("/usr/bin/script", ["-qec", command, "/dev/null"], environment: environment, timeout: 60)
+        #expect(out.status == 0)
+        #expect(out.stdout.contains("hashing ["), "progress bar drawn on the terminal")
+        #expect(out.stdout.contains("Imported 8 files"))
+    }
+}

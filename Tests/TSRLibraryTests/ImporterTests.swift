@@ -268,3 +268,42 @@ import TSRTesting
         }
     }
 }
+
+@Suite struct ImportSafetyTests {
+    @Test func theHomeIsNeverImported() throws {
+        try TempDirectory.with { dir in
+            // The home inside the tree being imported: its blobs are passed over.
+            let library = try Library(home: dir.path + "/models/home")
+            try DemoTree.write(to: dir.path + "/models")
+            let first = try Importer(library: library).run(root: dir.path + "/models", options: ImporterTests.options(.move))
+            #expect(first.errors.isEmpty && first.files == 8)
+            let again = try Importer(library: library).run(root: dir.path + "/models", options: ImporterTests.options(.move, all: true))
+            #expect(again.files == 1, "only the sidecar; nothing under the home")
+            #expect(try library.store.blobsOnDisk().count == 7)
+            for blob in try library.store.blobsOnDisk() { #expect(library.store.contains(blob.digest)) }
+            // The tree inside the home: refused outright.
+            #expect(throws: LibraryError.self) {
+                try Importer(library: library).run(root: dir.path + "/models/home/blobs", options: ImporterTests.options(.move))
+            }
+            #expect(try library.store.blobsOnDisk().count == 7)
+        }
+    }
+
+    @Test func aFileThatVanishesBeforeItsTurnIsReported() throws {
+        try TempDirectory.with { dir in
+            let library = try Library(home: dir.path + "/home")
+            let path = try dir.write("models/loras/gone.safetensors", DemoTree.files()[3].bytes)
+            let status = try SystemCalls.status(path)
+            try SystemCalls.remove(path)
+            let candidate = Importer.Candidate(
+                file: FoundFile(path: path, relative: ["loras", "gone.safetensors"], status: status, isSymlink: false),
+                folder: "loras", aliasPath: "gone.safetensors")
+            guard case let .failed(_, message) = Importer.process(candidate, library: library, options: ImporterTests.options(.move), progress: nil) else {
+                Issue.record("a vanished file was imported")
+                return
+            }
+            #expect(message.contains("No such file"))
+            #expect(try library.store.blobsOnDisk().isEmpty)
+        }
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import TSRTesting
 @testable import TSRStore
@@ -176,6 +177,22 @@ import TSRTesting
         }
     }
 
+    @Test(.enabled(if: Btrfs.isAvailable, "needs root, loop devices and btrfs-progs"))
+    func copyOnAReflinkFilesystemClones() throws {
+        try Btrfs.with { fs in
+            let store = try BlobStore(layout: StoreLayout(home: fs + "/home"))
+            let data = Self.bytes(3 << 20, seed: 3)
+            let original = fs + "/model.safetensors"
+            try Data(data).write(to: URL(fileURLWithPath: original))
+            let adopted = try store.adopt(path: original, mode: .copy)
+            #expect(adopted.method == .reflink)
+            let blobPath = store.layout.blobPath(adopted.committed.digest)
+            #expect(try SystemCalls.status(blobPath).inode != (try SystemCalls.status(original)).inode)
+            #expect(try readBytes(blobPath) == data)
+            #expect(adopted.committed.digest == (try SHA256Hasher.digest(data)))
+        }
+    }
+
     @Test func moveRemovesTheOriginalOnlyWhenUnchanged() throws {
         try TempDirectory.with { dir in
             let store = try BlobStore(layout: StoreLayout(home: dir.path + "/home"))
@@ -193,6 +210,33 @@ import TSRTesting
             try dir.write("b.bin", Self.bytes(1001, seed: 9))
             #expect(throws: StoreError.changedDuringRead(path: other)) { try store.removeOriginal(path: other, adopted: adoptedCopy) }
             #expect(SystemCalls.exists(other))
+        }
+    }
+
+    @Test(arguments: [AdoptMode.link, .copy, .move])
+    func aFileChangedWhileHashedIsRefused(_ mode: AdoptMode) throws {
+        try TempDirectory.with { dir in
+            let store = try BlobStore(layout: StoreLayout(home: dir.path + "/home"))
+            let path = try dir.write("growing.ckpt", Self.bytes(4 << 20))
+            // After the first chunk is hashed, another writer appends to the file.
+            let appended = Mutex(false)
+            let error = #expect(throws: StoreError.self) {
+                try store.adopt(path: path, mode: mode) { _ in
+                    appended.withLock { done in
+                        guard !done else { return }
+                        done = true
+                        if let handle = FileHandle(forWritingAtPath: path) {
+                            handle.seekToEndOfFile()
+                            handle.write(Data([1, 2, 3]))
+                            try? handle.close()
+                        }
+                    }
+                }
+            }
+            #expect(error == .changedDuringRead(path: path))
+            #expect(try store.blobsOnDisk().isEmpty)
+            #expect(try Self.tempFiles(store).isEmpty)
+            #expect(try SystemCalls.status(path).size == (4 << 20) + 3, "the writer's data is intact")
         }
     }
 

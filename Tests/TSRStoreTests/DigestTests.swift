@@ -1,5 +1,24 @@
+import CCurl
 import Testing
 @testable import TSRStore
+
+/// The libcurl shim links and its typed setopt/getinfo wrappers reach libcurl (the fetch engine
+/// builds on them).
+@Suite struct CurlShimTests {
+    @Test func wrappersReachLibcurl() throws {
+        let info = try #require(tsr_curl_version())
+        #expect(info.pointee.features & Int32(CURL_VERSION_SSL) != 0, "libcurl built with TLS")
+        let handle = try #require(curl_easy_init())
+        defer { curl_easy_cleanup(handle) }
+        #expect(tsr_curl_setopt_string(handle, CURLOPT_URL, "http://127.0.0.1:9/") == CURLE_OK)
+        #expect(tsr_curl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, 1) == CURLE_OK)
+        #expect(tsr_curl_setopt_long(handle, CURLOPT_NOSIGNAL, 1) == CURLE_OK)
+        #expect(tsr_curl_setopt_long(handle, CURLOPT_FOLLOWLOCATION, Int(-1)) == CURLE_OK)
+        var effective: UnsafeMutablePointer<CChar>?
+        #expect(tsr_curl_getinfo_string(handle, CURLINFO_EFFECTIVE_URL, &effective) == CURLE_OK)
+        #expect(effective.map { String(cString: $0) } == "http://127.0.0.1:9/")
+    }
+}
 
 @Suite struct DigestTests {
     @Test func parsesUpperCaseIntoCanonicalLowerCase() throws {
