@@ -13,7 +13,6 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
@@ -27,17 +26,11 @@ let package = Package(
             dependencies: [
                 "CCrypto", "CLinux",
                 .product(name: "SystemPackage", package: "swift-system"),
-                .product(name: "Logging", package: "swift-log"),
             ]),
         .target(
             name: "TSRRegistry",
             dependencies: ["TSRStore", .product(name: "GRDB", package: "GRDB.swift")]),
-        .target(
-            name: "TSRLibrary",
-            dependencies: [
-                "TSRStore", "TSRRegistry",
-                .product(name: "Logging", package: "swift-log"),
-            ]),
+        .target(name: "TSRLibrary", dependencies: ["TSRStore", "TSRRegistry"]),
         .target(name: "TSRTesting", dependencies: ["TSRStore"]),
         .executableTarget(
             name: "tsr",

@@ -246,12 +246,18 @@ public struct Importer: Sendable {
             // A symlinked file is adopted without touching its target: link or copy, never move.
             let mode: AdoptMode = candidate.file.isSymlink && options.mode == .move ? .link : options.mode
             let allowFallback = !(options.modeExplicit && options.mode == .link)
+            let adopted: Adopted
             do {
-                let adopted = try library.store.adopt(path: candidate.file.path, mode: mode, allowCopyFallback: allowFallback, progress: advance)
-                return .adopted(candidate, adopted, facts)
+                adopted = try library.store.adopt(path: candidate.file.path, mode: mode, allowCopyFallback: allowFallback, progress: advance)
             } catch {
                 throw .store(error)
             }
+            if !adopted.source.sameFile(as: candidate.file.status), facts != nil {
+                // Replaced between the header check and the hash: read the header of what was stored.
+                let stored = try HeaderFacts.read(path: library.layout.blobPath(adopted.committed.digest), name: candidate.name)
+                return .adopted(candidate, adopted, stored)
+            }
+            return .adopted(candidate, adopted, facts)
         } catch {
             return .failed(candidate, error.description)
         }

@@ -258,8 +258,8 @@ public final class BlobStore: Sendable {
             try SystemCalls.remove(path)
             return
         }
-        guard now.sameFile(as: adopted.source) || (adopted.method == .hardLink && now.inode == adopted.source.inode && now.device == adopted.source.device)
-        else { throw .changedDuringRead(path: path) }
+        // Making a hard-linked blob read-only moved its ctime, not its mtime: sameFile still holds.
+        guard now.sameFile(as: adopted.source) else { throw .changedDuringRead(path: path) }
         try SystemCalls.remove(path)
     }
 

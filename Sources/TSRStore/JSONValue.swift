@@ -1,3 +1,5 @@
+import Foundation
+
 /// Any JSON value, decoded without loss of integer precision.
 public enum JSONValue: Sendable, Equatable, Decodable {
     case null
@@ -42,7 +44,7 @@ public enum JSONValue: Sendable, Equatable, Decodable {
         case let .string(s): return JSONValue.quote(s)
         case let .array(items): return "[" + items.map(\.jsonText).joined(separator: ",") + "]"
         case let .object(map):
-            return "{" + map.keys.sorted().map { JSONValue.quote($0) + ":" + map[$0]!.jsonText }.joined(separator: ",") + "}"
+            return "{" + map.sorted { $0.key < $1.key }.map { JSONValue.quote($0.key) + ":" + $0.value.jsonText }.joined(separator: ",") + "}"
         }
     }
 
