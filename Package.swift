@@ -14,11 +14,13 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // C shims: a module map and a header of static inline wrappers. No logic.
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CFUSE", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         .target(name: "CLinux"),
 
         .target(
@@ -31,12 +33,23 @@ let package = Package(
             name: "TSRRegistry",
             dependencies: ["TSRStore", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "TSRLibrary", dependencies: ["TSRStore", "TSRRegistry"]),
+        // Swift binding of the libfuse low-level API; knows nothing about models.
+        .target(name: "FUSE", dependencies: ["CFUSE"]),
+        // The namespace (views → aliases → blobs) and the thin FUSE adapter.
+        .target(
+            name: "TSRMount",
+            dependencies: [
+                "FUSE", "TSRLibrary", "TSRRegistry", "TSRStore",
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .target(name: "TSRTesting", dependencies: ["TSRStore"]),
         .executableTarget(
             name: "tsr",
             dependencies: [
-                "TSRLibrary", "TSRStore", "TSRRegistry", "TSRTesting",
+                "TSRLibrary", "TSRStore", "TSRRegistry", "TSRTesting", "TSRMount",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]),
         // libFuzzer entry point for the safetensors header reader (scripts/fuzz.sh builds it
         // with -sanitize=fuzzer; a plain build compiles it as an ordinary executable).
@@ -45,6 +58,7 @@ let package = Package(
         .testTarget(name: "TSRStoreTests", dependencies: ["TSRStore", "TSRTesting", "CCurl"]),
         .testTarget(name: "TSRRegistryTests", dependencies: ["TSRRegistry", "TSRTesting"]),
         .testTarget(name: "TSRLibraryTests", dependencies: ["TSRLibrary", "TSRTesting"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["TSRTesting", "TSRStore"]),
+        .testTarget(name: "TSRMountTests", dependencies: ["TSRMount", "TSRLibrary", "TSRTesting"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["TSRTesting", "TSRStore", "CLinux"]),
     ]
 )

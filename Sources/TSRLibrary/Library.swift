@@ -163,3 +163,22 @@ extension BlobRecord {
             metadataJSON: facts?.metadataJSON)
     }
 }
+
+extension Library {
+    /// Records committed bytes under a name (a file written through the mount, a download):
+    /// the blob with its header facts when the name says safetensors, and the alias, replacing
+    /// what the name pointed at before.
+    @discardableResult
+    public func record(_ committed: Committed, folder: String, path: String) throws(LibraryError) -> AliasChange {
+        let name = path.split(separator: "/").last.map(String.init) ?? path
+        // Whatever an application wrote is kept; header facts only when the header is valid.
+        let facts = try? HeaderFacts.read(path: layout.blobPath(committed.digest), name: name)
+        let blob = BlobRecord(committed: committed.digest, size: committed.size, facts: facts ?? nil)
+        do {
+            let changes = try registry.register([FileRegistration(blob: blob, alias: (folder, path), replaceAlias: true)])
+            return changes.first.flatMap { $0 } ?? .created
+        } catch {
+            throw .registry(error)
+        }
+    }
+}

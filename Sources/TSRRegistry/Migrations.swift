@@ -9,6 +9,9 @@ enum Migrations {
         migrator.registerMigration("v1-store-registry-civitai-cache") { db in
             try db.execute(sql: v1)
         }
+        migrator.registerMigration("v2-mount-change-tracking") { db in
+            try db.execute(sql: v2)
+        }
         return migrator
     }
 
@@ -197,5 +200,38 @@ enum Migrations {
             LEFT JOIN model_versions mv ON mv.civitai_id = lf.civitai_version_id
             LEFT JOIN models m ON m.id = mv.model_id
             LEFT JOIN creators c ON c.id = m.creator_id;
+        """
+
+    static let v2 = """
+        -- Names that went away (removed, or moved elsewhere): a directory's mtime must move when an
+        -- entry leaves it, and must be the same after a remount.
+        CREATE TABLE alias_tombstones (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            folder TEXT NOT NULL,
+            path TEXT NOT NULL,
+            deleted_at TEXT NOT NULL
+        );
+        CREATE INDEX alias_tombstones_folder ON alias_tombstones(folder);
+        CREATE TRIGGER aliases_tombstone_on_delete AFTER DELETE ON aliases BEGIN
+            INSERT INTO alias_tombstones (folder, path, deleted_at) VALUES (old.folder, old.path, strftime('%Y-%m-%d %H:%M:%f', 'now'));
+        END;
+        CREATE TRIGGER aliases_tombstone_on_move AFTER UPDATE OF folder, path ON aliases
+            WHEN old.folder != new.folder OR old.path != new.path BEGIN
+            INSERT INTO alias_tombstones (folder, path, deleted_at) VALUES (old.folder, old.path, strftime('%Y-%m-%d %H:%M:%f', 'now'));
+        END;
+
+        -- One counter that every change to names or blobs bumps, from any process: a mount polls
+        -- it to notice changes made by other tsr commands.
+        CREATE TABLE registry_generation (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            generation INTEGER NOT NULL
+        );
+        INSERT INTO registry_generation (id, generation) VALUES (1, 0);
+        CREATE TRIGGER generation_alias_insert AFTER INSERT ON aliases BEGIN UPDATE registry_generation SET generation = generation + 1; END;
+        CREATE TRIGGER generation_alias_update AFTER UPDATE ON aliases BEGIN UPDATE registry_generation SET generation = generation + 1; END;
+        CREATE TRIGGER generation_alias_delete AFTER DELETE ON aliases BEGIN UPDATE registry_generation SET generation = generation + 1; END;
+        CREATE TRIGGER generation_blob_insert AFTER INSERT ON blobs BEGIN UPDATE registry_generation SET generation = generation + 1; END;
+        CREATE TRIGGER generation_blob_update AFTER UPDATE ON blobs BEGIN UPDATE registry_generation SET generation = generation + 1; END;
+        CREATE TRIGGER generation_blob_delete AFTER DELETE ON blobs BEGIN UPDATE registry_generation SET generation = generation + 1; END;
         """
 }

@@ -155,3 +155,62 @@ public struct SourceRecord: Codable, Sendable, Equatable, FetchableRecord, Mutab
         case createdAt = "created_at"
     }
 }
+
+/// One alias as the mount shows it.
+public struct MountEntry: Sendable, Equatable, Decodable, FetchableRecord {
+    public var id: Int64
+    public var folder: String
+    public var path: String
+    public var sha256: Digest
+    public var updatedAt: Date
+    public var size: Int64
+    public var state: BlobState
+    public var baseModel: String?
+    /// The CivitAI creator, when the blob is linked (filled by the CivitAI cache).
+    public var creator: String?
+
+    enum CodingKeys: String, CodingKey {
+        case id, folder, path, sha256, size, state, creator
+        case updatedAt = "updated_at", baseModel = "base_model"
+    }
+
+    public init(id: Int64, folder: String, path: String, sha256: Digest, updatedAt: Date, size: Int64, state: BlobState, baseModel: String?, creator: String?) {
+        self.id = id
+        self.folder = folder
+        self.path = path
+        self.sha256 = sha256
+        self.updatedAt = updatedAt
+        self.size = size
+        self.state = state
+        self.baseModel = baseModel
+        self.creator = creator
+    }
+}
+
+/// One blob as `by-hash/` shows it.
+public struct MountBlob: Sendable, Equatable, Decodable, FetchableRecord {
+    public var sha256: Digest
+    public var size: Int64
+    public var state: BlobState
+    public var createdAt: Date
+
+    enum CodingKeys: String, CodingKey {
+        case sha256, size, state
+        case createdAt = "created_at"
+    }
+}
+
+/// A name that went away, and when.
+public struct MountTombstone: Sendable, Equatable {
+    public var folder: String
+    public var path: String
+    public var deletedAt: Date
+}
+
+/// A consistent read of everything the mount shows.
+public struct MountData: Sendable {
+    public var generation: Int64
+    public var entries: [MountEntry]
+    public var blobs: [MountBlob]
+    public var tombstones: [MountTombstone]
+}

@@ -387,6 +387,56 @@ public final class Registry: Sendable {
         }
     }
 
+    // MARK: Mount support
+
+    /// A counter every change to aliases or blobs bumps, whichever process makes it.
+    public func generation() throws(RegistryError) -> Int64 {
+        try read { db in try Int64.fetchOne(db, sql: "SELECT generation FROM registry_generation WHERE id = 1") ?? 0 }
+    }
+
+    /// Everything the mount shows, read in one transaction so it is consistent.
+    public func mountSnapshot() throws(RegistryError) -> MountData {
+        try read { db in
+            let entries = try MountEntry.fetchAll(
+                db,
+                sql: """
+                    SELECT a.id, a.folder, a.path, a.sha256, a.updated_at, b.size, b.state, b.base_model,
+                           NULL AS creator
+                    FROM aliases a JOIN blobs b ON b.sha256 = a.sha256
+                    ORDER BY a.folder, a.path
+                    """)
+            let blobs = try MountBlob.fetchAll(db, sql: "SELECT sha256, size, state, created_at FROM blobs WHERE state != 'quarantined' ORDER BY sha256")
+            let tombstones = try Row.fetchAll(db, sql: "SELECT folder, path, deleted_at FROM alias_tombstones").map {
+                MountTombstone(folder: $0[0], path: $0[1], deletedAt: $0[2])
+            }
+            let generation = try Int64.fetchOne(db, sql: "SELECT generation FROM registry_generation WHERE id = 1") ?? 0
+            return MountData(generation: generation, entries: entries, blobs: blobs, tombstones: tombstones)
+        }
+    }
+
+    /// Renames every alias under a directory of a folder view (a directory rename in the mount).
+    /// Fails without changing anything when a target name exists and `replace` is false.
+    public func moveAliases(fromFolder: String, prefix: String, toFolder: String, toPrefix: String, replace: Bool) throws(RegistryError) -> Int {
+        try write { db in
+            let sources = try AliasRecord.fetchAll(
+                db, sql: "SELECT * FROM aliases WHERE folder = ? AND substr(path, 1, ?) = ?",
+                arguments: [fromFolder, prefix.count + 1, prefix + "/"])
+            for source in sources {
+                let newPath = toPrefix + source.path.dropFirst(prefix.count)
+                if let target = try AliasRecord.fetchOne(
+                    db, sql: "SELECT * FROM aliases WHERE folder = ? AND path = ?", arguments: [toFolder, newPath]), target.id != source.id
+                {
+                    guard replace else { throw RegistryError.aliasExists(name: target.name, sha256: target.sha256) }
+                    try db.execute(sql: "DELETE FROM aliases WHERE id = ?", arguments: [target.id])
+                }
+                try db.execute(
+                    sql: "UPDATE aliases SET folder = ?, path = ?, updated_at = ? WHERE id = ?",
+                    arguments: [toFolder, String(newPath), Date(), source.id])
+            }
+            return sources.count
+        }
+    }
+
     // MARK: Statistics
 
     /// Totals over blobs and aliases.

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import SystemPackage
 
 /// One write transaction: bytes stream into a locked temp file under `tmp/` and are hashed as
@@ -13,8 +16,13 @@ public final class BlobWriter {
     public let expected: Digest?
     /// The exact size the bytes must have, when known.
     public let expectedSize: Int64?
-    /// Bytes written so far.
+    /// Bytes written so far (the file's size).
     public private(set) var written: Int64 = 0
+    /// How far the incremental hash reaches; equal to `written` while every write appended.
+    private var hashedThrough: Int64 = 0
+    /// False once a write landed anywhere but the end, or the file was truncated: the hash is then
+    /// computed from the file at commit.
+    private var sequential = true
     private var open = true
 
     init(store: BlobStore, fd: FileDescriptor, tempPath: String, expected: Digest?, expectedSize: Int64?) throws(StoreError) {
@@ -37,9 +45,35 @@ public final class BlobWriter {
     /// Appends bytes. On failure (disk full…) the transaction stays open for the caller to abort.
     public func write(_ bytes: UnsafeRawBufferPointer) throws(StoreError) {
         guard open else { throw .transactionClosed }
-        _ = try SystemCalls.wrap("write", tempPath) { try fd.writeAll(bytes) }
-        hasher.update(bytes)
-        written += Int64(bytes.count)
+        try write(bytes, at: written)
+    }
+
+    /// Writes bytes at an offset (a hole before it reads as zeros). Appends keep hashing as they
+    /// go; any other write makes `commit` hash the whole file instead.
+    public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws(StoreError) {
+        guard open else { throw .transactionClosed }
+        _ = try SystemCalls.wrap("write", tempPath) { try fd.writeAll(toAbsoluteOffset: offset, bytes) }
+        if sequential && offset == hashedThrough {
+            hasher.update(bytes)
+            hashedThrough += Int64(bytes.count)
+        } else {
+            sequential = false
+        }
+        written = max(written, offset + Int64(bytes.count))
+    }
+
+    /// Sets the size (ftruncate); shrinking or growing both make the hash come from the file.
+    public func truncate(to size: Int64) throws(StoreError) {
+        guard open else { throw .transactionClosed }
+        try SystemCalls.retrying("ftruncate", tempPath) { ftruncate(fd.rawValue, off_t(size)) }
+        if size != hashedThrough { sequential = false }
+        written = size
+    }
+
+    /// Reads back bytes written so far (a reader of a file still being written).
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws(StoreError) -> Int {
+        guard open else { throw .transactionClosed }
+        return try SystemCalls.wrap("read", tempPath) { try fd.read(fromAbsoluteOffset: offset, into: buffer) }
     }
 
     /// Appends the bytes of an array.
@@ -61,7 +95,15 @@ public final class BlobWriter {
                 throw StoreError.sizeMismatch(path: expected.map { "blob \($0.short)" } ?? "download", expected: expectedSize, actual: written)
             }
             try SystemCalls.sync(fd, path: tempPath)
-            let actual = hasher.finalize()
+            let actual: Digest
+            if sequential && hashedThrough == written {
+                actual = hasher.finalize()
+            } else {
+                let rehash = try SHA256Hasher()
+                _ = try SystemCalls.wrap("seek", tempPath) { try fd.seek(offset: 0, from: .start) }
+                _ = try FileHasher.stream(fd, path: tempPath, into: rehash)
+                actual = rehash.finalize()
+            }
             if let expected, actual != expected {
                 let aside = store.quarantine(path: tempPath, actual: actual)
                 throw StoreError.digestMismatch(expected: expected, actual: actual, quarantined: aside)

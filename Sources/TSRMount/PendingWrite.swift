@@ -1,0 +1,106 @@
+import Foundation
+import TSRStore
+
+/// A file being written through the mount: a store write transaction and the name it will get.
+/// Shared by every handle open for writing on that name. Thread-safe through `lock`.
+final class PendingWrite: @unchecked Sendable {
+    // @unchecked: every mutable field is only touched while holding `lock`.
+    let lock = NSLock()
+    private var writer: BlobWriter?
+    /// The name it becomes on commit; nil once unlinked (the bytes are then discarded).
+    var key: AliasKey?
+    /// The content last committed from this write, for reads after commit.
+    var committed: Digest?
+    var openHandles = 0
+    var dirty = false
+    let createdNs: Int64
+
+    init(key: AliasKey, writer: BlobWriter, createdNs: Int64) {
+        self.key = key
+        self.writer = writer
+        self.createdNs = createdNs
+    }
+
+    var size: Int64 { lock.withLock { writer?.written ?? committedSize } }
+    /// Size of the last commit.
+    var committedSize: Int64 = 0
+
+    /// Writes at an offset; starts a new transaction seeded from the last commit if needed.
+    /// Returns whether it had to (the name is then being written again).
+    func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64, store: BlobStore) throws -> Bool {
+        try lock.withLock {
+            let restarted = writer == nil
+            let writer = try currentWriter(store: store)
+            try writer.write(bytes, at: offset)
+            dirty = true
+            return restarted
+        }
+    }
+
+    func truncate(to size: Int64, store: BlobStore) throws {
+        try lock.withLock {
+            try currentWriter(store: store).truncate(to: size)
+            dirty = true
+        }
+    }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64, store: BlobStore) throws -> Int {
+        try lock.withLock {
+            if let writer { return try writer.read(into: buffer, at: offset) }
+            guard let committed else { return 0 }
+            let fd = try SystemCallsBridge.openBlob(store: store, digest: committed)
+            defer { try? fd.close() }
+            return try fd.read(fromAbsoluteOffset: offset, into: buffer)
+        }
+    }
+
+    /// Commits the bytes; returns the result, or nil when there was nothing new to commit.
+    func commit() throws -> Committed? {
+        try lock.withLock {
+            guard dirty, let writer else { return nil }
+            self.writer = nil
+            dirty = false
+            let result = try writer.commit()
+            committed = result.digest
+            committedSize = result.size
+            return result
+        }
+    }
+
+    func abort() {
+        lock.withLock {
+            writer?.abort()
+            writer = nil
+            dirty = false
+        }
+    }
+
+    private func currentWriter(store: BlobStore) throws -> BlobWriter {
+        if let writer { return writer }
+        // Written again after a commit: copy-on-write from what was committed.
+        let fresh = try store.begin()
+        if let committed { try Seed.copy(from: committed, into: fresh, store: store, limit: nil) }
+        writer = fresh
+        return fresh
+    }
+}
+
+/// Copies a blob's bytes into a write transaction (copy-on-write of an existing file).
+enum Seed {
+    static func copy(from digest: Digest, into writer: BlobWriter, store: BlobStore, limit: Int64?) throws {
+        let fd = try SystemCallsBridge.openBlob(store: store, digest: digest)
+        defer { try? fd.close() }
+        let chunk = 1 << 20
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 4096)
+        defer { buffer.deallocate() }
+        var offset: Int64 = 0
+        while limit.map({ offset < $0 }) ?? true {
+            let want = limit.map { min(Int64(chunk), $0 - offset) } ?? Int64(chunk)
+            let count = try fd.read(fromAbsoluteOffset: offset, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(want)]))
+            if count == 0 { break }
+            try writer.write(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+            offset += Int64(count)
+        }
+        if let limit, limit > offset { try writer.truncate(to: limit) }
+    }
+}

@@ -1,0 +1,416 @@
+import FUSE
+import Foundation
+import Logging
+import Synchronization
+import SystemPackage
+import TSRLibrary
+import TSRRegistry
+import TSRStore
+
+/// How a mount behaves.
+public struct MountSettings: Sendable {
+    /// Everything read-only (EROFS on every change).
+    public var readOnly = false
+    /// Kernel cache lifetimes, in seconds. Long, because changes are pushed to the kernel by
+    /// explicit invalidation (see `TensorsFileSystem.install`).
+    public var entryTimeout = 3600.0
+    public var attributeTimeout = 3600.0
+    public var negativeTimeout = 3600.0
+    /// How often the registry is checked for changes made by other processes.
+    public var pollInterval: Duration = .milliseconds(200)
+    /// Owner shown for every file.
+    public var uid: UInt32 = getuid()
+    public var gid: UInt32 = getgid()
+
+    public init() {}
+}
+
+/// The tensors filesystem: the namespace served through FUSE, reads from blob files, writes into
+/// store write transactions.
+///
+/// Locks, in the order they may be taken: `rebuildLock` (serialises namespace rebuilds and the
+/// registry/overlay changes they reflect; held across registry I/O) → `state` (short, no I/O) →
+/// a `PendingWrite`'s own lock (held across its temp-file I/O, never while taking `state`).
+public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
+    // @unchecked: `session` is set once before the loop starts and only read afterwards.
+    public let library: Library
+    public let settings: MountSettings
+    let logger: Logger
+    weak var session: Session?
+
+    struct State {
+        var namespace: Namespace
+        var overlay = Overlay()
+        var writes: [AliasKey: PendingWrite] = [:]
+        var handles: [UInt64: Handle] = [:]
+        var nextHandle: UInt64 = 1
+        var invalidations: [Invalidation] = []
+        /// Inodes the kernel may still use for a node that now has another inode: a renamed path
+        /// (the kernel moves its dentry with the old inode) or a committed write (the writer's
+        /// dentry holds the pending inode). They stand for that node as it was then: a file keeps
+        /// its content, a directory shows its current listing.
+        var redirects: [Inode: Node] = [:]
+        /// Nodes that left the namespace, with their last attributes: open files and cached
+        /// dentries may still name them (readers of replaced content keep the old inode).
+        var retired: [Inode: Node] = [:]
+    }
+
+    enum Handle {
+        case blob(FileDescriptor, Digest)
+        case remote(Digest)
+        case pending(PendingWrite, writable: Bool)
+        case directory([DirectoryEntry])
+    }
+
+    enum Invalidation {
+        case entry(Inode, String)
+        case inode(Inode, data: Bool)
+    }
+
+    let state: Mutex<State>
+    private let rebuildLock = NSLock()
+
+    public init(library: Library, settings: MountSettings, logger: Logger) throws {
+        self.library = library
+        self.settings = settings
+        self.logger = logger
+        let namespace = NamespaceBuilder.build(try library.registry.mountSnapshot())
+        state = Mutex(State(namespace: namespace))
+    }
+
+    /// The current snapshot.
+    public var namespace: Namespace { state.withLock { $0.namespace } }
+
+    /// The node an inode stands for, following renames.
+    func resolve(_ inode: Inode) -> Node? {
+        state.withLock { state in
+            if let node = state.namespace.node(inode) { return node }
+            // Follow redirects (a renamed file that was then rewritten is two hops) to the live
+            // node, else the last snapshot on the way.
+            var current = inode
+            var last: Node?
+            for _ in 0..<8 {
+                guard let next = state.redirects[current], next.inode != current else { break }
+                if let live = state.namespace.node(next.inode) { return live }
+                last = next
+                current = next.inode
+            }
+            return last ?? state.retired[inode]
+        }
+    }
+
+    /// A child of a directory inode (which may itself be a renamed one).
+    func child(of parent: Inode, named name: String) -> Node? {
+        guard let dir = resolve(parent) else { return nil }
+        return namespace.child(of: dir.inode, named: name)
+    }
+
+    // MARK: Namespace maintenance
+
+    /// Rebuilds the namespace from the registry and the overlay, and queues kernel invalidations
+    /// for what changed. `change` runs first under the same lock (registry writes, overlay edits).
+    func rebuild(_ change: (inout Overlay) throws -> Void = { _ in }) throws {
+        try rebuildLock.withLock {
+            var overlay = state.withLock { $0.overlay }
+            try change(&overlay)
+            let data = try library.registry.mountSnapshot()
+            let fresh = NamespaceBuilder.build(data, overlay: overlay)
+            install(fresh, overlay: overlay)
+        }
+    }
+
+    /// Swaps in a new namespace and queues invalidations for every difference a kernel cache could
+    /// hold: listings and attributes of changed directories, entries that appeared (negative
+    /// entries), left or now lead elsewhere, and attributes and page cache of changed files.
+    private func install(_ fresh: Namespace, overlay: Overlay) {
+        state.withLock { state in
+            let old = state.namespace
+            state.namespace = fresh
+            state.overlay = overlay
+            state.invalidations += Self.differences(old, fresh)
+            for (inode, node) in old.nodes where fresh.nodes[inode] == nil && node.file != nil {
+                state.retired[inode] = node
+            }
+            if state.retired.count > Self.retiredLimit { state.retired.removeAll(keepingCapacity: true) }
+        }
+    }
+
+    /// Retired nodes kept at most (a cache: an inode past it answers ENOENT, like a deleted file).
+    static let retiredLimit = 100_000
+
+    static func differences(_ old: Namespace, _ new: Namespace) -> [Invalidation] {
+        var out: [Invalidation] = []
+        for (inode, before) in old.nodes {
+            guard let after = new.nodes[inode] else {
+                out.append(.entry(before.parent, before.name))
+                continue
+            }
+            switch (before.kind, after.kind) {
+            case let (.directory(a), .directory(b)):
+                if a.mtimeNs != b.mtimeNs || a.names != b.names { out.append(.inode(inode, data: false)) }
+                for name in Set(a.names).symmetricDifference(b.names) { out.append(.entry(inode, name)) }
+                for name in a.names where a.children[name] != nil && b.children[name] != nil && a.children[name] != b.children[name] {
+                    out.append(.entry(inode, name))
+                }
+            case let (.file(a), .file(b)):
+                if a != b { out.append(.inode(inode, data: a.sha256 != b.sha256 && !(a.pending || b.pending))) }
+            default:
+                out.append(.entry(before.parent, before.name))
+            }
+        }
+        for (inode, after) in new.nodes where old.nodes[inode] == nil {
+            // New names may be cached as negative entries: drop those.
+            out.append(.entry(after.parent, after.name))
+        }
+        return out
+    }
+
+    /// Sends queued invalidations to the kernel. Runs on the poller thread, never inside a request
+    /// handler (libfuse: notifications from a handler of a related operation can deadlock).
+    func flushInvalidations() {
+        let pending = state.withLock { state -> [Invalidation] in
+            defer { state.invalidations.removeAll() }
+            return state.invalidations
+        }
+        guard let session, !pending.isEmpty else { return }
+        for item in pending {
+            switch item {
+            case let .entry(parent, name): session.invalidateEntry(parent: parent, name: name)
+            case let .inode(inode, data): session.invalidateInode(inode, data: data)
+            }
+        }
+    }
+
+    /// One poll: picks up registry changes made by other processes, then pushes invalidations.
+    func poll() {
+        do {
+            let generation = try library.registry.generation()
+            if generation != namespace.generation { try rebuild() }
+        } catch {
+            logger.error("registry poll failed: \(error)")
+        }
+        flushInvalidations()
+    }
+
+    // MARK: Attributes
+
+    func attributes(_ node: Node) -> Attributes {
+        switch node.kind {
+        case let .directory(dir):
+            let writable = dir.target != nil && !settings.readOnly
+            return Attributes(
+                inode: node.inode, type: .directory, permissions: writable ? 0o755 : 0o555, size: 4096,
+                mtimeNs: dir.mtimeNs, linkCount: 2, uid: settings.uid, gid: settings.gid)
+        case let .file(file):
+            var size = file.size
+            if file.pending, let key = file.alias, let write = state.withLock({ $0.writes[key] }) { size = write.size }
+            let writable = file.writable && !settings.readOnly
+            return Attributes(
+                inode: node.inode, type: .regular, permissions: writable ? 0o644 : 0o444, size: size,
+                mtimeNs: file.mtimeNs, linkCount: 1, uid: settings.uid, gid: settings.gid)
+        }
+    }
+
+    func entry(_ node: Node) -> Entry {
+        Entry(attributes: attributes(node), entryTimeout: node.file?.pending == true ? 0 : settings.entryTimeout,
+              attributeTimeout: node.file?.pending == true ? 0 : settings.attributeTimeout)
+    }
+
+    // MARK: FileSystemHandler: reading
+
+    public func initialize(_ connection: inout ConnectionSettings) {
+        connection.enable(ConnectionSettings.readdirPlus)
+        connection.disable(ConnectionSettings.readdirPlusAuto)
+        connection.enable(ConnectionSettings.asyncRead)
+        // Blobs never change under a name without the mount knowing: no automatic invalidation
+        // of page cache on mtime changes, explicit invalidation instead.
+        connection.disable(ConnectionSettings.autoInvalidateData)
+        connection.disable(ConnectionSettings.writebackCache)
+        connection.maxBackground = 64
+        connection.congestionThreshold = 48
+        connection.timeGranularity = 1
+    }
+
+    public func lookup(_ request: Request, parent: Inode, name: String) {
+        guard let dir = resolve(parent) else { return request.reply(error: .noEntry) }
+        guard dir.directory != nil else { return request.reply(error: .notDirectory) }
+        guard let node = namespace.child(of: dir.inode, named: name) else {
+            return request.replyNoEntry(timeout: settings.negativeTimeout)
+        }
+        request.reply(entry: entry(node))
+    }
+
+    public func getattr(_ request: Request, inode: Inode, file: FileInfo?) {
+        guard let node = resolve(inode) else {
+            logger.debug("getattr \(inode): no such inode (generation \(namespace.generation))")
+            return request.reply(error: .noEntry)
+        }
+        let pending = node.file?.pending == true
+        // fstat on a reader's handle describes the content that handle reads (§7).
+        if let file, case let .blob(fd, digest)? = state.withLock({ $0.handles[file.handle] }), node.file?.sha256 != digest,
+            let size = try? fd.seek(offset: 0, from: .end)
+        {
+            var attributes = attributes(node)
+            attributes.size = size
+            return request.reply(attributes: attributes, timeout: 0)
+        }
+        request.reply(attributes: attributes(node), timeout: pending ? 0 : settings.attributeTimeout)
+    }
+
+    public func opendir(_ request: Request, inode: Inode, file: FileInfo) {
+        let ns = namespace
+        guard let node = resolve(inode) else { return request.reply(error: .noEntry) }
+        guard let dir = node.directory else { return request.reply(error: .notDirectory) }
+        let entries = dir.names.compactMap { name in dir.children[name].flatMap { ns.node($0) }.map { DirectoryEntry(name: name, entry: entry($0)) } }
+        let handle = state.withLock { state -> UInt64 in
+            let id = state.nextHandle
+            state.nextHandle += 1
+            state.handles[id] = .directory(entries)
+            return id
+        }
+        request.reply(open: OpenOptions(handle: handle, keepCache: false))
+    }
+
+    public func readdir(_ request: Request, inode: Inode, offset: Int, size: Int, file: FileInfo, plus: Bool) {
+        guard case let .directory(entries)? = state.withLock({ $0.handles[file.handle] }) else { return request.reply(error: .badFile) }
+        request.reply(directory: entries, offset: offset, size: size, plus: plus)
+    }
+
+    public func releasedir(_ request: Request, inode: Inode, file: FileInfo) {
+        _ = state.withLock { $0.handles.removeValue(forKey: file.handle) }
+        request.replyOK()
+    }
+
+    public func open(_ request: Request, inode: Inode, file: FileInfo) {
+        guard let node = resolve(inode) else { return request.reply(error: .noEntry) }
+        guard let entry = node.file else { return request.reply(error: .isDirectory) }
+        let accessMode = file.flags & O_ACCMODE
+        let wantsWrite = accessMode == O_WRONLY || accessMode == O_RDWR || file.flags & O_TRUNC != 0
+        do {
+            let handle: Handle
+            if wantsWrite {
+                guard entry.writable, !settings.readOnly, let key = entry.alias else { return request.reply(error: .readOnlyFileSystem) }
+                handle = .pending(try beginWrite(key: key, existing: entry, truncate: file.flags & O_TRUNC != 0), writable: true)
+            } else if entry.pending, let key = entry.alias, let write = state.withLock({ $0.writes[key] }) {
+                write.lock.withLock { write.openHandles += 1 }
+                handle = .pending(write, writable: false)
+            } else if let digest = entry.sha256, entry.state == .present {
+                handle = .blob(try SystemCallsBridge.openBlob(store: library.store, digest: digest), digest)
+            } else if let digest = entry.sha256 {
+                handle = .remote(digest)
+            } else {
+                return request.reply(error: .noEntry)
+            }
+            let id = state.withLock { state -> UInt64 in
+                let id = state.nextHandle
+                state.nextHandle += 1
+                state.handles[id] = handle
+                return id
+            }
+            // Blob content never changes under a handle: keep the page cache across opens.
+            // Writes go around the page cache, so readers of the old content keep it (§7).
+            let keep: Bool
+            if case .blob = handle { keep = true } else { keep = false }
+            request.reply(open: OpenOptions(handle: id, keepCache: keep, directIO: wantsWrite))
+        } catch {
+            logger.error("open \(namespace.path(of: inode)): \(error)")
+            request.reply(error: ErrnoMapping.errno(for: error))
+        }
+    }
+
+    public func read(_ request: Request, inode: Inode, size: Int, offset: Int64, file: FileInfo) {
+        guard let handle = state.withLock({ $0.handles[file.handle] }) else { return request.reply(error: .badFile) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 1), alignment: 4096)
+        defer { buffer.deallocate() }
+        let target = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<size])
+        do {
+            var filled = 0
+            switch handle {
+            case let .blob(fd, _):
+                // pread until the request is full or the file ends (short reads are legal but
+                // the kernel treats them as end of file).
+                while filled < size {
+                    let n = try fd.read(fromAbsoluteOffset: offset + Int64(filled), into: UnsafeMutableRawBufferPointer(rebasing: target[filled...]))
+                    if n == 0 { break }
+                    filled += n
+                }
+            case let .pending(write, _):
+                while filled < size {
+                    let n = try write.read(into: UnsafeMutableRawBufferPointer(rebasing: target[filled...]), at: offset + Int64(filled), store: library.store)
+                    if n == 0 { break }
+                    filled += n
+                }
+            case .remote:
+                // Lazy downloads arrive with the fetch engine; until then the bytes are not here.
+                return request.reply(error: .io)
+            case .directory:
+                return request.reply(error: .isDirectory)
+            }
+            request.reply(bytes: UnsafeRawBufferPointer(rebasing: target[0..<filled]))
+        } catch {
+            request.reply(error: ErrnoMapping.errno(for: error))
+        }
+    }
+
+    public func release(_ request: Request, inode: Inode, file: FileInfo) {
+        let handle = state.withLock { $0.handles.removeValue(forKey: file.handle) }
+        switch handle {
+        case let .blob(fd, _)?:
+            try? fd.close()
+        case let .pending(write, writable)?:
+            let remaining = write.lock.withLock { () -> Int in
+                write.openHandles -= 1
+                return write.openHandles
+            }
+            if writable {
+                do {
+                    try commit(write, invalidateNow: true)
+                } catch {
+                    logger.error("commit on release of \(write.key?.description ?? "an unlinked file") failed: \(error)")
+                }
+            }
+            if remaining == 0 { finish(write) }
+        default:
+            break
+        }
+        request.replyOK()
+    }
+
+    public func statfs(_ request: Request, inode: Inode) {
+        request.reply(statfsOf: library.layout.home)
+    }
+
+    // MARK: Extended attributes
+
+    static let xattrNames = ["user.tsr.sha256", "user.tsr.state"]
+
+    public func getxattr(_ request: Request, inode: Inode, name: String, size: Int) {
+        guard let node = resolve(inode) else { return request.reply(error: .noEntry) }
+        guard let file = node.file else { return request.reply(error: .noAttribute) }
+        let value: String
+        switch name {
+        case "user.tsr.sha256":
+            guard let digest = file.sha256 else { return request.reply(error: .noAttribute) }
+            value = digest.rawValue
+        case "user.tsr.state":
+            value = file.pending ? "writing" : file.state.rawValue
+        default:
+            return request.reply(error: .noAttribute)
+        }
+        let bytes = Array(value.utf8)
+        if size == 0 { return request.reply(xattrSize: bytes.count) }
+        if size < bytes.count { return request.reply(error: .range) }
+        request.reply(bytes: bytes)
+    }
+
+    public func listxattr(_ request: Request, inode: Inode, size: Int) {
+        guard let node = resolve(inode) else { return request.reply(error: .noEntry) }
+        var names = node.file == nil ? [] : Self.xattrNames
+        if node.file?.sha256 == nil { names.removeAll { $0 == "user.tsr.sha256" } }
+        var bytes: [UInt8] = []
+        for name in names { bytes += Array(name.utf8) + [0] }
+        if size == 0 { return request.reply(xattrSize: bytes.count) }
+        if size < bytes.count { return request.reply(error: .range) }
+        request.reply(bytes: bytes)
+    }
+}

@@ -1,0 +1,370 @@
+import FUSE
+import Foundation
+import TSRLibrary
+import TSRRegistry
+import TSRStore
+
+/// Writes through folder views: new files stream into store write transactions and become
+/// aliases when committed (on flush, i.e. close(2), or release); renames and unlinks change
+/// aliases; mkdir/rmdir manage directories that hold nothing yet.
+extension TensorsFileSystem {
+    static var nowNs: Int64 { Clock.nowNs() }
+
+    /// The writable directory a request targets, or the errno to answer.
+    func writableDirectory(_ inode: Inode) -> Result<(Node, AliasKey), Errno> {
+        guard let node = resolve(inode) else { return .failure(.noEntry) }
+        guard let dir = node.directory else { return .failure(.notDirectory) }
+        guard !settings.readOnly, let target = dir.target else { return .failure(.readOnlyFileSystem) }
+        return .success((node, target))
+    }
+
+    /// Validates a child name of a writable directory and returns its alias key.
+    func childKey(_ target: AliasKey, _ name: String) throws -> AliasKey {
+        let key = target.child(name)
+        _ = try ModelPath.validateRelativePath(key.path)
+        return key
+    }
+
+    /// Starts (or joins) the write transaction of a name.
+    func beginWrite(key: AliasKey, existing: FileNode?, truncate: Bool) throws -> PendingWrite {
+        if let current = state.withLock({ $0.writes[key] }) {
+            current.lock.withLock { current.openHandles += 1 }
+            if truncate {
+                try current.truncate(to: 0, store: library.store)
+                try rebuild { overlay in overlay.pending[key] = (0, Self.nowNs) }
+            }
+            return current
+        }
+        let writer = try library.store.begin()
+        do {
+            if let existing, !existing.pending, let digest = existing.sha256, !truncate {
+                try Seed.copy(from: digest, into: writer, store: library.store, limit: nil)
+            }
+        } catch {
+            writer.abort()
+            throw error
+        }
+        let write = PendingWrite(key: key, writer: writer, createdNs: Self.nowNs)
+        write.lock.withLock {
+            write.openHandles = 1
+            // A new file, or an existing one emptied, is a change even if nothing is written.
+            write.dirty = existing == nil || (truncate && (existing?.size ?? 0) > 0)
+        }
+        state.withLock { $0.writes[key] = write }
+        try rebuild { overlay in overlay.pending[key] = (0, write.createdNs) }
+        return write
+    }
+
+    /// Commits a write's bytes and records them under its name; from then on the name shows the
+    /// committed alias (one namespace rebuild for both).
+    ///
+    /// With `invalidateNow` (flush and release, where the kernel holds no directory lock) the
+    /// name's kernel entry is dropped before returning, so the next open after close(2) finds the
+    /// new content's inode, while readers of the old content keep theirs and its page cache (§7).
+    func commit(_ write: PendingWrite, invalidateNow: Bool = false) throws {
+        guard let committed = try write.commit() else { return }
+        guard let key = write.lock.withLock({ write.key }) else { return }
+        // The pending node's inode (which a creator's dentry holds) stands for the committed file.
+        let ns = namespace
+        let shown = ns.nodes.values.filter { $0.file?.pending == true && $0.file?.alias == key }.map { ($0.inode, ns.path(of: $0.inode)) }
+        try rebuild { overlay in
+            try library.record(committed, folder: key.folder, path: key.path)
+            overlay.pending[key] = nil
+        }
+        let fresh = namespace
+        state.withLock { state in
+            for (inode, path) in shown { state.redirects[inode] = fresh.node(at: path) }
+        }
+        guard invalidateNow, let session else { return }
+        for shownFolder in NamespaceBuilder.viewFolders(key.folder) {
+            let path = shownFolder + "/" + key.path
+            guard let node = fresh.node(at: path) else { continue }
+            session.invalidateEntry(parent: node.parent, name: node.name)
+        }
+    }
+
+    /// The last handle of a write is gone: uncommitted bytes are discarded and the write forgotten.
+    func finish(_ write: PendingWrite) {
+        let key = write.lock.withLock { write.key }
+        write.abort()
+        guard let key else { return }
+        let stillShown = state.withLock { state -> Bool in
+            if state.writes[key] === write { state.writes[key] = nil }
+            return state.overlay.pending[key] != nil && state.writes[key] == nil
+        }
+        guard stillShown else { return }
+        do {
+            try rebuild { overlay in overlay.pending[key] = nil }
+        } catch {
+            logger.error("rebuild after closing \(key): \(error)")
+        }
+    }
+
+    func handleNumber(_ handle: Handle) -> UInt64 {
+        state.withLock { state in
+            let id = state.nextHandle
+            state.nextHandle += 1
+            state.handles[id] = handle
+            return id
+        }
+    }
+
+    public func create(_ request: Request, parent: Inode, name: String, mode: UInt32, file: FileInfo) {
+        switch writableDirectory(parent) {
+        case let .failure(errno): return request.reply(error: errno)
+        case let .success((_, target)):
+            do {
+                let key = try childKey(target, name)
+                let existing = child(of: parent, named: name)
+                if existing?.directory != nil { return request.reply(error: .isDirectory) }
+                let write = try beginWrite(key: key, existing: existing?.file, truncate: true)
+                guard let node = child(of: parent, named: name) else { return request.reply(error: .io) }
+                let id = handleNumber(.pending(write, writable: true))
+                request.reply(create: entry(node), open: OpenOptions(handle: id, keepCache: false, directIO: true))
+            } catch {
+                logger.error("create \(target.child(name)): \(error)")
+                request.reply(error: ErrnoMapping.errno(for: error))
+            }
+        }
+    }
+
+    public func write(_ request: Request, inode: Inode, bytes: UnsafeRawBufferPointer, offset: Int64, file: FileInfo) {
+        guard case let .pending(write, true)? = state.withLock({ $0.handles[file.handle] }) else { return request.reply(error: .badFile) }
+        do {
+            if try write.write(bytes, at: offset, store: library.store), let key = write.lock.withLock({ write.key }) {
+                // Written again after a commit: show the name as being written until the next one.
+                try rebuild { overlay in overlay.pending[key] = (write.size, Self.nowNs) }
+            }
+            request.reply(written: bytes.count)
+        } catch {
+            request.reply(error: ErrnoMapping.errno(for: error))
+        }
+    }
+
+    public func flush(_ request: Request, inode: Inode, file: FileInfo) {
+        // close(2): commit now so the name is complete when close returns, and errors (disk full)
+        // reach the writer.
+        guard case let .pending(write, true)? = state.withLock({ $0.handles[file.handle] }) else { return request.replyOK() }
+        do {
+            try commit(write, invalidateNow: true)
+            request.replyOK()
+        } catch {
+            logger.error("commit of \(write.key?.description ?? "an unlinked file") failed: \(error)")
+            request.reply(error: ErrnoMapping.errno(for: error))
+        }
+    }
+
+    public func fsync(_ request: Request, inode: Inode, dataOnly: Bool, file: FileInfo) {
+        // Bytes in flight live in a temp file that is fsynced at commit; the name appears only
+        // complete and verified, so an fsync before close has nothing more to promise.
+        request.replyOK()
+    }
+
+    public func setattr(_ request: Request, inode: Inode, changes: AttributeChanges, file: FileInfo?) {
+        guard let node = resolve(inode) else {
+            logger.debug("setattr \(inode): no such inode")
+            return request.reply(error: .noEntry)
+        }
+        if let size = changes.size {
+            guard let entry = node.file else { return request.reply(error: .isDirectory) }
+            guard entry.writable, !settings.readOnly, let key = entry.alias else { return request.reply(error: .readOnlyFileSystem) }
+            do {
+                if let file, case let .pending(write, true)? = state.withLock({ $0.handles[file.handle] }) {
+                    try write.truncate(to: size, store: library.store)
+                } else if let write = state.withLock({ $0.writes[key] }) {
+                    try write.truncate(to: size, store: library.store)
+                } else {
+                    // truncate(2) on a closed file: copy-on-write right away.
+                    let write = try beginWrite(key: key, existing: entry, truncate: false)
+                    try write.truncate(to: size, store: library.store)
+                    let remaining = write.lock.withLock { () -> Int in
+                        write.openHandles -= 1
+                        return write.openHandles
+                    }
+                    let path = namespace.path(of: node.inode)
+                    try commit(write)
+                    if remaining == 0 { finish(write) }
+                    // truncate(2) changes the file everyone has open: its inode follows the name.
+                    let fresh = namespace.node(at: path)
+                    state.withLock { $0.redirects[node.inode] = fresh }
+                }
+            } catch {
+                logger.debug("setattr \(inode) size: \(error)")
+                return request.reply(error: ErrnoMapping.errno(for: error))
+            }
+        } else if settings.readOnly || (node.file.map { !$0.writable } ?? (node.directory?.target == nil)) {
+            if changes.mode != nil || changes.mtimeNs != nil { return request.reply(error: .readOnlyFileSystem) }
+        }
+        // Modes, owners and times are not stored: names carry no metadata of their own.
+        guard let fresh = resolve(inode) else {
+            logger.debug("setattr \(inode): gone after the change")
+            return request.reply(error: .noEntry)
+        }
+        request.reply(attributes: attributes(fresh), timeout: fresh.file?.pending == true ? 0 : settings.attributeTimeout)
+    }
+
+    public func mkdir(_ request: Request, parent: Inode, name: String, mode: UInt32) {
+        do {
+            let key: AliasKey
+            if parent == .root {
+                guard !settings.readOnly else { return request.reply(error: .readOnlyFileSystem) }
+                // A new folder key (custom nodes add their own: ipadapter, sams …).
+                key = AliasKey(folder: try ModelPath.validateFolder(name), path: "")
+            } else {
+                switch writableDirectory(parent) {
+                case let .failure(errno): return request.reply(error: errno)
+                case let .success((_, target)): key = try childKey(target, name)
+                }
+            }
+            if child(of: parent, named: name) != nil { return request.reply(error: .exists) }
+            let now = Self.nowNs
+            try rebuild { overlay in overlay.emptyDirectories[key] = now }
+            guard let node = child(of: parent, named: name) else { return request.reply(error: .io) }
+            request.reply(entry: entry(node))
+        } catch {
+            request.reply(error: ErrnoMapping.errno(for: error))
+        }
+    }
+
+    public func rmdir(_ request: Request, parent: Inode, name: String) {
+        guard !settings.readOnly else { return request.reply(error: .readOnlyFileSystem) }
+        guard let node = child(of: parent, named: name) else { return request.reply(error: .noEntry) }
+        guard let dir = node.directory else { return request.reply(error: .notDirectory) }
+        guard let target = dir.target else { return request.reply(error: .readOnlyFileSystem) }
+        guard dir.names.isEmpty else { return request.reply(error: .notEmpty) }
+        let isMadeHere = state.withLock { $0.overlay.emptyDirectories[target] != nil }
+        if !isMadeHere || (target.path.isEmpty && ModelPath.folderKeys.contains(target.folder)) {
+            return request.reply(error: .busy)
+        }
+        do {
+            try rebuild { overlay in overlay.emptyDirectories[target] = nil }
+            request.replyOK()
+        } catch {
+            request.reply(error: ErrnoMapping.errno(for: error))
+        }
+    }
+
+    public func unlink(_ request: Request, parent: Inode, name: String) {
+        guard !settings.readOnly else { return request.reply(error: .readOnlyFileSystem) }
+        guard let node = child(of: parent, named: name) else { return request.reply(error: .noEntry) }
+        guard let file = node.file else { return request.reply(error: .isDirectory) }
+        guard file.writable, let key = file.alias else { return request.reply(error: .readOnlyFileSystem) }
+        do {
+            let write = state.withLock { state -> PendingWrite? in
+                defer { state.writes[key] = nil }
+                return state.writes[key]
+            }
+            // Open handles of an unlinked file keep writing into a transaction that no name
+            // will receive (its bytes are discarded when the last handle closes).
+            write?.lock.withLock { write?.key = nil }
+            try rebuild { overlay in
+                overlay.pending[key] = nil
+                if try library.registry.alias(folder: key.folder, path: key.path) != nil {
+                    try library.registry.removeAlias(folder: key.folder, path: key.path)
+                }
+            }
+            request.replyOK()
+        } catch {
+            request.reply(error: ErrnoMapping.errno(for: error))
+        }
+    }
+
+    public func rename(_ request: Request, parent: Inode, name: String, newParent: Inode, newName: String, flags: UInt32) {
+        let noReplace = flags & RenameFlags.noReplace != 0
+        guard flags & ~RenameFlags.noReplace == 0 else { return request.reply(error: .invalid) }
+        guard !settings.readOnly else { return request.reply(error: .readOnlyFileSystem) }
+        let ns = namespace
+        guard let source = child(of: parent, named: name) else { return request.reply(error: .noEntry) }
+        guard case let .success((targetNode, targetDir)) = writableDirectory(newParent) else { return request.reply(error: .readOnlyFileSystem) }
+        do {
+            let destination = try childKey(targetDir, newName)
+            let existing = child(of: newParent, named: newName)
+            if existing != nil && noReplace { return request.reply(error: .exists) }
+            if let file = source.file {
+                guard file.writable, let from = file.alias else { return request.reply(error: .readOnlyFileSystem) }
+                if existing?.directory != nil { return request.reply(error: .isDirectory) }
+                if from == destination { return request.replyOK() }
+                try renameFile(from: from, to: destination, pending: file.pending)
+            } else if let dir = source.directory {
+                guard let from = dir.target, !from.path.isEmpty else { return request.reply(error: .busy) }
+                if let existing {
+                    guard let existingDir = existing.directory else { return request.reply(error: .notDirectory) }
+                    guard existingDir.names.isEmpty else { return request.reply(error: .notEmpty) }
+                }
+                if destination.folder == from.folder && (destination.path + "/").hasPrefix(from.path + "/") {
+                    return request.reply(error: .invalid)
+                }
+                try renameDirectory(from: from, to: destination)
+            }
+            // The kernel moves its dentries with their old inodes: keep those answering.
+            let base = ns.path(of: targetNode.inode)
+            remember(source, in: ns, at: base.isEmpty ? newName : base + "/" + newName)
+            request.replyOK()
+        } catch {
+            request.reply(error: ErrnoMapping.errno(for: error))
+        }
+    }
+
+    /// Records that `node` (and, for a directory, everything below it) now lives at `path`.
+    private func remember(_ node: Node, in ns: Namespace, at path: String) {
+        var moved: [(Inode, String)] = [(node.inode, path)]
+        var queue = [(node, path)]
+        while let (current, currentPath) = queue.popLast() {
+            guard let dir = current.directory else { continue }
+            for name in dir.names {
+                guard let inode = dir.children[name], let child = ns.node(inode) else { continue }
+                moved.append((inode, currentPath + "/" + name))
+                queue.append((child, currentPath + "/" + name))
+            }
+        }
+        let fresh = namespace
+        state.withLock { state in
+            for (inode, target) in moved { state.redirects[inode] = fresh.node(at: target) }
+        }
+    }
+
+    private func renameFile(from: AliasKey, to: AliasKey, pending: Bool) throws {
+        let moving = state.withLock { state -> PendingWrite? in
+            let write = state.writes[from]
+            if let write {
+                state.writes[from] = nil
+                state.writes[to] = write
+            }
+            return write
+        }
+        let replaced = state.withLock { state -> PendingWrite? in
+            moving == nil ? state.writes.removeValue(forKey: to) : nil
+        }
+        replaced?.lock.withLock { replaced?.key = nil }
+        moving?.lock.withLock { moving?.key = to }
+        try rebuild { overlay in
+            if let entry = overlay.pending.removeValue(forKey: from) { overlay.pending[to] = entry }
+            if replaced != nil { overlay.pending[to] = nil }
+            // A written file is in the registry once flushed; a pending-only one is not yet.
+            if try library.registry.alias(folder: from.folder, path: from.path) != nil {
+                try library.registry.moveAlias(from: (from.folder, from.path), to: (to.folder, to.path), replace: true)
+            }
+        }
+    }
+
+    private func renameDirectory(from: AliasKey, to: AliasKey) throws {
+        func moved(_ key: AliasKey) -> AliasKey? {
+            guard key.folder == from.folder, key.path == from.path || key.path.hasPrefix(from.path + "/") else { return nil }
+            return AliasKey(folder: to.folder, path: to.path + key.path.dropFirst(from.path.count))
+        }
+        state.withLock { state in
+            for (key, write) in state.writes {
+                guard let target = moved(key) else { continue }
+                state.writes[key] = nil
+                state.writes[target] = write
+                write.lock.withLock { write.key = target }
+            }
+        }
+        try rebuild { overlay in
+            _ = try library.registry.moveAliases(fromFolder: from.folder, prefix: from.path, toFolder: to.folder, toPrefix: to.path, replace: false)
+            for (key, value) in overlay.pending { if let target = moved(key) { overlay.pending[key] = nil; overlay.pending[target] = value } }
+            for (key, value) in overlay.emptyDirectories { if let target = moved(key) { overlay.emptyDirectories[key] = nil; overlay.emptyDirectories[target] = value } }
+            overlay.emptyDirectories[to] = overlay.emptyDirectories[to] ?? Self.nowNs
+        }
+    }
+}

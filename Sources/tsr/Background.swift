@@ -1,0 +1,63 @@
+import Foundation
+import TSRMount
+
+/// Starting the mount daemon in the background: the same binary with --foreground, in its own
+/// session, its output appended to the home's mount log.
+enum Background {
+    static func logPath(_ home: String) -> String { home + "/logs/mount.log" }
+
+    static func spawn(arguments: [String], home: String) throws -> pid_t {
+        try FileManager.default.createDirectory(atPath: home + "/logs", withIntermediateDirectories: true)
+        closeInheritedDescriptorsOnExec()
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, logPath(home), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        // POSIX_SPAWN_SETSID (glibc): the daemon outlives the terminal that started it.
+        posix_spawnattr_setflags(&attributes, 0x80)
+        let argv = [executable] + arguments
+        var pid: pid_t = 0
+        let cArgs = argv.map { strdup($0) } + [nil]
+        defer { cArgs.forEach { free($0) } }
+        let status = cArgs.withUnsafeBufferPointer { buffer in
+            posix_spawn(&pid, executable, &actions, &attributes, UnsafeMutablePointer(mutating: buffer.baseAddress!), environ)
+        }
+        guard status == 0 else { throw Failure("could not start the mount daemon: \(String(cString: strerror(status)))") }
+        return pid
+    }
+
+    /// A daemon must not keep descriptors it inherited (a caller's pipe would never see EOF):
+    /// mark every descriptor above stderr close-on-exec before spawning.
+    static func closeInheritedDescriptorsOnExec() {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") else { return }
+        for name in names {
+            guard let fd = Int32(name), fd > 2 else { continue }
+            let flags = fcntl(fd, F_GETFD)
+            if flags >= 0 { _ = fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
+        }
+    }
+
+    /// Waits until the kernel lists the mount, or the daemon exits (its log says why).
+    static func waitForMount(_ mountpoint: String, pid: pid_t, home: String) throws {
+        let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: mountpoint)) ?? mountpoint
+        let resolved = URL(fileURLWithPath: target).standardizedFileURL.path
+        let deadline = Date().addingTimeInterval(15)
+        while Date() < deadline {
+            if LiveMount.all().contains(where: { $0.mountpoint == resolved || $0.mountpoint == mountpoint }) { return }
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid {
+                let log = (try? String(contentsOfFile: logPath(home), encoding: .utf8)) ?? ""
+                let tail = log.split(separator: "\n").suffix(3).joined(separator: "\n")
+                throw Failure("the mount daemon exited before mounting:\n\(tail)")
+            }
+            usleep(50_000)
+        }
+        throw Failure("the mount did not appear within 15 s; see \(logPath(home))")
+    }
+}

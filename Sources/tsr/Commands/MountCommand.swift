@@ -1,0 +1,96 @@
+import ArgumentParser
+import Foundation
+import Logging
+import TSRMount
+
+struct MountCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mount",
+        abstract: "Mount the library as a ComfyUI models folder (FUSE).",
+        discussion: """
+            Shows checkpoints/, loras/, vae/ … (one directory per ComfyUI folder key), by-base/,
+            by-creator/, by-hash/ and workflows/. Mounting over a non-empty directory works (its
+            files are hidden while mounted). Runs in the background with its log in
+            <home>/logs/mount.log unless --foreground; stop it with `tsr umount`.
+            """)
+
+    @Argument(help: "The directory to mount on (e.g. ~/ComfyUI/models).")
+    var mountpoint: String
+
+    @Flag(help: "Stay in the foreground and log to stderr; Ctrl-C unmounts.")
+    var foreground = false
+
+    @Flag(help: "Refuse every change (EROFS).")
+    var readOnly = false
+
+    @Flag(help: "Let other users (e.g. ComfyUI running as another user) use the mount; needs user_allow_other in /etc/fuse.conf unless root.")
+    var allowOther = false
+
+    @OptionGroup var homeOptions: HomeOptions
+
+    func run() throws {
+        let point = mountpoint.hasPrefix("/") ? mountpoint : currentDirectory + "/" + mountpoint
+        let home = homeOptions.resolved
+        if foreground {
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = ProcessInfo.processInfo.environment["TSR_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+                return handler
+            }
+            var request = MountRequest(home: home, mountpoint: point)
+            request.readOnly = readOnly
+            request.allowOther = allowOther
+            try runReporting(json: false) {
+                let daemon = try MountDaemon.make(request, logger: Logger(label: "tsr.mount"))
+                try daemon.run(handleSignals: true)
+            }
+            return
+        }
+        try runReporting(json: false) {
+            var arguments = ["mount", point, "--foreground", "--home", home]
+            if readOnly { arguments.append("--read-only") }
+            if allowOther { arguments.append("--allow-other") }
+            let pid = try Background.spawn(arguments: arguments, home: home)
+            try Background.waitForMount(point, pid: pid, home: home)
+            Out.line("mounted \(home) at \(point) (pid \(pid); log: \(Background.logPath(home)))")
+        }
+    }
+}
+
+struct UmountCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "umount", abstract: "Unmount a tsr mount (the daemon then exits).")
+
+    @Argument(help: "The mount point.")
+    var mountpoint: String
+
+    @Flag(help: "Detach even while files are open (they keep working until closed).")
+    var lazy = false
+
+    func run() throws {
+        let point = mountpoint.hasPrefix("/") ? mountpoint : currentDirectory + "/" + mountpoint
+        let (status, message) = Unmount.run(point, lazy: lazy)
+        if status != 0 {
+            Out.error("could not unmount \(point): \(message)" + (message.contains("busy") ? " (close the files, or use --lazy)" : ""))
+            throw ExitCode(1)
+        }
+        Out.line("unmounted \(point)")
+    }
+}
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "List live tsr mounts and their homes.")
+
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        let mounts = LiveMount.all()
+        if output.json {
+            try Out.json(mounts)
+            return
+        }
+        if mounts.isEmpty { Out.line("no tsr mounts") }
+        for mount in mounts {
+            Out.line("\(mount.mountpoint)  home \(mount.home)\(mount.readOnly ? "  read-only" : "")")
+        }
+    }
+}
