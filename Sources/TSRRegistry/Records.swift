@@ -198,6 +198,13 @@ public struct MountBlob: Sendable, Equatable, Decodable, FetchableRecord {
         case sha256, size, state
         case createdAt = "created_at"
     }
+
+    public init(sha256: Digest, size: Int64, state: BlobState, createdAt: Date) {
+        self.sha256 = sha256
+        self.size = size
+        self.state = state
+        self.createdAt = createdAt
+    }
 }
 
 /// A name that went away, and when.
@@ -205,6 +212,12 @@ public struct MountTombstone: Sendable, Equatable {
     public var folder: String
     public var path: String
     public var deletedAt: Date
+
+    public init(folder: String, path: String, deletedAt: Date) {
+        self.folder = folder
+        self.path = path
+        self.deletedAt = deletedAt
+    }
 }
 
 /// A consistent read of everything the mount shows.
@@ -213,4 +226,11 @@ public struct MountData: Sendable {
     public var entries: [MountEntry]
     public var blobs: [MountBlob]
     public var tombstones: [MountTombstone]
+
+    public init(generation: Int64, entries: [MountEntry], blobs: [MountBlob], tombstones: [MountTombstone]) {
+        self.generation = generation
+        self.entries = entries
+        self.blobs = blobs
+        self.tombstones = tombstones
+    }
 }
