@@ -352,14 +352,18 @@ extension TensorsFileSystem {
             guard key.folder == from.folder, key.path == from.path || key.path.hasPrefix(from.path + "/") else { return nil }
             return AliasKey(folder: to.folder, path: to.path + key.path.dropFirst(from.path.count))
         }
-        state.withLock { state in
+        let relocated = state.withLock { state -> [(PendingWrite, AliasKey)] in
+            var out: [(PendingWrite, AliasKey)] = []
             for (key, write) in state.writes {
                 guard let target = moved(key) else { continue }
                 state.writes[key] = nil
                 state.writes[target] = write
-                write.lock.withLock { write.key = target }
+                out.append((write, target))
             }
+            return out
         }
+        // Outside the state lock: a write's lock may be held across its file I/O.
+        for (write, target) in relocated { write.lock.withLock { write.key = target } }
         try rebuild { overlay in
             _ = try library.registry.moveAliases(fromFolder: from.folder, prefix: from.path, toFolder: to.folder, toPrefix: to.path, replace: false)
             for (key, value) in overlay.pending { if let target = moved(key) { overlay.pending[key] = nil; overlay.pending[target] = value } }

@@ -74,6 +74,34 @@ import TSRTesting
         }
     }
 
+    @Test func positionalWritesAndTruncationHashTheFinalBytes() throws {
+        try TempDirectory.with { dir in
+            let store = try BlobStore(layout: StoreLayout(home: dir.path))
+            // Out of order: the second half first, then the first, then a patch in the middle.
+            let data = Self.bytes(3 << 20)
+            let writer = try store.begin(expectedSize: Int64(data.count))
+            let half = data.count / 2
+            try Array(data[half...]).withUnsafeBytes { try writer.write($0, at: Int64(half)) }
+            try Array(data[..<half]).withUnsafeBytes { try writer.write($0, at: 0) }
+            var expected = data
+            expected[1000] = 0xAB
+            try [UInt8(0xAB)].withUnsafeBytes { try writer.write($0, at: 1000) }
+            var readBack = [UInt8](repeating: 0, count: 4)
+            #expect(try readBack.withUnsafeMutableBytes { try writer.read(into: $0, at: 999) } == 4)
+            #expect(readBack == Array(expected[999..<1003]))
+            let committed = try writer.commit()
+            #expect(committed.digest == (try SHA256Hasher.digest(expected)))
+            // Truncation (shorter, then longer: the gap reads as zeros).
+            let cut = try store.begin()
+            try cut.write(Self.bytes(100))
+            try cut.truncate(to: 10)
+            try cut.truncate(to: 20)
+            let result = try cut.commit()
+            #expect(result.size == 20)
+            #expect(try readBytes(store.layout.blobPath(result.digest)) == Array(Self.bytes(100)[0..<10]) + [UInt8](repeating: 0, count: 10))
+        }
+    }
+
     @Test func wrongDigestIsQuarantinedNeverVisible() throws {
         try TempDirectory.with { dir in
             let store = try BlobStore(layout: StoreLayout(home: dir.path))

@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""Mount benchmarks: each number is a ratio against a baseline measured in the same run.
+
+Usage: bench/mount.py TSR_BINARY WORKDIR  (called by bench/run; needs root for drop_caches)
+Prints rows: name, baseline, tsr, ratio, goal, result.
+"""
+import os, subprocess, sys, time
+
+tsr, work = sys.argv[1], sys.argv[2]
+home, native, mnt = f"{work}/home", f"{work}/models", f"{work}/mnt"
+env = dict(os.environ, TSR_HOME=home)
+rows = []
+
+def row(name, base, ours, ratio, goal, ok):
+    rows.append((name, base, ours, ratio, goal, "ok" if ok else "MISSED"))
+
+def drop_caches():
+    subprocess.run(["sync"])
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
+
+def read_all(path):
+    t0 = time.perf_counter()
+    with open(path, "rb", buffering=0) as f:
+        while f.read(1 << 20):
+            pass
+    return time.perf_counter() - t0
+
+def best(fn, n=3):
+    return min(fn() for _ in range(n))
+
+# Data: one 1 GiB model and a folder of 10,000 small files (kept natively as the baseline).
+os.makedirs(f"{native}/checkpoints", exist_ok=True)
+os.makedirs(f"{native}/loras/many", exist_ok=True)
+with open(f"{native}/checkpoints/big.ckpt", "wb") as f:
+    for _ in range(1024):
+        f.write(os.urandom(1 << 20))
+for i in range(10_000):
+    with open(f"{native}/loras/many/lora{i:05}.pt", "wb") as f:
+        f.write(i.to_bytes(4, "little") * 16)
+subprocess.run([tsr, "import", native, "--copy"], env=env, check=True, stdout=subprocess.DEVNULL)
+os.makedirs(mnt, exist_ok=True)
+subprocess.run([tsr, "mount", mnt, "--home", home], env=env, check=True, stdout=subprocess.DEVNULL)
+try:
+    blob = subprocess.run([tsr, "info", "checkpoints/big.ckpt", "-j"], env=env, capture_output=True, text=True).stdout
+    digest = blob.split('"sha256" : "')[1][:64]
+    direct = f"{home}/blobs/sha256/{digest[:2]}/{digest}"
+    through = f"{mnt}/checkpoints/big.ckpt"
+
+    if drop_caches():
+        cold_direct = read_all(direct)
+        drop_caches()
+        cold_mount = read_all(through)
+        r = cold_direct / cold_mount
+        row("first read 1 GiB: mount / direct (speed)", f"{cold_direct:.3f}s", f"{cold_mount:.3f}s", f"{r:.2f}", ">=0.25", r >= 0.25)
+    read_all(direct); read_all(through)
+    warm_direct = best(lambda: read_all(direct))
+    warm_mount = best(lambda: read_all(through))
+    r = warm_direct / warm_mount
+    row("warm reread 1 GiB: mount / direct (speed)", f"{warm_direct:.3f}s", f"{warm_mount:.3f}s", f"{r:.2f}", ">=0.9", r >= 0.9)
+
+    def stats(path, n=100_000):
+        os.stat(path)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            os.stat(path)
+        return time.perf_counter() - t0
+    native_stat = best(lambda: stats(f"{native}/checkpoints/big.ckpt"))
+    mount_stat = best(lambda: stats(through))
+    r = native_stat / mount_stat
+    row("cached stat x100k: mount / native (speed)", f"{native_stat:.3f}s", f"{mount_stat:.3f}s", f"{r:.2f}", ">=0.9", r >= 0.9)
+
+    def ls(path):
+        t0 = time.perf_counter()
+        subprocess.run(["ls", "-l", path], stdout=subprocess.DEVNULL, check=True)
+        return time.perf_counter() - t0
+    ls(f"{native}/loras/many"); ls(f"{mnt}/loras/many")
+    native_ls = best(lambda: ls(f"{native}/loras/many"))
+    mount_ls = best(lambda: ls(f"{mnt}/loras/many"))
+    r = mount_ls / native_ls
+    row("ls -l 10,000 entries: mount / native (time)", f"{native_ls:.3f}s", f"{mount_ls:.3f}s", f"{r:.2f}", "<=1.5", r <= 1.5)
+finally:
+    subprocess.run([tsr, "umount", mnt], stdout=subprocess.DEVNULL)
+
+for name, base, ours, ratio, goal, result in rows:
+    print(f"{name:<44} {base:>10} {ours:>10} {ratio:>8} {goal:>10} {result:>7}")
