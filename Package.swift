@@ -58,7 +58,9 @@ let package = Package(
         .testTarget(name: "TSRStoreTests", dependencies: ["TSRStore", "TSRTesting", "CCurl"]),
         .testTarget(name: "TSRRegistryTests", dependencies: ["TSRRegistry", "TSRTesting"]),
         .testTarget(name: "TSRLibraryTests", dependencies: ["TSRLibrary", "TSRTesting"]),
-        .testTarget(name: "TSRMountTests", dependencies: ["TSRMount", "TSRLibrary", "TSRTesting"]),
+        .testTarget(
+            name: "TSRMountTests",
+            dependencies: ["TSRMount", "TSRLibrary", "TSRTesting", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "IntegrationTests", dependencies: ["TSRTesting", "TSRStore", "CLinux"]),
     ]
 )
