@@ -264,5 +264,6 @@ func withCStrings<T>(_ strings: [String], _ body: (UnsafeMutablePointer<UnsafeMu
     let duplicated = strings.map { strdup($0) }
     defer { duplicated.forEach { free($0) } }
     var argv = duplicated + [nil]
+    // SAFETY: argv always holds at least the terminating nil, so its buffer has a base address.
     return argv.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
 }
