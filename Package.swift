@@ -60,7 +60,7 @@ let package = Package(
         .testTarget(name: "TSRLibraryTests", dependencies: ["TSRLibrary", "TSRTesting"]),
         .testTarget(
             name: "TSRMountTests",
-            dependencies: ["TSRMount", "TSRLibrary", "TSRTesting", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["TSRMount", "TSRLibrary", "TSRTesting", "TSRRegistry", "CLinux", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "IntegrationTests", dependencies: ["TSRTesting", "TSRStore", "CLinux"]),
     ]
 )

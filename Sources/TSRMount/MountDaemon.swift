@@ -12,6 +12,8 @@ public struct MountRequest: Sendable {
     public var readOnly = false
     public var allowOther = false
     public var settings = MountSettings()
+    /// Downloads bytes that are not local yet (the fetch engine); nil: such reads answer EIO.
+    public var fetcher: (any BlobFetcher)?
 
     public init(home: String, mountpoint: String) {
         self.home = home
@@ -58,7 +60,7 @@ public final class MountDaemon: @unchecked Sendable {
         settings.readOnly = request.readOnly || settings.readOnly
         let fileSystem: TensorsFileSystem
         do {
-            fileSystem = try TensorsFileSystem(library: library, settings: settings, logger: logger)
+            fileSystem = try TensorsFileSystem(library: library, settings: settings, logger: logger, fetcher: request.fetcher)
         } catch {
             throw .registry("\(error)")
         }

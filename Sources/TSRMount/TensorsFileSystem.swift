@@ -36,6 +36,8 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
     public let library: Library
     public let settings: MountSettings
     let logger: Logger
+    /// Downloads bytes that are not local; without one, such reads answer EIO.
+    let fetcher: (any BlobFetcher)?
     weak var session: Session?
 
     struct State {
@@ -53,6 +55,10 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         /// Nodes that left the namespace, with their last attributes: open files and cached
         /// dentries may still name them (readers of replaced content keep the old inode).
         var retired: [Inode: Node] = [:]
+        /// Reads parked on a download in progress, by digest.
+        var downloads: [Digest: [ParkedRead]] = [:]
+        /// Why the last download of a digest failed (user.tsr.error).
+        var failures: [Digest: String] = [:]
     }
 
     enum Handle {
@@ -70,10 +76,11 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
     let state: Mutex<State>
     private let rebuildLock = NSLock()
 
-    public init(library: Library, settings: MountSettings, logger: Logger) throws {
+    public init(library: Library, settings: MountSettings, logger: Logger, fetcher: (any BlobFetcher)? = nil) throws {
         self.library = library
         self.settings = settings
         self.logger = logger
+        self.fetcher = fetcher
         let namespace = NamespaceBuilder.build(try library.registry.mountSnapshot())
         state = Mutex(State(namespace: namespace))
     }
@@ -340,9 +347,9 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
                     if n == 0 { break }
                     filled += n
                 }
-            case .remote:
-                // Lazy downloads arrive with the fetch engine; until then the bytes are not here.
-                return request.reply(error: .io)
+            case let .remote(digest):
+                // Parked until the download completes; this worker thread returns at once.
+                return readRemote(request, digest: digest, handle: file.handle, size: size, offset: offset)
             case .directory:
                 return request.reply(error: .isDirectory)
             }
@@ -393,7 +400,10 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
             guard let digest = file.sha256 else { return request.reply(error: .noAttribute) }
             value = digest.rawValue
         case "user.tsr.state":
-            value = file.pending ? "writing" : file.state.rawValue
+            value = stateName(file)
+        case "user.tsr.error":
+            guard let text = errorText(file) else { return request.reply(error: .noAttribute) }
+            value = text
         default:
             return request.reply(error: .noAttribute)
         }
@@ -407,6 +417,7 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         guard let node = resolve(inode) else { return request.reply(error: .noEntry) }
         var names = node.file == nil ? [] : Self.xattrNames
         if node.file?.sha256 == nil { names.removeAll { $0 == "user.tsr.sha256" } }
+        if let file = node.file, errorText(file) != nil { names.append("user.tsr.error") }
         var bytes: [UInt8] = []
         for name in names { bytes += Array(name.utf8) + [0] }
         if size == 0 { return request.reply(xattrSize: bytes.count) }

@@ -1,7 +1,9 @@
+import CLinux
 import Foundation
 import Logging
 import Testing
 import TSRLibrary
+import TSRRegistry
 import TSRStore
 import TSRTesting
 @testable import TSRMount
@@ -43,4 +45,132 @@ struct InProcessMountTests {
         #expect(alias?.sha256 == (try SHA256Hasher.digest(bytes)))
         #expect(daemon.fileSystem.namespace.node(at: "loras/inproc.txt")?.file?.size == Int64(bytes.count))
     }
+}
+
+/// A fetch double: counts calls, holds every fetch until released, then commits the bytes it was
+/// given (or fails) — the mount's side of lazy reads is what is under test.
+final class GatedFetcher: BlobFetcher, @unchecked Sendable {
+    // @unchecked: every field is guarded by `lock`.
+    private let lock = NSLock()
+    private var released = false
+    private var calls: [Digest: Int] = [:]
+    let store: BlobStore
+    let contents: [Digest: [UInt8]]
+
+    struct Refused: Error, CustomStringConvertible {
+        var description: String { "HTTP 404 from the fixture source" }
+    }
+
+    init(store: BlobStore, contents: [Digest: [UInt8]]) {
+        self.store = store
+        self.contents = contents
+    }
+
+    func release() { lock.withLock { released = true } }
+    func calls(_ digest: Digest) -> Int { lock.withLock { calls[digest] ?? 0 } }
+
+    func fetch(_ digest: Digest, size: Int64) async throws {
+        lock.withLock { calls[digest, default: 0] += 1 }
+        while !lock.withLock({ released }) { try await Task.sleep(for: .milliseconds(10)) }
+        guard let bytes = contents[digest] else { throw Refused() }
+        _ = try store.put(bytes, expected: digest)
+    }
+}
+
+extension InProcessMountTests {
+    @Test func lazyEntriesAreListedAndOneDownloadServesEveryReader() throws {
+        let dir = try TempDirectory("tsr-lazy")
+        defer { dir.remove() }
+        let library = try Library(home: dir.path + "/home")
+        try DemoTree.write(to: dir.path + "/models")
+        var options = ImportOptions()
+        options.mode = .copy
+        _ = try Importer(library: library).run(root: dir.path + "/models", options: options)
+        // Two entries whose bytes are not local: one the source will deliver, one it refuses.
+        let payload = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+        let digest = try SHA256Hasher.digest(payload)
+        let missing = try SHA256Hasher.digest(Array("never delivered".utf8))
+        try library.registry.upsertBlob(BlobRecord(sha256: digest, size: Int64(payload.count), state: .remote))
+        try library.registry.upsertBlob(BlobRecord(sha256: missing, size: 15, state: .remote))
+        try library.registry.addAlias(folder: "loras", path: "lazy.safetensors", sha256: digest, replace: false)
+        try library.registry.addAlias(folder: "loras", path: "gone.safetensors", sha256: missing, replace: false)
+
+        let fetcher = GatedFetcher(store: library.store, contents: [digest: payload])
+        let mountpoint = dir.path + "/mnt"
+        try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+        var request = MountRequest(home: dir.path + "/home", mountpoint: mountpoint)
+        request.fetcher = fetcher
+        let daemon = try MountDaemon.make(request, logger: Logger(label: "test"))
+        let finished = DispatchSemaphore(value: 0)
+        Thread {
+            _ = try? daemon.run(handleSignals: false)
+            finished.signal()
+        }.start()
+        defer {
+            fetcher.release()
+            daemon.stop()
+            if finished.wait(timeout: .now() + 10) == .timedOut { Unmount.detach(mountpoint) }
+        }
+        let deadline = Date().addingTimeInterval(10)
+        while !TestMount.isMounted(mountpoint) && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+
+        let lazy = mountpoint + "/loras/lazy.safetensors"
+        var before = stat()
+        #expect(lstat(lazy, &before) == 0 && before.st_size == payload.count, "§2: exact size before the bytes are here")
+        #expect(xattr(lazy, "user.tsr.state") == "remote")
+
+        // More readers than FUSE worker threads, all waiting on the one download.
+        let readers = 24
+        let results = LockedResults()
+        let group = DispatchGroup()
+        for _ in 0..<readers {
+            group.enter()
+            Thread {
+                results.add((try? readBytes(lazy)) ?? [])
+                group.leave()
+            }.start()
+        }
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect(xattr(lazy, "user.tsr.state") == "fetching")
+        // The mount stays responsive while they wait (§3: waiting reads hold no worker thread).
+        let start = Date()
+        #expect(try readBytes(mountpoint + "/vae/demo-vae.safetensors") == DemoTree.files()[7].bytes)
+        var other = stat()
+        #expect(stat(mountpoint + "/checkpoints/demo-sdxl.safetensors", &other) == 0)
+        #expect(Date().timeIntervalSince(start) < 2, "other files are served during the download")
+
+        fetcher.release()
+        #expect(group.wait(timeout: .now() + 20) == .success)
+        #expect(fetcher.calls(digest) == 1, "one download whatever the number of readers")
+        #expect(results.all.count == readers && results.all.allSatisfy { $0 == payload })
+        #expect(xattr(lazy, "user.tsr.state") == "present")
+        var after = stat()
+        #expect(lstat(lazy, &after) == 0)
+        #expect(after.st_ino == before.st_ino && after.st_size == before.st_size && after.st_mtim.tv_sec == before.st_mtim.tv_sec,
+                "§2: inode, size and mtime do not change when the bytes arrive")
+
+        // A download that fails answers EIO and says why.
+        let gone = mountpoint + "/loras/gone.safetensors"
+        let fd = open(gone, O_RDONLY)
+        #expect(fd >= 0, "opening never waits on the network")
+        var buffer = [UInt8](repeating: 0, count: 15)
+        #expect(read(fd, &buffer, 15) == -1 && errno == EIO)
+        close(fd)
+        #expect(xattr(gone, "user.tsr.state") == "failed")
+        #expect(xattr(gone, "user.tsr.error")?.contains("404") == true)
+    }
+
+    func xattr(_ path: String, _ name: String) -> String? {
+        var buffer = [UInt8](repeating: 0, count: 512)
+        let n = getxattr(path, name, &buffer, buffer.count)
+        return n < 0 ? nil : String(decoding: buffer.prefix(n), as: UTF8.self)
+    }
+}
+
+final class LockedResults: @unchecked Sendable {
+    // @unchecked: guarded by `lock`.
+    private let lock = NSLock()
+    private var items: [[UInt8]] = []
+    func add(_ item: [UInt8]) { lock.withLock { items.append(item) } }
+    var all: [[UInt8]] { lock.withLock { items } }
 }
