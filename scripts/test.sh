@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
-# The whole test suite from nothing: system packages, build, unit + integration tests, fuzz corpus.
+# The whole test suite from nothing: system packages, build, unit + integration tests (real FUSE
+# mounts where /dev/fuse exists), the fuzz corpus replay.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 swift build --build-tests
-swift test --skip-build 2>&1 | tee .build/test.log
+# Never leave a mount behind, whatever happens: a stuck FUSE mount would block the next run.
+cleanup_mounts() {
+  awk '$9 == "fuse.tsr" {print $5}' /proc/self/mountinfo 2>/dev/null | while read -r m; do
+    case "$m" in /tmp/*) fusermount3 -uz "$m" 2>/dev/null || true ;; esac
+  done
+}
+trap cleanup_mounts EXIT
+# A hung test must fail the run, not hold it until CI's own limit.
+timeout --kill-after=30 1800 swift test --skip-build 2>&1 | tee .build/test.log
 # The committed fuzz corpus must still parse without a crash (a regression check, not fuzzing).
 swift run -c debug SafetensorsFuzz fuzz/corpus/safetensors
