@@ -7,7 +7,7 @@ scripts/install-deps.sh
 swift build --build-tests
 # Never leave a mount behind, whatever happens: a stuck FUSE mount would block the next run.
 cleanup_mounts() {
-  awk '$9 == "fuse.tsr" {print $5}' /proc/self/mountinfo 2>/dev/null | while read -r m; do
+  awk '/ - fuse\.tsr / {print $5}' /proc/self/mountinfo 2>/dev/null | while read -r m; do
     case "$m" in /tmp/*) fusermount3 -uz "$m" 2>/dev/null || true ;; esac
   done
 }
