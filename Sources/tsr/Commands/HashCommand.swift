@@ -1,4 +1,5 @@
 import ArgumentParser
+import TSRLibrary
 import TSRStore
 
 struct HashCommand: ParsableCommand {
@@ -19,7 +20,11 @@ struct HashCommand: ParsableCommand {
 
     func run() throws {
         guard !files.isEmpty else { throw ValidationError("name at least one file") }
-        let results = FileHasher.hashAll(paths: files)
+        let results = withProgress("hashing", enabled: !output.json) { counter -> [Result<(Digest, FileStatus), StoreError>] in
+            guard let counter else { return FileHasher.hashAll(paths: files) }
+            counter.addTotal(bytes: files.reduce(0) { $0 + ((try? SystemCalls.status($1).size) ?? 0) }, files: files.count)
+            return FileHasher.hashAll(paths: files) { counter.advance(bytes: $0) }
+        }
         var failed = false
         var items: [Item] = []
         for (path, result) in zip(files, results) {
