@@ -9,11 +9,34 @@ public final class Request: @unchecked Sendable {
     // allows replying to a request from any thread, after its handler has returned.
     private let req: fuse_req_t
     private let replied = Atomic<Bool>(false)
+    /// The interrupt handler's box, retained while the request is alive.
+    private var interruptBox: Unmanaged<InterruptBox>?
+
+    final class InterruptBox {
+        let handler: @Sendable () -> Void
+        init(_ handler: @escaping @Sendable () -> Void) { self.handler = handler }
+    }
 
     init(_ req: fuse_req_t) { self.req = req }
 
     deinit {
         if !replied.load(ordering: .acquiring) { fuse_reply_err(req, EIO) }
+        interruptBox?.release()
+    }
+
+    /// Calls `handler` if the kernel interrupts the request (its caller got a signal) before it is
+    /// answered; the handler should answer EINTR. Called at once when already interrupted. Call
+    /// once, before parking the request (fuse_req_interrupt_func). The kernel sends interrupts
+    /// only for requests a caller waits on itself, not for background (async readahead) ones.
+    public func onInterrupt(_ handler: @escaping @Sendable () -> Void) {
+        let box = Unmanaged.passRetained(InterruptBox(handler))
+        interruptBox = box
+        // SAFETY: the box is retained by this Request, which lives until it is answered; libfuse
+        // calls the function only for a request that has not been answered (under its lock).
+        fuse_req_interrupt_func(req, { _, data in
+            guard let data else { return }
+            Unmanaged<InterruptBox>.fromOpaque(data).takeUnretainedValue().handler()
+        }, box.toOpaque())
     }
 
     /// True once the kernel gave up on the request (the caller was interrupted).

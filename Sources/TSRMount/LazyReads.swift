@@ -33,10 +33,22 @@ extension TensorsFileSystem {
         }
         let parked = ParkedRead(request: request, handle: handle, offset: offset, size: size)
         let start = state.withLock { state -> Bool in
-            let isNew = state.downloads[digest] == nil
+            let isNew = !state.fetching.contains(digest)
+            if isNew { state.fetching.insert(digest) }
             state.downloads[digest, default: []].append(parked)
             state.failures[digest] = nil
             return isNew
+        }
+        // An interrupted reader (a signal, SIGKILL) is answered EINTR now; the download goes on.
+        // Registered after parking, so a reader interrupted already is answered at once.
+        request.onInterrupt { [weak self, weak request] in
+            guard let self, let request else { return }
+            let removed = self.state.withLock { state -> Bool in
+                guard let index = state.downloads[digest]?.firstIndex(where: { $0.request === request }) else { return false }
+                state.downloads[digest]?.remove(at: index)
+                return true
+            }
+            if removed { request.reply(error: .interrupted) }
         }
         guard start else { return }
         let expected = namespace.nodes.values.first { $0.file?.sha256 == digest }?.file?.size ?? 0
@@ -70,6 +82,7 @@ extension TensorsFileSystem {
         }
         let parked = state.withLock { state -> [ParkedRead] in
             if let failure { state.failures[digest] = failure }
+            state.fetching.remove(digest)
             return state.downloads.removeValue(forKey: digest) ?? []
         }
         for read in parked {
@@ -111,7 +124,7 @@ extension TensorsFileSystem {
         if file.pending { return "writing" }
         guard let digest = file.sha256, file.state == .remote else { return file.state.rawValue }
         return state.withLock { state in
-            if state.downloads[digest] != nil { return "fetching" }
+            if state.fetching.contains(digest) { return "fetching" }
             if state.failures[digest] != nil { return "failed" }
             return "remote"
         }

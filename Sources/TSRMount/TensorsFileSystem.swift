@@ -57,6 +57,8 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         var retired: [Inode: Node] = [:]
         /// Reads parked on a download in progress, by digest.
         var downloads: [Digest: [ParkedRead]] = [:]
+        /// Digests with a download running (which may have no reader left waiting).
+        var fetching: Set<Digest> = []
         /// Why the last download of a digest failed (user.tsr.error).
         var failures: [Digest: String] = [:]
     }
@@ -228,7 +230,10 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
     public func initialize(_ connection: inout ConnectionSettings) {
         connection.enable(ConnectionSettings.readdirPlus)
         connection.disable(ConnectionSettings.readdirPlusAuto)
-        connection.enable(ConnectionSettings.asyncRead)
+        // Synchronous reads: readahead then runs in the reader's own context as requests the
+        // kernel can interrupt, so a reader waiting on a download can be answered EINTR (with
+        // async reads it would wait on a page lock that no interrupt reaches).
+        connection.disable(ConnectionSettings.asyncRead)
         // Blobs never change under a name without the mount knowing: no automatic invalidation
         // of page cache on mtime changes, explicit invalidation instead.
         connection.disable(ConnectionSettings.autoInvalidateData)

@@ -94,8 +94,14 @@ extension InProcessMountTests {
         try library.registry.upsertBlob(BlobRecord(sha256: missing, size: 15, state: .remote))
         try library.registry.addAlias(folder: "loras", path: "lazy.safetensors", sha256: digest, replace: false)
         try library.registry.addAlias(folder: "loras", path: "gone.safetensors", sha256: missing, replace: false)
+        // A third, read by one process only (readers of one file share its page cache, so one
+        // waits on another's read: only a file's own reader can be interrupted).
+        let solo = Array("solo bytes".utf8)
+        let soloDigest = try SHA256Hasher.digest(solo)
+        try library.registry.upsertBlob(BlobRecord(sha256: soloDigest, size: Int64(solo.count), state: .remote))
+        try library.registry.addAlias(folder: "vae", path: "solo.safetensors", sha256: soloDigest, replace: false)
 
-        let fetcher = GatedFetcher(store: library.store, contents: [digest: payload])
+        let fetcher = GatedFetcher(store: library.store, contents: [digest: payload, soloDigest: solo])
         let mountpoint = dir.path + "/mnt"
         try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
         var request = MountRequest(home: dir.path + "/home", mountpoint: mountpoint)
@@ -138,6 +144,30 @@ extension InProcessMountTests {
         var other = stat()
         #expect(stat(mountpoint + "/checkpoints/demo-sdxl.safetensors", &other) == 0)
         #expect(Date().timeIntervalSince(start) < 2, "other files are served during the download")
+
+        // A reader killed while it waits dies at once (its read is answered EINTR); the download goes on.
+        let victim = Process()
+        victim.executableURL = URL(fileURLWithPath: "/bin/cat")
+        victim.arguments = [mountpoint + "/vae/solo.safetensors"]
+        victim.standardOutput = FileHandle.nullDevice
+        try victim.run()
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect(victim.isRunning, "cat waits for the bytes")
+        let killedAt = Date()
+        kill(victim.processIdentifier, SIGKILL)
+        let died = DispatchSemaphore(value: 0)
+        Thread {
+            victim.waitUntilExit()
+            died.signal()
+        }.start()
+        // Bounded: if the kill does not take, release the download so nothing stays stuck.
+        if died.wait(timeout: .now() + 3) == .timedOut {
+            fetcher.release()
+            Issue.record("a killed reader stayed blocked on the download")
+            _ = died.wait(timeout: .now() + 20)
+        }
+        #expect(Date().timeIntervalSince(killedAt) < 3, "a killed reader does not hang in D state")
+        #expect(xattr(mountpoint + "/vae/solo.safetensors", "user.tsr.state") == "fetching", "the download goes on")
 
         fetcher.release()
         #expect(group.wait(timeout: .now() + 20) == .success)
