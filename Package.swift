@@ -54,6 +54,11 @@ let package = Package(
         // libFuzzer entry point for the safetensors header reader (scripts/fuzz.sh builds it
         // with -sanitize=fuzzer; a plain build compiles it as an ordinary executable).
         .executableTarget(name: "SafetensorsFuzz", dependencies: ["TSRStore"]),
+        // bench/run: stat latency while reads wait on stalled downloads (an in-process mount).
+        .executableTarget(
+            name: "StallBench",
+            dependencies: ["TSRMount", "TSRLibrary", "TSRRegistry", "TSRStore", "TSRTesting", .product(name: "Logging", package: "swift-log")],
+            path: "bench/StallBench"),
 
         .testTarget(name: "TSRStoreTests", dependencies: ["TSRStore", "TSRTesting", "CCurl"]),
         .testTarget(name: "TSRRegistryTests", dependencies: ["TSRRegistry", "TSRTesting"]),
