@@ -7,8 +7,9 @@ import TSRStore
 /// What the mount asks for when a file's bytes are not local: make the blob present in the store
 /// (download, verify, commit). The fetch engine implements it; tests use doubles.
 public protocol BlobFetcher: Sendable {
-    /// Returns once the blob is committed to the store, or throws why it cannot be.
-    func fetch(_ digest: Digest, size: Int64) async throws
+    /// Blocks until the blob is committed to the store, or throws why it cannot be. Called on a
+    /// thread of its own (never on Swift's cooperative pool, never on a FUSE worker).
+    func fetch(_ digest: Digest, size: Int64) throws
 }
 
 /// Reads of files whose bytes are not local: they park their request (holding no FUSE worker
@@ -27,6 +28,13 @@ extension TensorsFileSystem {
     func readRemote(_ request: Request, digest: Digest, handle: UInt64, size: Int, offset: Int64) {
         if library.store.contains(digest) {
             return upgradeAndServe(ParkedRead(request: request, handle: handle, offset: offset, size: size), digest: digest)
+        }
+        // Inside the stored prefix (the safetensors header): answered without a download (§3).
+        let end = offset + Int64(size)
+        if let prefix = try? library.registry.prefix(digest), end <= Int64(prefix.count) || Int64(prefix.count) == expectedSize(digest) {
+            let from = Int(min(offset, Int64(prefix.count)))
+            let to = Int(min(end, Int64(prefix.count)))
+            return request.reply(bytes: Array(prefix[from..<to]))
         }
         guard let fetcher else {
             return request.reply(error: .io)
@@ -51,17 +59,26 @@ extension TensorsFileSystem {
             if removed { request.reply(error: .interrupted) }
         }
         guard start else { return }
-        let expected = namespace.nodes.values.first { $0.file?.sha256 == digest }?.file?.size ?? 0
-        Task.detached { [self] in
+        let expected = expectedSize(digest)
+        // A thread per download: fetching blocks on the network, and its completion does file and
+        // registry I/O; neither may occupy FUSE workers or Swift's small cooperative pool.
+        let thread = Thread { [self] in
             let outcome: Result<Void, any Error>
             do {
-                try await fetcher.fetch(digest, size: expected)
+                try fetcher.fetch(digest, size: expected)
                 outcome = .success(())
             } catch {
                 outcome = .failure(error)
             }
             self.finishDownload(digest, outcome: outcome)
         }
+        thread.name = "tsr-fetch-\(digest.short)"
+        thread.start()
+    }
+
+    /// The size the registry gives a blob (0 if unknown).
+    func expectedSize(_ digest: Digest) -> Int64 {
+        (try? library.registry.blob(digest))?.size ?? 0
     }
 
     /// The fetch of `digest` ended: mark it present (or failed) and answer every parked read.

@@ -12,6 +12,9 @@ enum Migrations {
         migrator.registerMigration("v2-mount-change-tracking") { db in
             try db.execute(sql: v2)
         }
+        migrator.registerMigration("v3-blob-prefixes") { db in
+            try db.execute(sql: v3)
+        }
         return migrator
     }
 
@@ -233,5 +236,14 @@ enum Migrations {
         CREATE TRIGGER generation_blob_insert AFTER INSERT ON blobs BEGIN UPDATE registry_generation SET generation = generation + 1; END;
         CREATE TRIGGER generation_blob_update AFTER UPDATE ON blobs BEGIN UPDATE registry_generation SET generation = generation + 1; END;
         CREATE TRIGGER generation_blob_delete AFTER DELETE ON blobs BEGIN UPDATE registry_generation SET generation = generation + 1; END;
+        """
+
+    static let v3 = """
+        -- The first bytes of a blob not downloaded yet (at least its safetensors header, rounded up
+        -- to 128 KiB), fetched at registration so header readers need no download.
+        CREATE TABLE blob_prefixes (
+            sha256 TEXT PRIMARY KEY NOT NULL REFERENCES blobs(sha256) ON DELETE CASCADE,
+            bytes BLOB NOT NULL
+        );
         """
 }

@@ -389,6 +389,22 @@ public final class Registry: Sendable {
 
     // MARK: Mount support
 
+    /// Stores the first bytes of a blob (for reads before its download).
+    public func setPrefix(_ digest: Digest, bytes: [UInt8]) throws(RegistryError) {
+        try write { db in
+            try db.execute(
+                sql: "INSERT INTO blob_prefixes (sha256, bytes) VALUES (?, ?) ON CONFLICT(sha256) DO UPDATE SET bytes = excluded.bytes",
+                arguments: [digest, Data(bytes)])
+        }
+    }
+
+    /// The stored first bytes of a blob, if any.
+    public func prefix(_ digest: Digest) throws(RegistryError) -> [UInt8]? {
+        try read { db in
+            try Data.fetchOne(db, sql: "SELECT bytes FROM blob_prefixes WHERE sha256 = ?", arguments: [digest]).map { [UInt8]($0) }
+        }
+    }
+
     /// A counter every change to aliases or blobs bumps, whichever process makes it.
     public func generation() throws(RegistryError) -> Int64 {
         try read { db in try Int64.fetchOne(db, sql: "SELECT generation FROM registry_generation WHERE id = 1") ?? 0 }

@@ -69,9 +69,9 @@ final class GatedFetcher: BlobFetcher, @unchecked Sendable {
     func release() { lock.withLock { released = true } }
     func calls(_ digest: Digest) -> Int { lock.withLock { calls[digest] ?? 0 } }
 
-    func fetch(_ digest: Digest, size: Int64) async throws {
+    func fetch(_ digest: Digest, size: Int64) throws {
         lock.withLock { calls[digest, default: 0] += 1 }
-        while !lock.withLock({ released }) { try await Task.sleep(for: .milliseconds(10)) }
+        while !lock.withLock({ released }) { Thread.sleep(forTimeInterval: 0.01) }
         guard let bytes = contents[digest] else { throw Refused() }
         _ = try store.put(bytes, expected: digest)
     }
@@ -188,6 +188,55 @@ extension InProcessMountTests {
         close(fd)
         #expect(xattr(gone, "user.tsr.state") == "failed")
         #expect(xattr(gone, "user.tsr.error")?.contains("404") == true)
+    }
+
+    @Test func headerReadsAreAnsweredFromTheStoredPrefixWithoutADownload() throws {
+        let dir = try TempDirectory("tsr-prefix")
+        defer { dir.remove() }
+        let library = try Library(home: dir.path + "/home")
+        let model = SafetensorsBuilder(
+            metadata: ["ss_base_model_version": "sdxl_base_v1-0", "ss_output_name": "lazy"],
+            tensors: [("w", "U8", [1 << 20])], fill: 7
+        ).bytes()
+        let digest = try SHA256Hasher.digest(model)
+        try library.registry.upsertBlob(BlobRecord(sha256: digest, size: Int64(model.count), state: .remote))
+        try library.registry.addAlias(folder: "loras", path: "browse.safetensors", sha256: digest, replace: false)
+        try library.registry.setPrefix(digest, bytes: Array(model.prefix(128 << 10)))
+        let fetcher = GatedFetcher(store: library.store, contents: [digest: model])
+        let mountpoint = dir.path + "/mnt"
+        try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+        var request = MountRequest(home: dir.path + "/home", mountpoint: mountpoint)
+        request.fetcher = fetcher
+        let daemon = try MountDaemon.make(request, logger: Logger(label: "test"))
+        let finished = DispatchSemaphore(value: 0)
+        Thread {
+            _ = try? daemon.run(handleSignals: false)
+            finished.signal()
+        }.start()
+        defer {
+            fetcher.release()
+            daemon.stop()
+            if finished.wait(timeout: .now() + 10) == .timedOut { Unmount.detach(mountpoint) }
+        }
+        let deadline = Date().addingTimeInterval(10)
+        while !TestMount.isMounted(mountpoint) && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+
+        // What LoRA managers and ComfyUI's preview do: 8 bytes of length, then the JSON header.
+        let path = mountpoint + "/loras/browse.safetensors"
+        let handle = try #require(FileHandle(forReadingAtPath: path))
+        let lengthBytes = [UInt8](try handle.read(upToCount: 8) ?? Data())
+        let length = Int(Safetensors.headerLength(lengthBytes))
+        let json = [UInt8](try handle.read(upToCount: length) ?? Data())
+        try handle.close()
+        let header = try Safetensors.parse(bytes: lengthBytes + json, fileSize: Int64(model.count))
+        #expect(header.metadata["ss_output_name"] == "lazy" && header.tensors["w"]?.end == 1 << 20)
+        #expect(fetcher.calls(digest) == 0, "§3: the header was read without downloading")
+        #expect(xattr(path, "user.tsr.state") == "remote")
+
+        // Reading past the prefix downloads it once, and the bytes are the model's.
+        fetcher.release()
+        #expect(try readBytes(path) == model)
+        #expect(fetcher.calls(digest) == 1)
     }
 
     func xattr(_ path: String, _ name: String) -> String? {

@@ -16,9 +16,10 @@ final class StalledFetcher: BlobFetcher, @unchecked Sendable {
     private let lock = NSLock()
     private var released = false
     func release() { lock.withLock { released = true } }
-    func fetch(_ digest: Digest, size: Int64) async throws {
-        while !lock.withLock({ released }) { try await Task.sleep(for: .milliseconds(20)) }
-        throw CancellationError()
+    struct Stalled: Error {}
+    func fetch(_ digest: Digest, size: Int64) throws {
+        while !lock.withLock({ released }) { Thread.sleep(forTimeInterval: 0.02) }
+        throw Stalled()
     }
 }
 
