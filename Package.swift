@@ -43,7 +43,9 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        .target(name: "TSRTesting", dependencies: ["TSRStore"]),
+        .target(
+            name: "TSRTesting",
+            dependencies: ["TSRStore", "TSRMount", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(
             name: "tsr",
             dependencies: [
@@ -57,7 +59,7 @@ let package = Package(
         // bench/run: stat latency while reads wait on stalled downloads (an in-process mount).
         .executableTarget(
             name: "StallBench",
-            dependencies: ["TSRMount", "TSRLibrary", "TSRRegistry", "TSRStore", "TSRTesting", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["TSRMount", "TSRLibrary", "TSRRegistry", "TSRStore", "TSRTesting"],
             path: "bench/StallBench"),
 
         .testTarget(name: "TSRStoreTests", dependencies: ["TSRStore", "TSRTesting", "CCurl"]),
@@ -65,7 +67,7 @@ let package = Package(
         .testTarget(name: "TSRLibraryTests", dependencies: ["TSRLibrary", "TSRTesting"]),
         .testTarget(
             name: "TSRMountTests",
-            dependencies: ["TSRMount", "TSRLibrary", "TSRTesting", "TSRRegistry", "CLinux", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["TSRMount", "TSRLibrary", "TSRTesting", "TSRRegistry", "CLinux"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TSRTesting", "TSRStore", "CLinux"]),
     ]
 )

@@ -1,6 +1,5 @@
 import CLinux
 import Foundation
-import Logging
 import Testing
 import TSRLibrary
 import TSRRegistry
@@ -20,21 +19,9 @@ struct InProcessMountTests {
         options.mode = .copy
         _ = try Importer(library: try Library(home: dir.path + "/home")).run(root: dir.path + "/models", options: options)
         let mountpoint = dir.path + "/mnt"
-        try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
-
-        let daemon = try MountDaemon.make(MountRequest(home: dir.path + "/home", mountpoint: mountpoint), logger: Logger(label: "test"))
-        let finished = DispatchSemaphore(value: 0)
-        let thread = Thread {
-            _ = try? daemon.run(handleSignals: false)
-            finished.signal()
-        }
-        thread.start()
-        defer {
-            daemon.stop()
-            if finished.wait(timeout: .now() + 10) == .timedOut { Unmount.detach(mountpoint) }
-        }
-        let deadline = Date().addingTimeInterval(10)
-        while !TestMount.isMounted(mountpoint) && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        let mount = try InProcessMount(home: dir.path + "/home", mountpoint: mountpoint)
+        defer { mount.stop() }
+        let daemon = mount.daemon
         #expect(TestMount.isMounted(mountpoint))
 
         let vae = DemoTree.files()[7].bytes
@@ -103,22 +90,11 @@ extension InProcessMountTests {
 
         let fetcher = GatedFetcher(store: library.store, contents: [digest: payload, soloDigest: solo])
         let mountpoint = dir.path + "/mnt"
-        try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
-        var request = MountRequest(home: dir.path + "/home", mountpoint: mountpoint)
-        request.fetcher = fetcher
-        let daemon = try MountDaemon.make(request, logger: Logger(label: "test"))
-        let finished = DispatchSemaphore(value: 0)
-        Thread {
-            _ = try? daemon.run(handleSignals: false)
-            finished.signal()
-        }.start()
+        let mount = try InProcessMount(home: dir.path + "/home", mountpoint: mountpoint, fetcher: fetcher)
         defer {
             fetcher.release()
-            daemon.stop()
-            if finished.wait(timeout: .now() + 10) == .timedOut { Unmount.detach(mountpoint) }
+            mount.stop()
         }
-        let deadline = Date().addingTimeInterval(10)
-        while !TestMount.isMounted(mountpoint) && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
 
         let lazy = mountpoint + "/loras/lazy.safetensors"
         var before = stat()
@@ -204,22 +180,11 @@ extension InProcessMountTests {
         try library.registry.setPrefix(digest, bytes: Array(model.prefix(128 << 10)))
         let fetcher = GatedFetcher(store: library.store, contents: [digest: model])
         let mountpoint = dir.path + "/mnt"
-        try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
-        var request = MountRequest(home: dir.path + "/home", mountpoint: mountpoint)
-        request.fetcher = fetcher
-        let daemon = try MountDaemon.make(request, logger: Logger(label: "test"))
-        let finished = DispatchSemaphore(value: 0)
-        Thread {
-            _ = try? daemon.run(handleSignals: false)
-            finished.signal()
-        }.start()
+        let mount = try InProcessMount(home: dir.path + "/home", mountpoint: mountpoint, fetcher: fetcher)
         defer {
             fetcher.release()
-            daemon.stop()
-            if finished.wait(timeout: .now() + 10) == .timedOut { Unmount.detach(mountpoint) }
+            mount.stop()
         }
-        let deadline = Date().addingTimeInterval(10)
-        while !TestMount.isMounted(mountpoint) && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
 
         // What LoRA managers and ComfyUI's preview do: 8 bytes of length, then the JSON header.
         let path = mountpoint + "/loras/browse.safetensors"

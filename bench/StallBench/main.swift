@@ -4,7 +4,6 @@
 // never stat'ed before (each a lookup the daemon must answer). The baseline is the same
 // measurement on the same mount with no read waiting, taken first in the same run.
 import Foundation
-import Logging
 import TSRLibrary
 import TSRMount
 import TSRRegistry
@@ -52,23 +51,11 @@ for i in 0..<100 {
 }
 let fetcher = StalledFetcher()
 let mountpoint = dir.path + "/mnt"
-try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
-var request = MountRequest(home: dir.path + "/home", mountpoint: mountpoint)
-request.fetcher = fetcher
-var logger = Logger(label: "bench")
-logger.logLevel = .critical
-let daemon = try MountDaemon.make(request, logger: logger)
-let finished = DispatchSemaphore(value: 0)
-Thread {
-    _ = try? daemon.run(handleSignals: false)
-    finished.signal()
-}.start()
+let mount = try InProcessMount(home: dir.path + "/home", mountpoint: mountpoint, fetcher: fetcher)
 defer {
     fetcher.release()
-    daemon.stop()
-    _ = finished.wait(timeout: .now() + 10)
+    mount.stop()
 }
-while !TestMount.isMounted(mountpoint) { Thread.sleep(forTimeInterval: 0.02) }
 
 let paths = (0..<4000).map { "\(mountpoint)/loras/present/p\($0).pt" }
 let baseline = statAll(paths[0..<2000])
