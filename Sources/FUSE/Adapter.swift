@@ -79,9 +79,6 @@ public final class Session: @unchecked Sendable {
         }
     }
 
-    /// The /dev/fuse descriptor of the session.
-    public var fd: Int32 { fuse_session_fd(session) }
-
     /// Drops the kernel's cached entry `name` in `parent` (call outside request handlers).
     @discardableResult
     public func invalidateEntry(parent: Inode, name: String) -> Int32 {

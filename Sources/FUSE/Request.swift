@@ -39,15 +39,6 @@ public final class Request: @unchecked Sendable {
         }, box.toOpaque())
     }
 
-    /// True once the kernel gave up on the request (the caller was interrupted).
-    public var isInterrupted: Bool { fuse_req_interrupted(req) != 0 }
-
-    /// The caller's uid, gid and pid.
-    public var caller: (uid: UInt32, gid: UInt32, pid: Int32) {
-        guard let ctx = fuse_req_ctx(req) else { return (0, 0, 0) }
-        return (ctx.pointee.uid, ctx.pointee.gid, ctx.pointee.pid)
-    }
-
     /// Claims the right to reply; false when someone already did.
     private func claim() -> Bool {
         !replied.exchange(true, ordering: .acquiringAndReleasing)

@@ -75,7 +75,8 @@ public struct Importer: Sendable {
     /// The work one file needed, as done by a worker.
     enum Outcome: Sendable {
         case adopted(Candidate, Adopted, HeaderFacts?)
-        case hashed(Candidate, Digest, HeaderFacts?)
+        /// Dry run: hashed only.
+        case hashed(Candidate, Digest)
         case failed(Candidate, String)
     }
 
@@ -192,7 +193,7 @@ public struct Importer: Sendable {
                 switch outcome {
                 case let .failed(candidate, message):
                     summary.errors.append(FileIssue(path: NameError.printable(candidate.file.path), message: message))
-                case let .hashed(candidate, digest, _):
+                case let .hashed(candidate, digest):
                     countHashed(digest, size: candidate.file.status.size)
                 case let .adopted(candidate, adopted, facts):
                     let digest = adopted.committed.digest
@@ -238,7 +239,7 @@ public struct Importer: Sendable {
             if options.dryRun {
                 do {
                     let (digest, _) = try FileHasher.hash(path: candidate.file.path, progress: advance)
-                    return .hashed(candidate, digest, facts)
+                    return .hashed(candidate, digest)
                 } catch {
                     throw .store(error)
                 }

@@ -173,7 +173,7 @@ extension Library {
         let name = path.split(separator: "/").last.map(String.init) ?? path
         // Whatever an application wrote is kept; header facts only when the header is valid.
         let facts = try? HeaderFacts.read(path: layout.blobPath(committed.digest), name: name)
-        let blob = BlobRecord(committed: committed.digest, size: committed.size, facts: facts ?? nil)
+        let blob = BlobRecord(committed: committed.digest, size: committed.size, facts: facts)
         do {
             let changes = try registry.register([FileRegistration(blob: blob, alias: (folder, path), replaceAlias: true)])
             return changes.first.flatMap { $0 } ?? .created

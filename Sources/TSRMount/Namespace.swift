@@ -57,8 +57,6 @@ public struct DirectoryNode: Sendable, Equatable {
     public var mtimeNs: Int64
     /// For directories of writable folder views: the folder (and subpath) they stand for.
     public var target: AliasKey?
-    /// A folder key root or a view root: cannot be removed or renamed.
-    public var fixed: Bool
 }
 
 /// One node of the namespace.
@@ -145,20 +143,18 @@ public struct NamespaceBuilder {
         let parent: Inode
         let name: String
         let target: AliasKey?
-        let fixed: Bool
         /// The parent's builder (nil for the root): mtimes propagate up without path lookups.
         let up: DirectoryBuilder?
         var names: [String] = []
         var children: [String: Inode] = [:]
         var mtimeNs = NamespaceBuilder.baselineNs
 
-        init(inode: Inode, parent: Inode, name: String, target: AliasKey?, fixed: Bool, up: DirectoryBuilder?) {
+        init(inode: Inode, parent: Inode, name: String, target: AliasKey?, up: DirectoryBuilder?) {
             self.up = up
             self.inode = inode
             self.parent = parent
             self.name = name
             self.target = target
-            self.fixed = fixed
         }
     }
 
@@ -199,11 +195,11 @@ public struct NamespaceBuilder {
     /// Ensures the directory at `components` exists. Directories under a folder view root stand
     /// for that folder (and subpath) and are writable.
     @discardableResult
-    private mutating func directory(_ components: ArraySlice<String>, fixed: Bool = false) -> DirectoryBuilder {
+    private mutating func directory(_ components: ArraySlice<String>) -> DirectoryBuilder {
         let path = components.joined(separator: "/")
         if let existing = directories[path] { return existing }
         guard let name = components.last else {
-            let root = DirectoryBuilder(inode: .root, parent: .root, name: "", target: nil, fixed: true, up: nil)
+            let root = DirectoryBuilder(inode: .root, parent: .root, name: "", target: nil, up: nil)
             used.insert(Inode.root.rawValue)
             directories[""] = root
             directoriesByInode[.root] = root
@@ -213,7 +209,7 @@ public struct NamespaceBuilder {
         let target = components.first.flatMap { folderRoots[$0] }.map {
             AliasKey(folder: $0, path: components.dropFirst().joined(separator: "/"))
         }
-        let made = DirectoryBuilder(inode: allocate(path, kind: 0x44), parent: parent.inode, name: name, target: target, fixed: fixed, up: parent)
+        let made = DirectoryBuilder(inode: allocate(path, kind: 0x44), parent: parent.inode, name: name, target: target, up: parent)
         directories[path] = made
         directoriesByInode[made.inode] = made
         parent.names.append(name)
@@ -274,10 +270,10 @@ public struct NamespaceBuilder {
         for folder in folders.sorted() {
             for shown in Self.viewFolders(folder) {
                 folderRoots[shown] = folder
-                directory([shown][...], fixed: true)
+                directory([shown][...])
             }
         }
-        for root in Self.viewRoots { directory([root][...], fixed: true) }
+        for root in Self.viewRoots { directory([root][...]) }
 
         for entry in data.entries {
             let parts = entry.path.split(separator: "/").map(String.init)
@@ -338,7 +334,7 @@ public struct NamespaceBuilder {
         for dir in directories.values {
             nodes[dir.inode] = Node(
                 inode: dir.inode, parent: dir.parent, name: dir.name,
-                kind: .directory(DirectoryNode(names: dir.names.sorted(), children: dir.children, mtimeNs: dir.mtimeNs, target: dir.target, fixed: dir.fixed)))
+                kind: .directory(DirectoryNode(names: dir.names.sorted(), children: dir.children, mtimeNs: dir.mtimeNs, target: dir.target)))
         }
         return Namespace(generation: data.generation, nodes: nodes)
     }

@@ -72,7 +72,8 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
 
     enum Invalidation {
         case entry(Inode, String)
-        case inode(Inode, data: Bool)
+        /// Attributes and listing; content never changes under an inode (new content, new inode).
+        case inode(Inode)
     }
 
     let state: Mutex<State>
@@ -156,13 +157,13 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
             }
             switch (before.kind, after.kind) {
             case let (.directory(a), .directory(b)):
-                if a.mtimeNs != b.mtimeNs || a.names != b.names { out.append(.inode(inode, data: false)) }
+                if a.mtimeNs != b.mtimeNs || a.names != b.names { out.append(.inode(inode)) }
                 for name in Set(a.names).symmetricDifference(b.names) { out.append(.entry(inode, name)) }
                 for name in a.names where a.children[name] != nil && b.children[name] != nil && a.children[name] != b.children[name] {
                     out.append(.entry(inode, name))
                 }
             case let (.file(a), .file(b)):
-                if a != b { out.append(.inode(inode, data: a.sha256 != b.sha256 && !(a.pending || b.pending))) }
+                if a != b { out.append(.inode(inode)) }
             default:
                 out.append(.entry(before.parent, before.name))
             }
@@ -185,7 +186,7 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         for item in pending {
             switch item {
             case let .entry(parent, name): session.invalidateEntry(parent: parent, name: name)
-            case let .inode(inode, data): session.invalidateInode(inode, data: data)
+            case let .inode(inode): session.invalidateInode(inode)
             }
         }
     }

@@ -313,11 +313,6 @@ public final class Registry: Sendable {
         }
     }
 
-    /// Forgets a file (after `--move` removed it).
-    public func deleteLocalFile(path: String) throws(RegistryError) {
-        try write { db in try db.execute(sql: "DELETE FROM local_files WHERE file_path = ?", arguments: [path]) }
-    }
-
     /// Forgets many files at once.
     public func deleteLocalFiles(paths: [String]) throws(RegistryError) {
         guard !paths.isEmpty else { return }

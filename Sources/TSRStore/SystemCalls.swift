@@ -118,11 +118,6 @@ public enum SystemCalls {
         try retrying("unlink", path) { unlink(path) }
     }
 
-    /// rmdir(2).
-    public static func removeDirectory(_ path: String) throws(StoreError) {
-        try retrying("rmdir", path) { rmdir(path) }
-    }
-
     /// chmod(2).
     public static func changeMode(_ path: String, _ mode: mode_t) throws(StoreError) {
         try retrying("chmod", path) { chmod(path, mode) }

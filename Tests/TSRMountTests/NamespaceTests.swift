@@ -106,7 +106,7 @@ import TSRStore
         }
         #expect(entryNames.contains("added.safetensors"), "a new name: drop a cached negative entry")
         #expect(entryNames.contains("detail-copy.safetensors"), "a removed name")
-        #expect(changes.contains { if case let .inode(inode, _) = $0 { return inode == loras }; return false }, "the listing and mtime changed")
+        #expect(changes.contains { if case let .inode(inode) = $0 { return inode == loras }; return false }, "the listing and mtime changed")
         #expect(TensorsFileSystem.differences(after, NamespaceBuilder.build(Self.data(entries, tombstones: [MountTombstone(folder: "loras", path: "detail-copy.safetensors", deletedAt: Self.t0.addingTimeInterval(9))]))).isEmpty, "no change, nothing to drop")
     }
 }
