@@ -33,6 +33,8 @@ let package = Package(
             name: "TSRRegistry",
             dependencies: ["TSRStore", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "TSRLibrary", dependencies: ["TSRStore", "TSRRegistry"]),
+        // HTTP engine (libcurl), sources (Hugging Face, CivitAI, URLs), resumable verified downloads.
+        .target(name: "TSRFetch", dependencies: ["CCurl", "TSRStore", "TSRRegistry", "TSRLibrary"]),
         // Swift binding of the libfuse low-level API; knows nothing about models.
         .target(name: "FUSE", dependencies: ["CFUSE"]),
         // The namespace (views → aliases → blobs) and the thin FUSE adapter.
@@ -49,7 +51,7 @@ let package = Package(
         .executableTarget(
             name: "tsr",
             dependencies: [
-                "TSRLibrary", "TSRStore", "TSRRegistry", "TSRTesting", "TSRMount",
+                "TSRLibrary", "TSRStore", "TSRRegistry", "TSRTesting", "TSRMount", "TSRFetch",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -65,6 +67,7 @@ let package = Package(
         .testTarget(name: "TSRStoreTests", dependencies: ["TSRStore", "TSRTesting", "CCurl"]),
         .testTarget(name: "TSRRegistryTests", dependencies: ["TSRRegistry", "TSRTesting"]),
         .testTarget(name: "TSRLibraryTests", dependencies: ["TSRLibrary", "TSRTesting"]),
+        .testTarget(name: "TSRFetchTests", dependencies: ["TSRFetch", "TSRLibrary", "TSRTesting"]),
         .testTarget(
             name: "TSRMountTests",
             dependencies: ["TSRMount", "TSRLibrary", "TSRTesting", "TSRRegistry", "CLinux"]),

@@ -15,7 +15,7 @@ enum ErrnoMapping {
             case .digestMismatch, .sizeMismatch, .changedDuringRead, .cryptoUnavailable, .transactionClosed: return .io
             case .notRegularFile: return .isDirectory
             case .crossDevice: return .crossDevice
-            case .blobMissing: return .io
+            case .blobMissing, .busy: return .io
             }
         case let error as RegistryError:
             switch error {

@@ -15,6 +15,9 @@ enum Migrations {
         migrator.registerMigration("v3-blob-prefixes") { db in
             try db.execute(sql: v3)
         }
+        migrator.registerMigration("v4-partial-downloads") { db in
+            try db.execute(sql: v4)
+        }
         return migrator
     }
 
@@ -244,6 +247,19 @@ enum Migrations {
         CREATE TABLE blob_prefixes (
             sha256 TEXT PRIMARY KEY NOT NULL REFERENCES blobs(sha256) ON DELETE CASCADE,
             bytes BLOB NOT NULL
+        );
+        """
+
+    static let v4 = """
+        -- A download that stopped before it finished: its bytes wait in tmp/partial-<key>; the
+        -- validator (ETag or Last-Modified) the first bytes came with goes into If-Range when it
+        -- resumes, so bytes of changed content are never appended to old ones. url has no secrets.
+        CREATE TABLE partial_downloads (
+            key TEXT PRIMARY KEY NOT NULL,
+            url TEXT NOT NULL,
+            validator TEXT,
+            total_size INTEGER,
+            updated_at TEXT NOT NULL
         );
         """
 }

@@ -98,6 +98,49 @@ public final class BlobStore: Sendable {
         }
     }
 
+    /// Starts or continues a resumable transaction named `key` (`tmp/partial-<key>`): the temp
+    /// file outlives the process (cleanup of crashed writers leaves it alone) so a download can go
+    /// on where it stopped. The bytes already there are hashed again. The file is held under an
+    /// exclusive lock for the writer's life: while another writer, in this process or another,
+    /// holds it, this throws `StoreError.busy` and the caller waits for that writer instead.
+    public func resume(key: String, expected: Digest? = nil, expectedSize: Int64? = nil) throws(StoreError) -> BlobWriter {
+        guard !key.isEmpty, key.utf8.allSatisfy({ $0 != 0x2F && $0 > 0x20 && $0 < 0x7F }) else {
+            throw .io(operation: "name partial file", path: key, errno: .invalidArgument)
+        }
+        let path = partialPath(key)
+        let fd: FileDescriptor
+        do {
+            fd = try FileDescriptor.open(path, .readWrite, options: [.create, .closeOnExec, .noFollow], permissions: [.ownerReadWrite])
+        } catch let code as Errno {
+            throw .io(operation: "open", path: path, errno: code)
+        } catch {
+            throw .io(operation: "open", path: path, errno: .ioError)
+        }
+        // flock locks belong to the open file description, so a second open in this process is
+        // refused just like another process.
+        guard flock(fd.rawValue, LOCK_EX | LOCK_NB) == 0 else {
+            try? fd.close()
+            throw .busy(path: path)
+        }
+        return try BlobWriter(resuming: self, fd: fd, tempPath: path, expected: expected, expectedSize: expectedSize)
+    }
+
+    /// The temp file of a resumable transaction.
+    public func partialPath(_ key: String) -> String { "\(layout.tmp)/partial-\(key)" }
+
+    /// Bytes a resumable transaction holds so far (0 when it has none).
+    public func partialSize(_ key: String) -> Int64 {
+        (try? SystemCalls.linkStatus(partialPath(key)))?.size ?? 0
+    }
+
+    /// Removes the temp file of a resumable transaction nobody is writing (a cancelled download).
+    public func discardPartial(_ key: String) {
+        let path = partialPath(key)
+        guard let fd = try? FileDescriptor.open(path, .readOnly, options: [.closeOnExec, .noFollow]) else { return }
+        defer { try? fd.close() }
+        if flock(fd.rawValue, LOCK_EX | LOCK_NB) == 0 { try? SystemCalls.remove(path) }
+    }
+
     func createTempFile() throws(StoreError) -> (FileDescriptor, String) {
         while true {
             let path = nextTempPath()

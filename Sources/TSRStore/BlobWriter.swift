@@ -11,7 +11,7 @@ public final class BlobWriter {
     let store: BlobStore
     let fd: FileDescriptor
     let tempPath: String
-    let hasher: SHA256Hasher
+    private var hasher: SHA256Hasher
     /// The digest the bytes must hash to, when known.
     public let expected: Digest?
     /// The exact size the bytes must have, when known.
@@ -41,6 +41,40 @@ public final class BlobWriter {
     }
 
     deinit { abort() }
+
+    /// Re-opens a resumable transaction: the bytes already in the temp file are hashed again (a
+    /// partial file is never trusted), and writing continues at its end.
+    convenience init(resuming store: BlobStore, fd: FileDescriptor, tempPath: String, expected: Digest?, expectedSize: Int64?) throws(StoreError) {
+        try self.init(store: store, fd: fd, tempPath: tempPath, expected: expected, expectedSize: expectedSize)
+        do throws(StoreError) {
+            _ = try SystemCalls.wrap("seek", tempPath) { try fd.seek(offset: 0, from: .start) }
+            let count = try FileHasher.stream(fd, path: tempPath, into: hasher)
+            written = count
+            hashedThrough = count
+        } catch {
+            abandon()
+            throw error
+        }
+    }
+
+    /// Throws the bytes written so far away and starts again from zero (a server that answered a
+    /// resume with the whole file, or content that changed at the source).
+    public func restart() throws(StoreError) {
+        guard open else { throw .transactionClosed }
+        try SystemCalls.retrying("ftruncate", tempPath) { ftruncate(fd.rawValue, 0) }
+        hasher = try SHA256Hasher()
+        written = 0
+        hashedThrough = 0
+        sequential = true
+    }
+
+    /// Closes the transaction but keeps its temp file, so a later `BlobStore.resume` continues it
+    /// (an interrupted download).
+    public func suspend() {
+        guard open else { return }
+        try? SystemCalls.sync(fd, path: tempPath)
+        abandon()
+    }
 
     /// Appends bytes. On failure (disk full…) the transaction stays open for the caller to abort.
     public func write(_ bytes: UnsafeRawBufferPointer) throws(StoreError) {

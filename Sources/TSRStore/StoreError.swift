@@ -20,6 +20,8 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     case cryptoUnavailable
     /// A write transaction was used after commit or abort.
     case transactionClosed
+    /// Another writer holds this resumable transaction (another download of the same file).
+    case busy(path: String)
 
     public var description: String {
         switch self {
@@ -43,6 +45,8 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
             return "OpenSSL could not create a SHA-256 context (out of memory?)"
         case .transactionClosed:
             return "write transaction used after it was committed or aborted"
+        case let .busy(path):
+            return "\(path) is being written by another download"
         }
     }
 
