@@ -150,90 +150,75 @@ public struct Downloader: Sendable {
         _ request: DownloadRequest, pipe: HashingPipe, state: inout TransferState, progress: DownloadProgress?, cancel: Cancellation?
     ) -> Attempt {
         let shown = Redact.url(request.url)
-        var current = request.url
-        for hop in 0...settings.maxRedirects {
-            let parsed: WebURL
-            do {
-                parsed = hop == 0 ? try settings.checkStart(current) : try settings.checkRedirect(current)
-            } catch {
-                return .fail(error)
-            }
-            let offset = pipe.heldBytes
-            var http = HTTPRequest(url: current)
-            if let auth = credentials.authorization(for: parsed, settings: settings) { http.headers.append(auth) }
-            if offset > 0 {
-                http.rangeStart = offset
-                http.ifRange = state.validator
-            }
-            var refused: Attempt?
-            var validator = state.validator
-            var total = state.total
-            let handler = HTTPClient.BodyHandler(
-                start: { status, headers in
-                    let response = HTTPResponse(status: status, headers: headers, redirectURL: nil, body: [])
-                    let length: Int64?
-                    if status == 206 {
-                        guard response.contentRangeStart == offset else {
-                            refused = .retry(.protocolViolation(url: shown, message: "the server answered a resume at \(offset) with other bytes"), after: nil, restart: true)
+        let offset = pipe.heldBytes
+        var http = HTTPRequest(url: request.url)
+        if offset > 0 {
+            http.rangeStart = offset
+            http.ifRange = state.validator
+        }
+        var refused: Attempt?
+        var validator = state.validator
+        var total = state.total
+        let handler = HTTPClient.BodyHandler(
+            start: { status, headers in
+                let response = HTTPResponse(status: status, headers: headers, redirectURL: nil, body: [])
+                let length: Int64?
+                if status == 206 {
+                    guard response.contentRangeStart == offset else {
+                        refused = .retry(.protocolViolation(url: shown, message: "the server answered a resume at \(offset) with other bytes"), after: nil, restart: true)
+                        return false
+                    }
+                    length = response.contentRangeTotal
+                } else {
+                    if offset > 0 {
+                        // A 200 to a range request (or a failed If-Range: the content changed):
+                        // the whole file follows, so the bytes held go.
+                        do throws(StoreError) { try pipe.reset() } catch {
+                            refused = .fail(.store(error))
                             return false
                         }
-                        length = response.contentRangeTotal
-                    } else {
-                        if offset > 0 {
-                            // A 200 to a range request (or a failed If-Range: the content changed):
-                            // the whole file follows, so the bytes held go.
-                            do throws(StoreError) { try pipe.reset() } catch {
-                                refused = .fail(.store(error))
-                                return false
-                            }
-                        }
-                        length = response.contentLength
                     }
-                    if let expected = request.expectedSize, let length, length != expected {
-                        refused = .fail(.sizeMismatch(url: shown, expected: expected, actual: length))
-                        return false
-                    }
-                    total = length ?? request.expectedSize
-                    let newValidator = Self.validator(response)
-                    if status == 200 || newValidator != nil { validator = newValidator }
-                    try? registry.savePartialDownload(
-                        PartialDownloadRecord(key: request.key, url: Redact.storable(request.url), validator: validator, totalSize: total))
-                    return true
-                },
-                receive: { bytes in
-                    if cancel?.isCancelled == true { return false }
-                    guard pipe.push(bytes) else { return false }
-                    if let limit = total ?? request.expectedSize, pipe.heldBytes > limit {
-                        refused = .fail(.sizeMismatch(url: shown, expected: limit, actual: pipe.heldBytes))
-                        return false
-                    }
-                    progress?(pipe.heldBytes, total)
-                    return true
-                })
-            let response: HTTPResponse
-            do {
-                response = try HTTPClient.perform(http, limits: settings.limits, body: handler)
-            } catch {
-                state.validator = validator
-                state.total = total
-                if let refused { return refused }
-                if cancel?.isCancelled == true { return .fail(.cancelled) }
-                do throws(StoreError) { try pipe.drain() } catch { return .fail(.store(error)) }
-                let what = error.isTimeout ? "the transfer stalled or timed out (\(error.message))" : error.message
-                return .retry(.transport(url: shown, message: what), after: nil, restart: false)
-            }
-            state.validator = validator
-            state.total = total
-            if response.isRedirect {
-                guard let next = response.redirectURL else {
-                    return .fail(.protocolViolation(url: shown, message: "HTTP \(response.status) without a Location"))
+                    length = response.contentLength
                 }
-                current = next
-                continue
-            }
+                if let expected = request.expectedSize, let length, length != expected {
+                    refused = .fail(.sizeMismatch(url: shown, expected: expected, actual: length))
+                    return false
+                }
+                total = length ?? request.expectedSize
+                let newValidator = Self.validator(response)
+                if status == 200 || newValidator != nil { validator = newValidator }
+                try? registry.savePartialDownload(
+                    PartialDownloadRecord(key: request.key, url: Redact.storable(request.url), validator: validator, totalSize: total))
+                return true
+            },
+            receive: { bytes in
+                if cancel?.isCancelled == true { return false }
+                guard pipe.push(bytes) else { return false }
+                if let limit = total ?? request.expectedSize, pipe.heldBytes > limit {
+                    refused = .fail(.sizeMismatch(url: shown, expected: limit, actual: pipe.heldBytes))
+                    return false
+                }
+                progress?(pipe.heldBytes, total)
+                return true
+            })
+        let outcome: HopWalker.Outcome
+        do {
+            outcome = try HopWalker(settings: settings, credentials: credentials).send(http, body: handler)
+        } catch {
+            return .fail(error)
+        }
+        state.validator = validator
+        state.total = total
+        switch outcome {
+        case let .transport(error):
+            if let refused { return refused }
+            if cancel?.isCancelled == true { return .fail(.cancelled) }
+            do throws(StoreError) { try pipe.drain() } catch { return .fail(.store(error)) }
+            let what = error.isTimeout ? "the transfer stalled or timed out (\(error.message))" : error.message
+            return .retry(.transport(url: shown, message: what), after: nil, restart: false)
+        case let .response(response, _):
             return classify(response, request: request, pipe: pipe, state: state, offset: offset)
         }
-        return .fail(.tooManyRedirects(url: shown))
     }
 
     /// What a final (non-redirect) response means for the download.
@@ -252,10 +237,6 @@ public struct Downloader: Sendable {
             // Nothing left to send: complete if the bytes held are the whole file, else start over.
             if offset > 0, let total = response.contentRangeTotal ?? state.total, total == offset { return .complete }
             return .retry(.http(url: shown, status: 416, message: "range not satisfiable"), after: nil, restart: true)
-        case 401, 403:
-            return .fail(.unauthorized(url: shown, status: response.status, variable: tokenVariable(for: request.url), message: message))
-        case 404:
-            return .fail(.notFound(url: shown, message: message))
         case 429:
             let wait = Self.retryAfter(response)
             if let wait, wait > settings.maxRetryAfter {
@@ -265,16 +246,8 @@ public struct Downloader: Sendable {
         case 408, 500..<600:
             return .retry(.http(url: shown, status: response.status, message: message), after: Self.retryAfter(response), restart: false)
         default:
-            return .fail(.http(url: shown, status: response.status, message: message))
+            return .fail(HopWalker(settings: settings, credentials: credentials).error(for: response, url: request.url))
         }
-    }
-
-    /// The environment variable whose token the first URL's service takes.
-    func tokenVariable(for url: String) -> String? {
-        guard let origin = WebURL(url)?.origin else { return nil }
-        if origin == WebURL(settings.huggingFaceEndpoint)?.origin { return "HF_TOKEN" }
-        if origin == WebURL(settings.civitaiBase)?.origin { return "CIVITAI_API_KEY" }
-        return nil
     }
 
     /// A strong ETag, else Last-Modified: what If-Range may carry.

@@ -182,3 +182,31 @@ extension Library {
         }
     }
 }
+
+extension Library {
+    /// Registers a file whose bytes are not here yet: blob (state remote, header facts parsed
+    /// from `prefix` when the name says safetensors), name, source and prefix, in one transaction.
+    /// A name that already stands for other content is a `.conflict` unless `replace`.
+    public func registerRemote(
+        digest: Digest, size: Int64, folder: String, path: String, replace: Bool, url: String, kind: String, prefix: [UInt8]?
+    ) throws(LibraryError) -> AliasChange {
+        let name = path.split(separator: "/").last.map(String.init) ?? path
+        var facts: HeaderFacts?
+        if ModelPath.isSafetensors(name), let prefix, let header = try? Safetensors.parse(bytes: prefix, fileSize: size) {
+            facts = HeaderFacts(header)
+        }
+        var blob = BlobRecord(committed: digest, size: size, facts: facts, verifiedAt: Date())
+        blob.state = store.contains(digest) ? .present : .remote
+        blob.verifiedAt = nil
+        let item = RemoteRegistration(blob: blob, folder: folder, path: path, replace: replace, url: url, kind: kind, prefix: prefix)
+        do { return try registry.registerRemote(item) } catch { throw .registry(error) }
+    }
+
+    /// Records that a download committed a blob: state present, header facts read from the bytes
+    /// when one of its names (or `name`) says safetensors.
+    public func markDownloaded(_ committed: Committed, name: String? = nil) throws(LibraryError) {
+        let names = ((try? registry.aliases(of: committed.digest)) ?? []).map(\.path) + [name].compactMap { $0 }
+        let facts = names.first(where: ModelPath.isSafetensors).flatMap { try? HeaderFacts.read(path: layout.blobPath(committed.digest), name: $0) }
+        do { try registry.markDownloaded(BlobRecord(committed: committed.digest, size: committed.size, facts: facts)) } catch { throw .registry(error) }
+    }
+}

@@ -26,6 +26,12 @@ public struct Committed: Sendable, Equatable {
     public var size: Int64
     /// The blob was already present; the new bytes were discarded.
     public var deduplicated: Bool
+
+    public init(digest: Digest, size: Int64, deduplicated: Bool) {
+        self.digest = digest
+        self.size = size
+        self.deduplicated = deduplicated
+    }
 }
 
 /// The result of adopting an existing file.

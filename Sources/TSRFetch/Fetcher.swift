@@ -1,0 +1,154 @@
+import Dispatch
+import Foundation
+import Synchronization
+import TSRLibrary
+import TSRRegistry
+import TSRStore
+
+/// What everything else calls to get bytes: the mount's lazy reads, `tsr pull`, workflows.
+/// One download per file whatever the number of callers: callers in this process join one
+/// flight; a download running in another process holds the partial file's lock, and a caller
+/// here waits for its blob instead of downloading it again.
+public final class Fetcher: Sendable {
+    public let library: Library
+    public let settings: FetchSettings
+    public let credentials: Credentials
+    private let flights = Mutex<[String: Flight]>([:])
+
+    public init(library: Library, settings: FetchSettings, credentials: Credentials) {
+        self.library = library
+        self.settings = settings
+        self.credentials = credentials
+    }
+
+    public var resolver: SourceResolver { SourceResolver(settings: settings, credentials: credentials) }
+    var downloader: Downloader { Downloader(store: library.store, registry: library.registry, settings: settings, credentials: credentials) }
+
+    /// Makes a registered blob present: from each recorded source in turn until one works.
+    public func fetch(_ digest: Digest, progress: DownloadProgress? = nil, cancel: Cancellation? = nil) throws(FetchError) -> Committed {
+        if let size = library.store.size(of: digest) {
+            try? library.markDownloaded(Committed(digest: digest, size: size, deduplicated: true))
+            return Committed(digest: digest, size: size, deduplicated: true)
+        }
+        let blob: BlobRecord?
+        let sources: [SourceRecord]
+        do {
+            blob = try library.registry.blob(digest)
+            sources = try library.registry.sources(of: digest)
+        } catch {
+            throw .registry(error)
+        }
+        guard !sources.isEmpty else { throw .noSource(digest) }
+        return try collapsed(key: digest.rawValue, progress: progress) { () throws(FetchError) -> Committed in
+            var last: FetchError = .noSource(digest)
+            for source in sources {
+                do throws(FetchError) {
+                    let url = try downloadURL(for: source.url)
+                    let request = DownloadRequest(url: url, expected: digest, expectedSize: blob?.size)
+                    return try download(request, name: nil, progress: { self.report(digest.rawValue, $0, $1) }, cancel: cancel)
+                } catch {
+                    if case .cancelled = error { throw error }
+                    last = error
+                }
+            }
+            throw last
+        }
+    }
+
+    /// Downloads a resolved file now (`tsr pull`): verified against its digest when the source
+    /// told one, else trusted on this first download. The blob is recorded present; naming it is
+    /// the caller's.
+    public func download(_ file: RemoteFile, progress: DownloadProgress? = nil, cancel: Cancellation? = nil) throws(FetchError) -> Committed {
+        let request = DownloadRequest(url: file.downloadURL, expected: file.digest, expectedSize: file.size)
+        return try collapsed(key: request.key, progress: progress) { () throws(FetchError) -> Committed in
+            try download(request, name: file.fileName, progress: { self.report(request.key, $0, $1) }, cancel: cancel)
+        }
+    }
+
+    /// The first URL for a stored source, on the configured endpoints.
+    func downloadURL(for stored: String) throws(FetchError) -> String {
+        let (spec, _) = try SourceSpec.parse(stored, settings: settings)
+        if let url = spec.downloadURL(settings: settings) { return url }
+        // civitai:<model> without a version: ask the API which file that is.
+        return try resolver.resolve(spec, readPrefix: false).downloadURL
+    }
+
+    /// One download, waiting while another process holds the same partial file.
+    private func download(_ request: DownloadRequest, name: String?, progress: DownloadProgress?, cancel: Cancellation?) throws(FetchError) -> Committed {
+        while true {
+            if let digest = request.expected, let size = library.store.size(of: digest) {
+                let committed = Committed(digest: digest, size: size, deduplicated: true)
+                try? library.markDownloaded(committed, name: name)
+                return committed
+            }
+            do throws(FetchError) {
+                let committed = try downloader.download(request, progress: progress, cancel: cancel)
+                do { try library.markDownloaded(committed, name: name) } catch { throw FetchError.registry(registryError(error)) }
+                return committed
+            } catch {
+                guard case let .store(inner) = error, case .busy = inner else { throw error }
+            }
+            // Another process is downloading it: wait until it lets go (its blob is then there,
+            // or its partial bytes are ours to resume).
+            while isLockedElsewhere(request.key) {
+                if cancel?.isCancelled == true { throw .cancelled }
+                progress?(library.store.partialSize(request.key), request.expectedSize)
+                Thread.sleep(forTimeInterval: 0.2)
+            }
+        }
+    }
+
+    private func registryError(_ error: LibraryError) -> RegistryError {
+        if case let .registry(inner) = error { return inner }
+        return .database(error.description)
+    }
+
+    /// True while another writer holds the partial file's lock.
+    private func isLockedElsewhere(_ key: String) -> Bool {
+        let path = library.store.partialPath(key)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        if flock(fd, LOCK_EX | LOCK_NB) == 0 {
+            flock(fd, LOCK_UN)
+            return false
+        }
+        return true
+    }
+
+    // MARK: Flights
+
+    final class Flight: Sendable {
+        let group = DispatchGroup()
+        let result = Mutex<Result<Committed, FetchError>?>(nil)
+        let observers = Mutex<[DownloadProgress]>([])
+    }
+
+    private func report(_ key: String, _ bytes: Int64, _ total: Int64?) {
+        let observers = flights.withLock { $0[key]?.observers.withLock { $0 } } ?? []
+        for observer in observers { observer(bytes, total) }
+    }
+
+    /// Runs `work` once per key at a time; concurrent callers wait for its result.
+    private func collapsed(key: String, progress: DownloadProgress?, _ work: () throws(FetchError) -> Committed) throws(FetchError) -> Committed {
+        let (flight, leader) = flights.withLock { flights -> (Flight, Bool) in
+            if let existing = flights[key] { return (existing, false) }
+            let flight = Flight()
+            flight.group.enter()
+            flights[key] = flight
+            return (flight, true)
+        }
+        if let progress { flight.observers.withLock { $0.append(progress) } }
+        if leader {
+            let outcome: Result<Committed, FetchError>
+            do { outcome = .success(try work()) } catch { outcome = .failure(error) }
+            flight.result.withLock { $0 = outcome }
+            flights.withLock { _ = $0.removeValue(forKey: key) }
+            flight.group.leave()
+            return try outcome.get()
+        }
+        flight.group.wait()
+        guard let outcome = flight.result.withLock({ $0 }) else { throw .cancelled }
+        return try outcome.get()
+    }
+}

@@ -1,0 +1,167 @@
+import Foundation
+import Synchronization
+import TSRStore
+
+/// A Hugging Face emulator: the hub answers `resolve` URLs like huggingface.co (LFS files: 302 to
+/// a CDN host with `X-Linked-Etag`/`X-Linked-Size`; small files: 200 with a git-blob ETag; gated
+/// repos: 401 with `X-Error-Code: GatedRepo`; unknown files: 404 `EntryNotFound`), and a second
+/// server plays the CDN, whose own ETag is not a SHA-256. The hub is reached as `localhost`, the
+/// CDN as `127.0.0.1`, so they are different hosts to the client.
+public final class HuggingFaceFixture: Sendable {
+    public struct File: Sendable {
+        public var bytes: [UInt8]
+        public var lfs: Bool
+        public var gated: Bool
+        public init(bytes: [UInt8], lfs: Bool = true, gated: Bool = false) {
+            self.bytes = bytes
+            self.lfs = lfs
+            self.gated = gated
+        }
+    }
+
+    public let hub: FixtureServer
+    public let cdn: FixtureServer
+    private let files: Locked<[String: File]>
+    /// The token gated files need.
+    public let token: String
+
+    /// `files` maps `org/repo/path/in/repo` to contents (revision `main`).
+    public init(files: [String: File], token: String = "hf_test_token_0123456789") throws {
+        let table = Locked(files)
+        self.files = table
+        self.token = token
+        let cdn = try FixtureServer { request, connection in
+            let digest = String(request.path.split(separator: "/").last ?? "")
+            let all = table.withLock { $0 }
+            guard let file = all.values.first(where: { (try? SHA256Hasher.digest($0.bytes).rawValue) == digest }) else {
+                return connection.respond(404)
+            }
+            connection.serveFile(file.bytes, request: request, etag: "\"cdn-\(digest.prefix(8))\"")
+        }
+        self.cdn = cdn
+        hub = try FixtureServer { request, connection in
+            // /<org>/<repo>/resolve/<rev>/<path…>
+            let parts = request.path.split(separator: "/").map { String($0).removingPercentEncoding ?? String($0) }
+            guard parts.count >= 5, parts[2] == "resolve" else { return connection.respond(404) }
+            let key = ([parts[0], parts[1]] + parts[4...]).joined(separator: "/")
+            guard let file = table.withLock({ $0[key] }) else {
+                return connection.respond(404, headers: [("X-Error-Code", "EntryNotFound"), ("X-Error-Message", "Entry not found")])
+            }
+            if file.gated && request.header("authorization") != "Bearer \(token)" {
+                return connection.respond(401, headers: [
+                    ("X-Error-Code", "GatedRepo"),
+                    ("X-Error-Message", "Access to model \(parts[0])/\(parts[1]) is restricted. You must have access to it and be authenticated to access it. Please log in."),
+                ])
+            }
+            let digest = (try? SHA256Hasher.digest(file.bytes).rawValue) ?? ""
+            if file.lfs {
+                connection.redirect(302, to: cdn.baseURL + "/blobs/\(digest)?X-Amz-Signature=signed", headers: [
+                    ("X-Linked-Etag", "\"\(digest)\""), ("X-Linked-Size", "\(file.bytes.count)"), ("X-Repo-Commit", "0123abcd"),
+                    ("ETag", "\"\(digest)\""),
+                ])
+            } else {
+                connection.serveFile(file.bytes, request: request, etag: "\"a1b2c3d4e5f6\"", extraHeaders: [("X-Repo-Commit", "0123abcd")])
+            }
+        }
+    }
+
+    /// The endpoint to put in `HF_ENDPOINT`.
+    public var endpoint: String { hub.localhostURL }
+
+    public func set(_ key: String, _ file: File) { files.withLock { $0[key] = file } }
+}
+
+/// A CivitAI emulator: `/api/v1/models/{id}` and `/api/v1/model-versions/{id}` answer with the
+/// JSON given (real responses from shared/fixtures, or built ones), `/api/download/models/{id}`
+/// answers 307 to a storage host that sends the bytes with `Content-Disposition`; versions that
+/// need a key answer 401 with CivitAI's JSON message.
+public final class CivitAIFixture: Sendable {
+    public struct Download: Sendable {
+        public var bytes: [UInt8]
+        public var fileName: String
+        public var requiresKey: Bool
+        public init(bytes: [UInt8], fileName: String, requiresKey: Bool = false) {
+            self.bytes = bytes
+            self.fileName = fileName
+            self.requiresKey = requiresKey
+        }
+    }
+
+    public let api: FixtureServer
+    public let storage: FixtureServer
+    private let models: Locked<[Int: String]>
+    private let versions: Locked<[Int: String]>
+    private let downloads: Locked<[Int: Download]>
+    public let key: String
+
+    public init(key: String = "civitai_test_key_abcdef") throws {
+        let models = Locked<[Int: String]>([:])
+        let versions = Locked<[Int: String]>([:])
+        let downloads = Locked<[Int: Download]>([:])
+        self.models = models
+        self.versions = versions
+        self.downloads = downloads
+        self.key = key
+        let storage = try FixtureServer { request, connection in
+            let id = Int(request.path.split(separator: "/").last ?? "") ?? -1
+            guard let file = downloads.withLock({ $0[id] }) else { return connection.respond(404) }
+            connection.serveFile(file.bytes, request: request, etag: "\"s3-\(id)\"", extraHeaders: [
+                ("Content-Disposition", "attachment; filename=\"\(file.fileName)\""),
+            ])
+        }
+        self.storage = storage
+        api = try FixtureServer { request, connection in
+            let parts = request.path.split(separator: "/").map(String.init)
+            let id = Int(parts.last ?? "") ?? -1
+            switch parts.dropLast().joined(separator: "/") {
+            case "api/v1/models":
+                guard let json = models.withLock({ $0[id] }) else { return connection.json(404, #"{"error":"No model with id \#(id)"}"#) }
+                connection.json(200, json)
+            case "api/v1/model-versions":
+                guard let json = versions.withLock({ $0[id] }) else { return connection.json(404, #"{"error":"Model version not found"}"#) }
+                connection.json(200, json)
+            case "api/download/models":
+                guard let file = downloads.withLock({ $0[id] }) else { return connection.json(404, #"{"error":"Model not found"}"#) }
+                if file.requiresKey && request.header("authorization") != "Bearer \(key)" {
+                    return connection.json(401, #"{"error":"Unauthorized","message":"The creator of this asset requires you to be logged in to download it"}"#)
+                }
+                connection.redirect(307, to: storage.baseURL + "/files/\(id)?X-Amz-Signature=signed")
+            default:
+                connection.respond(404)
+            }
+        }
+    }
+
+    /// The base URL to put in `TSR_CIVITAI_URL`.
+    public var base: String { api.localhostURL }
+
+    public func addModel(_ id: Int, json: String) { models.withLock { $0[id] = json } }
+    public func addVersion(_ id: Int, json: String) { versions.withLock { $0[id] = json } }
+    public func addDownload(_ versionId: Int, _ download: Download) { downloads.withLock { $0[versionId] = download } }
+
+    /// A version object in the API's shape for bytes made by a test.
+    public static func versionJSON(id: Int, modelId: Int, type: String, fileName: String, bytes: [UInt8], baseModel: String = "SDXL 1.0") -> String {
+        let sha = (try? SHA256Hasher.digest(bytes).rawValue.uppercased()) ?? ""
+        return """
+            {"id":\(id),"modelId":\(modelId),"name":"v\(id)","baseModel":"\(baseModel)","trainedWords":["tsrstyle"],
+             "model":{"name":"Test model \(modelId)","type":"\(type)","nsfw":false,"poi":false},
+             "files":[{"id":\(id * 10),"sizeKB":\(Double(bytes.count) / 1024),"name":"\(fileName)","type":"Model",
+               "metadata":{"format":"SafeTensor","size":null,"fp":null},"hashes":{"SHA256":"\(sha)","AutoV2":"\(sha.prefix(10))"},
+               "primary":true,"downloadUrl":"https://civitai.com/api/download/models/\(id)"}],
+             "images":[],"downloadUrl":"https://civitai.com/api/download/models/\(id)"}
+            """
+    }
+
+    /// A file of shared/fixtures/civitai, read as it is.
+    public static func sharedFixture(_ name: String) throws -> String {
+        let path = BuildProducts.packageRoot + "/../shared/fixtures/civitai/" + name
+        return try String(contentsOfFile: path, encoding: .utf8)
+    }
+}
+
+/// A value behind a lock that closures can share (Mutex itself cannot be captured).
+public final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    public init(_ value: Value) { mutex = Mutex(value) }
+    public func withLock<T>(_ body: (inout Value) -> T) -> T { mutex.withLock { body(&$0) } }
+}
