@@ -14,6 +14,9 @@ public struct MountRequest: Sendable {
     public var settings = MountSettings()
     /// Downloads bytes that are not local yet (the fetch engine); nil: such reads answer EIO.
     public var fetcher: (any BlobFetcher)?
+    /// Builds the fetcher from the daemon's own library (one registry connection per process);
+    /// used when `fetcher` is nil.
+    public var makeFetcher: (@Sendable (Library) -> any BlobFetcher)?
 
     public init(home: String, mountpoint: String) {
         self.home = home
@@ -60,7 +63,7 @@ public final class MountDaemon: @unchecked Sendable {
         settings.readOnly = request.readOnly || settings.readOnly
         let fileSystem: TensorsFileSystem
         do {
-            fileSystem = try TensorsFileSystem(library: library, settings: settings, logger: logger, fetcher: request.fetcher)
+            fileSystem = try TensorsFileSystem(library: library, settings: settings, logger: logger, fetcher: request.fetcher ?? request.makeFetcher?(library))
         } catch {
             throw .registry("\(error)")
         }

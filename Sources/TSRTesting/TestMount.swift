@@ -15,18 +15,23 @@ public final class TestMount: @unchecked Sendable {
         FileManager.default.fileExists(atPath: "/dev/fuse") && FileManager.default.fileExists(atPath: "/bin/fusermount3")
     }
 
-    public init(home: String, mountpoint: String, arguments: [String] = []) throws {
+    /// Variables added to the daemon's environment (HF_ENDPOINT, tokens…).
+    public let environment: [String: String]
+
+    public init(home: String, mountpoint: String, arguments: [String] = [], environment: [String: String] = [:]) throws {
         self.home = home
         self.mountpoint = mountpoint
         self.arguments = arguments
+        self.environment = environment
         self.log = mountpoint + ".log"
         try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
-        process = try Self.launch(home: home, mountpoint: mountpoint, arguments: arguments, log: log)
+        process = try Self.launch(home: home, mountpoint: mountpoint, arguments: arguments, environment: environment, log: log)
         try waitUntilMounted()
     }
 
-    static func launch(home: String, mountpoint: String, arguments: [String], log: String) throws -> Process {
+    static func launch(home: String, mountpoint: String, arguments: [String], environment: [String: String], log: String) throws -> Process {
         let process = Process()
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         process.executableURL = URL(fileURLWithPath: BuildProducts.tsr)
         process.arguments = ["mount", mountpoint, "--foreground", "--home", home] + arguments
         _ = FileManager.default.createFile(atPath: log, contents: nil)
@@ -86,15 +91,17 @@ public final class TestMount: @unchecked Sendable {
     /// Mounts again on the same point with the same home.
     public func restart() throws {
         stop()
-        process = try Self.launch(home: home, mountpoint: mountpoint, arguments: arguments, log: log)
+        process = try Self.launch(home: home, mountpoint: mountpoint, arguments: arguments, environment: environment, log: log)
         try waitUntilMounted()
     }
 
     /// Runs `body` with a mount of `home` in a fresh temp directory, always unmounting.
-    public static func with<T>(home: String, arguments: [String] = [], _ body: (TestMount) throws -> T) throws -> T {
+    public static func with<T>(
+        home: String, arguments: [String] = [], environment: [String: String] = [:], _ body: (TestMount) throws -> T
+    ) throws -> T {
         let dir = try TempDirectory("tsr-mnt")
         defer { dir.remove() }
-        let mount = try TestMount(home: home, mountpoint: dir.path + "/models", arguments: arguments)
+        let mount = try TestMount(home: home, mountpoint: dir.path + "/models", arguments: arguments, environment: environment)
         defer { mount.stop() }
         return try body(mount)
     }

@@ -92,7 +92,7 @@ public enum Shell {
 
     /// Runs `executable` with `arguments`, waiting at most `timeout` seconds (then SIGKILL).
     public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
-                           cwd: String? = nil, timeout: TimeInterval = 300) throws -> Output {
+                           cwd: String? = nil, timeout: TimeInterval = 300, input: String? = nil) throws -> Output {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -102,8 +102,13 @@ public enum Shell {
         let err = Pipe()
         process.standardOutput = out
         process.standardError = err
-        process.standardInput = FileHandle.nullDevice
+        let stdin = Pipe()
+        process.standardInput = input == nil ? FileHandle.nullDevice : stdin
         try process.run()
+        if let input {
+            stdin.fileHandleForWriting.write(Data(input.utf8))
+            try? stdin.fileHandleForWriting.close()
+        }
         // Read both pipes concurrently so a chatty child never blocks on a full pipe.
         let errData = LockedData()
         let reader = Thread { errData.set(err.fileHandleForReading.readDataToEndOfFile()) }

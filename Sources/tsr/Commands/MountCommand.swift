@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import TSRFetch
 import TSRMount
 
 struct MountCommand: ParsableCommand {
@@ -40,6 +41,13 @@ struct MountCommand: ParsableCommand {
             var request = MountRequest(home: home, mountpoint: point)
             request.readOnly = readOnly
             request.allowOther = allowOther
+            // Lazy reads download through the fetch engine, with the tokens of this environment
+            // (HF_TOKEN, CIVITAI_API_KEY), kept in memory only.
+            let settings = FetchSettings.from(environment: ProcessInfo.processInfo.environment)
+            let credentials = Credentials.from(environment: ProcessInfo.processInfo.environment)
+            request.makeFetcher = { library in
+                MountBlobFetcher(fetcher: Fetcher(library: library, settings: settings, credentials: credentials))
+            }
             try runReporting(json: false) {
                 let daemon = try MountDaemon.make(request, logger: Logger(label: "tsr.mount"))
                 try daemon.run(handleSignals: true)

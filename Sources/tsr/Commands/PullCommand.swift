@@ -1,0 +1,120 @@
+import ArgumentParser
+import Foundation
+import Synchronization
+import TSRFetch
+import TSRLibrary
+import TSRRegistry
+import TSRStore
+
+struct PullCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pull",
+        abstract: "Download models now: new sources, or everything registered but not here yet.",
+        discussion: """
+            `tsr pull SOURCE` registers SOURCE like `tsr add` and downloads it. A source that does not
+            tell its SHA-256 is trusted on this first download (give --sha256 to check it). Downloads
+            resume where they stopped, are verified, and are never visible before they are. --json
+            prints one NDJSON event per line (message, progress, bytes, total_bytes), then a
+            "completed" or "error" line per file.
+            """)
+
+    @Argument(help: "hf://…, civitai:…, or URLs.") var sources: [String] = []
+    @Flag(help: "Download every registered file whose bytes are not here.") var allMissing = false
+    @Option(help: "ComfyUI folder key (default: the CivitAI type's folder).") var folder: String?
+    @Option(help: "Name inside the folder (one SOURCE only).") var name: String?
+    @Option(help: "The expected SHA-256 (one SOURCE only).") var sha256: String?
+    @Flag(help: "Repoint names that already name other content.") var force = false
+    @Option(help: "Files downloaded at once.") var jobs = 3
+    @OptionGroup var fetchOptions: FetchOptions
+    @OptionGroup var homeOptions: HomeOptions
+    @OptionGroup var output: OutputOptions
+
+    func validate() throws {
+        guard allMissing || !sources.isEmpty else { throw ValidationError("name a SOURCE to pull, or --all-missing") }
+        guard sources.count <= 1 || (name == nil && sha256 == nil) else { throw ValidationError("--name and --sha256 go with one SOURCE") }
+        guard (1...16).contains(jobs) else { throw ValidationError("--jobs must be 1…16") }
+    }
+
+    func run() throws {
+        let settings = fetchOptions.settings
+        var specs: [(SourceSpec, String?)] = []
+        for source in sources {
+            do { specs.append(try SourceSpec.parse(source, settings: settings)) } catch { throw ValidationError(error.description) }
+        }
+        var credentials = try fetchOptions.credentials(for: Set(specs.map(\.0.kind)), urlKey: specs.compactMap(\.1).first)
+        let reporter = DownloadReporter(json: output.json)
+        var failures = 0
+        try runReporting(json: output.json) {
+            let library = try homeOptions.open()
+            for (spec, _) in specs {
+                do {
+                    try TokenPrompt.retrying(&credentials) { try pull(spec, library: library, settings: settings, credentials: $0, reporter: reporter) }
+                } catch {
+                    failures += 1
+                    reporter.finished(spec.canonicalURL, result: .failure(error))
+                }
+            }
+            if allMissing {
+                failures += try pullMissing(library: library, fetcher: Fetcher(library: library, settings: settings, credentials: credentials), reporter: reporter)
+            }
+        }
+        if failures > 0 { throw ExitCode(1) }
+    }
+
+    private func pull(_ spec: SourceSpec, library: Library, settings: FetchSettings, credentials: Credentials, reporter: DownloadReporter) throws {
+        let fetcher = Fetcher(library: library, settings: settings, credentials: credentials)
+        let file = try fetcher.resolver.resolve(spec, readPrefix: false)
+        let label = file.fileName
+        if file.digest != nil || sha256 != nil {
+            let entry = try Registration.make(file: file, folder: folder, name: name, sha256: sha256)
+            _ = try entry.register(in: library, force: force)
+            let committed = try fetcher.fetch(entry.digest, progress: reporter.progress(for: label))
+            reporter.finished(label, result: .success((committed.digest, committed.size, "\(entry.folder)/\(entry.path)")))
+            return
+        }
+        // Trust on first download: the bytes name themselves.
+        guard let chosen = folder ?? file.folderHint else {
+            throw ValidationError("which folder should it go in? pass --folder (checkpoints, loras, vae, …)")
+        }
+        let validFolder: String
+        let validPath: String
+        do {
+            validFolder = try ModelPath.validateFolder(chosen)
+            validPath = try ModelPath.validateRelativePath(name ?? file.fileName)
+        } catch {
+            throw ValidationError(error.description)
+        }
+        if !force, let existing = try library.registry.alias(folder: validFolder, path: validPath) {
+            throw Failure("\(validFolder)/\(validPath) already names \(existing.sha256.short)…; pass --force to repoint it or --name to choose another name")
+        }
+        let committed = try fetcher.download(file, progress: reporter.progress(for: label))
+        try library.record(committed, folder: validFolder, path: validPath)
+        try library.registry.addSource(committed.digest, url: file.canonicalURL, kind: file.source.kind)
+        reporter.finished(label, result: .success((committed.digest, committed.size, "\(validFolder)/\(validPath)")))
+    }
+
+    /// Downloads every remote blob, `jobs` at a time; returns the number that failed.
+    private func pullMissing(library: Library, fetcher: Fetcher, reporter: DownloadReporter) throws -> Int {
+        let missing = try library.registry.blobs(state: .remote)
+        if missing.isEmpty && !output.json { Out.line("nothing to pull: every registered file is here") }
+        let next = Atomic<Int>(0)
+        let failed = Atomic<Int>(0)
+        DispatchQueue.concurrentPerform(iterations: min(jobs, max(1, missing.count))) { _ in
+            while true {
+                let index = next.add(1, ordering: .relaxed).oldValue
+                guard index < missing.count else { return }
+                let blob = missing[index]
+                let names = (try? library.registry.aliases(of: blob.sha256)) ?? []
+                let label = names.first.map { "\($0.folder)/\($0.path)" } ?? blob.sha256.short
+                do {
+                    let committed = try fetcher.fetch(blob.sha256, progress: reporter.progress(for: label))
+                    reporter.finished(label, result: .success((committed.digest, committed.size, label)))
+                } catch {
+                    failed.add(1, ordering: .relaxed)
+                    reporter.finished(label, result: .failure(error))
+                }
+            }
+        }
+        return failed.load(ordering: .relaxed)
+    }
+}

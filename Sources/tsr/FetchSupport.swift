@@ -1,0 +1,203 @@
+import ArgumentParser
+import Foundation
+import Synchronization
+import TSRFetch
+import TSRLibrary
+import TSRMount
+import TSRStore
+
+/// Options shared by the commands that download.
+struct FetchOptions: ParsableArguments {
+    @Flag(help: "Read a token for the source's service (Hugging Face or CivitAI) from the first line of stdin; it is kept in memory only.")
+    var tokenStdin = false
+
+    @Option(name: .customLong("allow-host"), help: "Also allow downloads from this host (repeatable; TSR_ALLOW_HOSTS does the same).")
+    var allowHosts: [String] = []
+
+    var settings: FetchSettings {
+        var settings = FetchSettings.from(environment: ProcessInfo.processInfo.environment)
+        settings.allowedHosts += allowHosts.map { $0.lowercased() }
+        return settings
+    }
+
+    /// Credentials from HF_TOKEN / CIVITAI_API_KEY, a `token=` found in the source URL, and
+    /// `--token-stdin` for the service of `kinds`.
+    func credentials(for kinds: Set<String>, urlKey: String? = nil) throws -> Credentials {
+        var credentials = Credentials.from(environment: ProcessInfo.processInfo.environment)
+        if let urlKey { credentials.civitai = urlKey }
+        guard tokenStdin else { return credentials }
+        let services = kinds.intersection(["huggingface", "civitai"])
+        guard services.count == 1, let service = services.first else {
+            throw ValidationError("--token-stdin needs sources of one service, Hugging Face or CivitAI (tokens are never sent elsewhere)")
+        }
+        guard let line = readLine(strippingNewline: true)?.trimmingCharacters(in: .whitespaces), !line.isEmpty else {
+            throw ValidationError("--token-stdin: nothing was read from stdin")
+        }
+        if service == "huggingface" { credentials.huggingFace = line } else { credentials.civitai = line }
+        return credentials
+    }
+}
+
+/// Asks for a token without echo when a download was refused for lack of one and a person is at
+/// the terminal. The answer lives in memory only.
+enum TokenPrompt {
+    static func ask(after error: FetchError, credentials: inout Credentials) -> Bool {
+        guard isatty(0) == 1, isatty(2) == 1, case let .unauthorized(_, _, variable?, _) = error else { return false }
+        let label = variable == "HF_TOKEN" ? "Hugging Face token" : "CivitAI API key"
+        FileHandle.standardError.write(Data("tsr: \(error)\n\(label) (used for this download only, never saved): ".utf8))
+        var saved = termios()
+        tcgetattr(0, &saved)
+        var silent = saved
+        silent.c_lflag &= ~tcflag_t(ECHO)
+        tcsetattr(0, TCSANOW, &silent)
+        let line = readLine(strippingNewline: true)
+        tcsetattr(0, TCSANOW, &saved)
+        FileHandle.standardError.write(Data("\n".utf8))
+        guard let token = line?.trimmingCharacters(in: .whitespaces), !token.isEmpty else { return false }
+        if variable == "HF_TOKEN" { credentials.huggingFace = token } else { credentials.civitai = token }
+        return true
+    }
+
+    /// Runs `body`, and once more with a typed token if it failed for lack of one.
+    static func retrying<T>(_ credentials: inout Credentials, _ body: (Credentials) throws -> T) throws -> T {
+        do {
+            return try body(credentials)
+        } catch let error as FetchError {
+            guard ask(after: error, credentials: &credentials) else { throw error }
+            return try body(credentials)
+        }
+    }
+}
+
+/// Resolves a source and registers it as a remote entry (`tsr add`, and `tsr pull SOURCE`).
+struct Registration {
+    var folder: String
+    var path: String
+    var file: RemoteFile
+    var digest: Digest
+
+    /// - Throws: `ValidationError` for bad names, `Failure` when the source cannot tell a digest.
+    static func make(file: RemoteFile, folder: String?, name: String?, sha256: String?) throws -> Registration {
+        var digest = file.digest
+        if let sha256 {
+            guard let given = Digest(rawValue: sha256.lowercased()) else { throw ValidationError("--sha256 must be 64 hex digits") }
+            if let digest, digest != given {
+                throw Failure("\(file.canonicalURL) says its SHA-256 is \(digest), --sha256 says \(given); check which file you meant")
+            }
+            digest = given
+        }
+        guard let chosenFolder = folder ?? file.folderHint else {
+            throw ValidationError("which folder should it go in? pass --folder (checkpoints, loras, vae, text_encoders, diffusion_models …)")
+        }
+        let validFolder: String
+        let validPath: String
+        do {
+            validFolder = try ModelPath.validateFolder(chosenFolder)
+            validPath = try ModelPath.validateRelativePath(name ?? file.fileName)
+        } catch {
+            throw ValidationError(error.description)
+        }
+        guard let digest else {
+            throw Failure(
+                "\(file.canonicalURL) does not tell its SHA-256, so it cannot be registered before downloading; give --sha256 HEX, or run `tsr pull` to download it now and trust those bytes")
+        }
+        return Registration(folder: validFolder, path: validPath, file: file, digest: digest)
+    }
+
+    /// Records the entry; a name that stands for other content needs `force`.
+    func register(in library: Library, force: Bool) throws -> String {
+        let change = try library.registerRemote(
+            digest: digest, size: file.size ?? 0, folder: folder, path: path, replace: force, url: file.canonicalURL,
+            kind: file.source.kind, prefix: file.prefix)
+        switch change {
+        case .created: return "created"
+        case .unchanged: return "unchanged"
+        case .replaced: return "replaced"
+        case let .conflict(existing):
+            throw Failure("\(folder)/\(path) already names other content (\(existing.short)…); pass --force to repoint it or --name to choose another name")
+        }
+    }
+}
+
+/// Progress of downloads: NDJSON events with --json, a status line on a terminal, nothing on a pipe.
+final class DownloadReporter: Sendable {
+    let json: Bool
+    private let lastEvent = Mutex<[String: Int64]>([:])
+    private let started = Mutex<[String: ContinuousClock.Instant]>([:])
+
+    init(json: Bool) { self.json = json }
+
+    /// A progress callback for one file.
+    func progress(for name: String) -> DownloadProgress {
+        { [self] bytes, total in event(name, bytes: bytes, total: total) }
+    }
+
+    private func event(_ name: String, bytes: Int64, total: Int64?) {
+        let now = ContinuousClock.now
+        let start = started.withLock { $0[name, default: now] }
+        started.withLock { $0[name] = start }
+        // At most one event per 4 MiB (and the last one).
+        let due = lastEvent.withLock { last -> Bool in
+            if bytes - last[name, default: -(1 << 40)] < 4 << 20 && bytes != total { return false }
+            last[name] = bytes
+            return true
+        }
+        guard due else { return }
+        let elapsed = max(0.001, (now - start).inSeconds)
+        let speed = Double(bytes) / elapsed
+        if json {
+            var line: [String: Any] = ["file": name, "bytes": bytes, "speed": Int(speed)]
+            if let total, total > 0 {
+                line["total_bytes"] = total
+                line["progress"] = (Double(bytes) / Double(total) * 1000).rounded() / 10
+                line["message"] = "Downloading \(name): \(Int(Double(bytes) / Double(total) * 100))%"
+            } else {
+                line["message"] = "Downloading \(name): \(formatBytes(bytes))"
+            }
+            emit(line)
+        } else if Out.stderrIsTerminal {
+            var text = "\r\(name): \(formatBytes(bytes))"
+            if let total, total > 0 {
+                let eta = speed > 0 ? Int(Double(total - bytes) / speed) : 0
+                text += " / \(formatBytes(total)) \(Int(Double(bytes) / Double(total) * 100))% \(formatBytes(Int64(speed)))/s ETA \(eta)s"
+            }
+            FileHandle.standardError.write(Data((text + "\u{1B}[K").utf8))
+        }
+    }
+
+    func finished(_ name: String, result: Result<(Digest, Int64, String), any Error>) {
+        switch result {
+        case let .success((digest, size, path)):
+            if json {
+                emit(["status": "completed", "message": "Downloaded \(name)", "file": name, "path": path, "sha256": digest.rawValue, "bytes": size, "total_bytes": size])
+            } else {
+                if Out.stderrIsTerminal { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+                Out.line("\(path): \(formatBytes(size)), sha256 \(digest.rawValue)")
+            }
+        case let .failure(error):
+            if json {
+                emit(["status": "error", "file": name, "error": "\(error)", "message": "\(error)"])
+            } else {
+                if Out.stderrIsTerminal { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+                Out.error("\(name): \(error)")
+            }
+        }
+    }
+
+    private func emit(_ object: [String: Any]) {
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
+        FileHandle.standardOutput.write(data + Data("\n".utf8))
+    }
+}
+
+extension Duration {
+    var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
+/// The mount's lazy reads, served by the fetch engine.
+struct MountBlobFetcher: BlobFetcher {
+    let fetcher: Fetcher
+    func fetch(_ digest: Digest, size: Int64) throws {
+        _ = try fetcher.fetch(digest)
+    }
+}

@@ -1,0 +1,139 @@
+import Foundation
+import Testing
+import TSRStore
+import TSRTesting
+
+/// `tsr add` / `tsr pull` and lazy reads through `tsr mount`, against the Hugging Face and
+/// CivitAI emulators (HF_ENDPOINT and TSR_CIVITAI_URL point at them).
+@Suite struct FetchCLITests {
+    let dir: TempDirectory
+    var home: String { dir.path + "/home" }
+    let model = SafetensorsBuilder(
+        metadata: ["modelspec.architecture": "stable-diffusion-xl-v1-base", "modelspec.title": "Lazy SDXL"],
+        tensors: [("model.diffusion_model.input_blocks.0.0.weight", "U8", [3 << 20])], fill: 7
+    ).bytes()
+    var digest: Digest { try! SHA256Hasher.digest(model) }
+
+    init() throws { dir = try TempDirectory("tsr-fetch-cli") }
+
+    func tsr(_ arguments: [String], environment extra: [String: String] = [:], input: String? = nil) throws -> Shell.Output {
+        var environment = ProcessInfo.processInfo.environment
+        environment["TSR_HOME"] = home
+        environment["TSR_LOW_SPEED_TIME"] = "2"
+        environment.merge(extra) { $1 }
+        return try Shell.run(BuildProducts.tsr, arguments, environment: environment, cwd: dir.path, timeout: 120, input: input)
+    }
+
+    func json(_ text: String) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+    }
+
+    @Test func addRegistersBeforeDownloadingAndPullAllMissingFetches() throws {
+        defer { dir.remove() }
+        let hf = try HuggingFaceFixture(files: ["stabilityai/sdxl/unet/lazy.safetensors": .init(bytes: model)])
+        let env = ["HF_ENDPOINT": hf.endpoint]
+        let added = try tsr(["add", "hf://stabilityai/sdxl/unet/lazy.safetensors", "--folder", "checkpoints", "--json"], environment: env)
+        #expect(added.status == 0, "\(added.stderr)")
+        let entry = try json(added.stdout)
+        #expect(entry["sha256"] as? String == digest.rawValue && entry["size"] as? Int == model.count && entry["state"] as? String == "remote")
+        #expect(entry["source"] as? String == "https://huggingface.co/stabilityai/sdxl/resolve/main/unet/lazy.safetensors")
+
+        // Header facts without a download: only the 128 KiB prefix left the CDN.
+        let info = try json(try tsr(["info", "checkpoints/lazy.safetensors", "--json"]).stdout)
+        #expect(info["base_model"] as? String == "SDXL 1.0" && info["tensor_count"] as? Int == 1)
+        #expect(hf.cdn.requests.filter { $0.method == "GET" }.map { $0.header("range") } == ["bytes=0-131071"])
+
+        let pulled = try tsr(["pull", "--all-missing", "--json"], environment: env)
+        #expect(pulled.status == 0, "\(pulled.stderr)")
+        let events = pulled.stdout.split(separator: "\n").map { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(events.allSatisfy { $0 != nil }, "every line is JSON")
+        #expect(events.contains { $0?["status"] as? String == "completed" && $0?["sha256"] as? String == digest.rawValue })
+        #expect(events.contains { $0?["total_bytes"] as? Int == model.count && $0?["progress"] != nil })
+        #expect(try readBytes(home + "/blobs/sha256/\(digest.prefix)/\(digest.rawValue)") == model)
+        let list = try tsr(["list", "--json"])
+        #expect(list.stdout.contains("\"present\"") && !list.stdout.contains("\"remote\""))
+        let again = try tsr(["pull", "--all-missing"], environment: env)
+        #expect(again.status == 0 && again.stdout.contains("nothing to pull"))
+    }
+
+    @Test func badInputGetsClearErrorsAndChangesNothing() throws {
+        defer { dir.remove() }
+        let hf = try HuggingFaceFixture(files: ["o/r/m.safetensors": .init(bytes: model), "o/r/cfg.json": .init(bytes: Array("{}".utf8), lfs: false)])
+        let env = ["HF_ENDPOINT": hf.endpoint]
+        let noFolder = try tsr(["add", "hf://o/r/m.safetensors"], environment: env)
+        #expect(noFolder.status != 0 && noFolder.stderr.contains("--folder"))
+        let traversal = try tsr(["add", "hf://o/r/m.safetensors", "--folder", "loras", "--name", "../../etc/x.safetensors"], environment: env)
+        #expect(traversal.status != 0 && traversal.stderr.contains(".."))
+        let badFolder = try tsr(["add", "hf://o/r/m.safetensors", "--folder", "../x"], environment: env)
+        #expect(badFolder.status != 0)
+        let noDigest = try tsr(["add", "hf://o/r/cfg.json", "--folder", "configs"], environment: env)
+        #expect(noDigest.status == 1 && noDigest.stderr.contains("--sha256") && noDigest.stderr.contains("tsr pull"))
+        let offList = try tsr(["add", "https://downloads.example.net/m.safetensors", "--folder", "loras"])
+        #expect(offList.status == 1 && offList.stderr.contains("allowlist"))
+        let wrongSHA = try tsr(["add", "hf://o/r/m.safetensors", "--folder", "loras", "--sha256", String(repeating: "ab", count: 32)], environment: env)
+        #expect(wrongSHA.status == 1 && wrongSHA.stderr.contains("says its SHA-256 is"))
+        #expect(try tsr(["add", "hf://o/r/m.safetensors", "--folder", "loras"], environment: env).status == 0)
+        let other = try FixtureServer { request, connection in connection.serveFile(Array("other".utf8), request: request) }
+        let clash = try tsr(["pull", other.baseURL + "/m.safetensors", "--folder", "loras"])
+        #expect(clash.status == 1 && clash.stderr.contains("--force"), "\(clash.stderr)")
+        let list = try tsr(["list", "--json"])
+        #expect(list.stdout.components(separatedBy: "\"name\"").count == 2, "exactly the one good entry")
+    }
+
+    @Test func trustOnFirstDownloadAndCivitAIWithAKeyFromStdinThatIsWrittenNowhere() throws {
+        defer { dir.remove() }
+        let plain = try FixtureServer { request, connection in connection.serveFile(Array("yaml: true\n".utf8), request: request) }
+        let pulled = try tsr(["pull", plain.baseURL + "/configs/v1.yaml", "--folder", "configs"])
+        #expect(pulled.status == 0, "\(pulled.stderr)")
+        let yamlDigest = try SHA256Hasher.digest(Array("yaml: true\n".utf8)).rawValue
+        #expect(pulled.stdout.contains("configs/v1.yaml") && pulled.stdout.contains(yamlDigest))
+
+        let civitai = try CivitAIFixture()
+        civitai.addVersion(42, json: CivitAIFixture.versionJSON(id: 42, modelId: 4, type: "LORA", fileName: "detail.safetensors", bytes: model))
+        civitai.addDownload(42, .init(bytes: model, fileName: "detail.safetensors", requiresKey: true))
+        let env = ["TSR_CIVITAI_URL": civitai.base]
+        let refused = try tsr(["pull", "civitai:4@42"], environment: env)
+        #expect(refused.status == 1 && refused.stderr.contains("requires you to be logged in") && refused.stderr.contains("CIVITAI_API_KEY"))
+        let withKey = try tsr(["pull", "civitai:4@42", "--token-stdin", "--json"], environment: env, input: civitai.key + "\n")
+        #expect(withKey.status == 0, "\(withKey.stderr)")
+        #expect(withKey.stdout.contains("\"completed\"") && withKey.stdout.contains("loras/detail.safetensors"))
+        #expect(civitai.storage.requests.allSatisfy { $0.header("authorization") == nil })
+
+        // The key is nowhere in the home: database, WAL, blobs, temp files, logs.
+        var found: [String] = []
+        let walker = FileManager.default.enumerator(atPath: home)
+        while let relative = walker?.nextObject() as? String {
+            let path = home + "/" + relative
+            if let data = FileManager.default.contents(atPath: path), data.range(of: Data(civitai.key.utf8)) != nil { found.append(relative) }
+        }
+        #expect(found.isEmpty, "the key was written to \(found)")
+        #expect(!withKey.stdout.contains(civitai.key) && !withKey.stderr.contains(civitai.key))
+    }
+
+    @Test(.enabled(if: TestMount.isAvailable, "needs /dev/fuse"))
+    func aLazyEntryReadsItsHeaderWithoutDownloadingAndItsBytesOnFirstRead() throws {
+        defer { dir.remove() }
+        let hf = try HuggingFaceFixture(files: ["o/r/lazy.safetensors": .init(bytes: model)])
+        let env = ["HF_ENDPOINT": hf.endpoint]
+        #expect(try tsr(["add", "hf://o/r/lazy.safetensors", "--folder", "checkpoints"], environment: env).status == 0)
+        try TestMount.with(home: home, environment: env) { mount in
+            let path = mount.mountpoint + "/checkpoints/lazy.safetensors"
+            let before = try FileManager.default.attributesOfItem(atPath: path)
+            #expect((before[.size] as? Int) == model.count, "§2: exact size before the bytes are here")
+            // A header reader (ComfyUI's preview, LoRA managers): 8 bytes, then the JSON.
+            let handle = try #require(FileHandle(forReadingAtPath: path))
+            let length = try handle.read(upToCount: 8) ?? Data()
+            let headerLength = Int(Safetensors.headerLength([UInt8](length)))
+            let header = try handle.read(upToCount: headerLength) ?? Data()
+            try handle.close()
+            #expect([UInt8](length + header) == Array(model.prefix(8 + headerLength)))
+            #expect(hf.cdn.requests.filter { $0.method == "GET" }.count == 1, "§3: only the registration's prefix request, no download")
+            #expect(try readBytes(path) == model, "§3: the first full read downloads and verifies")
+            #expect(hf.cdn.requests.filter { $0.method == "GET" && $0.header("range") == nil }.count == 1)
+            let after = try FileManager.default.attributesOfItem(atPath: path)
+            #expect(after[.systemFileNumber] as? Int == before[.systemFileNumber] as? Int && after[.modificationDate] as? Date == before[.modificationDate] as? Date)
+        }
+        let list = try tsr(["list", "--json"])
+        #expect(list.stdout.contains("\"present\""))
+    }
+}
