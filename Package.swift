@@ -63,6 +63,11 @@ let package = Package(
             name: "StallBench",
             dependencies: ["TSRMount", "TSRLibrary", "TSRRegistry", "TSRStore", "TSRTesting"],
             path: "bench/StallBench"),
+        // bench/run: download + verify through the fetch engine vs curl -o (a local server).
+        .executableTarget(
+            name: "FetchBench",
+            dependencies: ["TSRFetch", "TSRLibrary", "TSRStore", "TSRTesting"],
+            path: "bench/FetchBench"),
 
         .testTarget(name: "TSRStoreTests", dependencies: ["TSRStore", "TSRTesting", "CCurl"]),
         .testTarget(name: "TSRRegistryTests", dependencies: ["TSRRegistry", "TSRTesting"]),

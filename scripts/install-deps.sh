@@ -7,6 +7,7 @@ packages=(
   libsqlite3-dev                # GRDB uses the system SQLite (FTS5 included)
   libssl-dev openssl            # SHA-256 through OpenSSL EVP; openssl dgst is the bench baseline
   libcurl4-openssl-dev          # the fetch engine
+  curl                          # the download benchmark's baseline (bench/FetchBench)
   pkg-config
   util-linux                    # mount/umount and script(1) for tests (tmpfs, loop devices, a TTY)
   btrfs-progs                   # a loop-mounted btrfs in the tests exercises reflink copies
