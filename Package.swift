@@ -33,8 +33,11 @@ let package = Package(
             name: "TSRRegistry",
             dependencies: ["TSRStore", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "TSRLibrary", dependencies: ["TSRStore", "TSRRegistry"]),
-        // HTTP engine (libcurl), sources (Hugging Face, CivitAI, URLs), resumable verified downloads.
-        .target(name: "TSRFetch", dependencies: ["CCurl", "TSRStore", "TSRRegistry", "TSRLibrary"]),
+        // Workflow dependency formats (seed, ComfyUI UI, API): pure parsing.
+        .target(name: "TSRWorkflow", dependencies: ["TSRStore"]),
+        // HTTP engine (libcurl), sources (Hugging Face, CivitAI, URLs), resumable verified downloads,
+        // workflows (registering and pulling their dependencies).
+        .target(name: "TSRFetch", dependencies: ["CCurl", "TSRStore", "TSRRegistry", "TSRLibrary", "TSRWorkflow"]),
         // Swift binding of the libfuse low-level API; knows nothing about models.
         .target(name: "FUSE", dependencies: ["CFUSE"]),
         // The namespace (views → aliases → blobs) and the thin FUSE adapter.
@@ -51,7 +54,7 @@ let package = Package(
         .executableTarget(
             name: "tsr",
             dependencies: [
-                "TSRLibrary", "TSRStore", "TSRRegistry", "TSRTesting", "TSRMount", "TSRFetch",
+                "TSRLibrary", "TSRStore", "TSRRegistry", "TSRTesting", "TSRMount", "TSRFetch", "TSRWorkflow",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -72,7 +75,8 @@ let package = Package(
         .testTarget(name: "TSRStoreTests", dependencies: ["TSRStore", "TSRTesting", "CCurl"]),
         .testTarget(name: "TSRRegistryTests", dependencies: ["TSRRegistry", "TSRTesting"]),
         .testTarget(name: "TSRLibraryTests", dependencies: ["TSRLibrary", "TSRTesting"]),
-        .testTarget(name: "TSRFetchTests", dependencies: ["TSRFetch", "TSRLibrary", "TSRTesting"]),
+        .testTarget(name: "TSRWorkflowTests", dependencies: ["TSRWorkflow", "TSRStore"]),
+        .testTarget(name: "TSRFetchTests", dependencies: ["TSRFetch", "TSRLibrary", "TSRTesting", "TSRWorkflow"]),
         .testTarget(
             name: "TSRMountTests",
             dependencies: ["TSRMount", "TSRLibrary", "TSRTesting", "TSRRegistry", "CLinux"]),

@@ -190,16 +190,30 @@ extension Library {
     public func registerRemote(
         digest: Digest, size: Int64, folder: String, path: String, replace: Bool, url: String, kind: String, prefix: [UInt8]?
     ) throws(LibraryError) -> AliasChange {
-        let name = path.split(separator: "/").last.map(String.init) ?? path
+        let blob = remoteBlob(digest: digest, size: size, name: path, prefix: prefix)
+        let item = RemoteRegistration(blob: blob, folder: folder, path: path, replace: replace, url: url, kind: kind, prefix: prefix)
+        do { return try registry.registerRemote(item) } catch { throw .registry(error) }
+    }
+
+    /// Registers a blob by its source alone, without a name (a workflow dependency whose name in
+    /// the folder view stands for other content).
+    public func registerRemoteBlob(digest: Digest, size: Int64, name: String, url: String, kind: String, prefix: [UInt8]?) throws(LibraryError) {
+        let blob = remoteBlob(digest: digest, size: size, name: name, prefix: prefix)
+        do { try registry.registerRemoteBlob(blob, url: url, kind: kind, prefix: prefix) } catch { throw .registry(error) }
+    }
+
+    /// The blob row of a file not downloaded yet: header facts from its prefix when `name` says
+    /// safetensors; present if the bytes happen to be here already.
+    func remoteBlob(digest: Digest, size: Int64, name: String, prefix: [UInt8]?) -> BlobRecord {
         var facts: HeaderFacts?
-        if ModelPath.isSafetensors(name), let prefix, let header = try? Safetensors.parse(bytes: prefix, fileSize: size) {
+        let last = name.split(separator: "/").last.map(String.init) ?? name
+        if ModelPath.isSafetensors(last), let prefix, let header = try? Safetensors.parse(bytes: prefix, fileSize: size) {
             facts = HeaderFacts(header)
         }
         var blob = BlobRecord(committed: digest, size: size, facts: facts, verifiedAt: Date())
         blob.state = store.contains(digest) ? .present : .remote
         blob.verifiedAt = nil
-        let item = RemoteRegistration(blob: blob, folder: folder, path: path, replace: replace, url: url, kind: kind, prefix: prefix)
-        do { return try registry.registerRemote(item) } catch { throw .registry(error) }
+        return blob
     }
 
     /// Records that a download committed a blob: state present, header facts read from the bytes

@@ -19,8 +19,8 @@ enum ErrnoMapping {
             }
         case let error as RegistryError:
             switch error {
-            case .aliasExists: return .exists
-            case .aliasMissing: return .noEntry
+            case .aliasExists, .workflowExists: return .exists
+            case .aliasMissing, .workflowMissing: return .noEntry
             case .blobUnknown, .database: return .io
             }
         case let error as NameError:

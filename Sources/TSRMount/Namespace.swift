@@ -57,6 +57,10 @@ public struct DirectoryNode: Sendable, Equatable {
     public var mtimeNs: Int64
     /// For directories of writable folder views: the folder (and subpath) they stand for.
     public var target: AliasKey?
+    /// How many children are directories: st_nlink is 2 plus this, as on ext4. Tree walkers
+    /// built on fts (coreutils, Foundation) skip descending into a directory whose link count
+    /// says it has no subdirectories.
+    public var subdirectories: Int = 0
 }
 
 /// One node of the namespace.
@@ -288,6 +292,12 @@ public struct NamespaceBuilder {
             file(["by-base", base, entry.folder] + parts, readOnly)
             file(["by-creator", creator, entry.folder] + parts, readOnly)
         }
+        for entry in data.workflowEntries {
+            let parts = entry.path.split(separator: "/").map(String.init)
+            let node = FileNode(
+                sha256: entry.sha256, size: entry.size, state: entry.state, mtimeNs: Self.ns(entry.updatedAt), alias: nil, writable: false, pending: false)
+            file(["workflows", Self.component(entry.workflow), entry.folder] + parts, node)
+        }
         for blob in data.blobs {
             let mtime = Self.ns(blob.createdAt)
             file(["by-hash", blob.sha256.rawValue], FileNode(sha256: blob.sha256, size: blob.size, state: blob.state, mtimeNs: mtime, alias: nil, writable: false, pending: false))
@@ -334,7 +344,9 @@ public struct NamespaceBuilder {
         for dir in directories.values {
             nodes[dir.inode] = Node(
                 inode: dir.inode, parent: dir.parent, name: dir.name,
-                kind: .directory(DirectoryNode(names: dir.names.sorted(), children: dir.children, mtimeNs: dir.mtimeNs, target: dir.target)))
+                kind: .directory(DirectoryNode(
+                    names: dir.names.sorted(), children: dir.children, mtimeNs: dir.mtimeNs, target: dir.target,
+                    subdirectories: dir.children.values.reduce(0) { $0 + (directoriesByInode[$1] == nil ? 0 : 1) })))
         }
         return Namespace(generation: data.generation, nodes: nodes)
     }

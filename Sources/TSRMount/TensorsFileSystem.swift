@@ -210,7 +210,7 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
             let writable = dir.target != nil && !settings.readOnly
             return Attributes(
                 inode: node.inode, type: .directory, permissions: writable ? 0o755 : 0o555, size: 4096,
-                mtimeNs: dir.mtimeNs, linkCount: 2, uid: settings.uid, gid: settings.gid)
+                mtimeNs: dir.mtimeNs, linkCount: UInt32(2 + dir.subdirectories), uid: settings.uid, gid: settings.gid)
         case let .file(file):
             var size = file.size
             if file.pending, let key = file.alias, let write = state.withLock({ $0.writes[key] }) { size = write.size }

@@ -18,6 +18,9 @@ enum Migrations {
         migrator.registerMigration("v4-partial-downloads") { db in
             try db.execute(sql: v4)
         }
+        migrator.registerMigration("v5-workflows") { db in
+            try db.execute(sql: v5)
+        }
         return migrator
     }
 
@@ -261,5 +264,42 @@ enum Migrations {
             total_size INTEGER,
             updated_at TEXT NOT NULL
         );
+        """
+
+    static let v5 = """
+        -- Workflows added with `tsr workflow add` and what each needs. An entry's sha256 is NULL
+        -- while it is unresolved (nothing in the registry or at a source matched; note says why).
+        CREATE TABLE workflows (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL UNIQUE,
+            format TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE workflow_entries (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            workflow_id INTEGER NOT NULL REFERENCES workflows(id) ON DELETE CASCADE,
+            folder TEXT NOT NULL,
+            path TEXT NOT NULL,
+            sha256 TEXT REFERENCES blobs(sha256),
+            size INTEGER,
+            url TEXT,
+            display_name TEXT,
+            required INTEGER NOT NULL DEFAULT 1,
+            note TEXT,
+            UNIQUE (workflow_id, folder, path)
+        );
+        CREATE INDEX workflow_entries_sha256 ON workflow_entries(sha256);
+        -- The mount shows workflows/<name>/...: changes bump the generation, and a removed workflow
+        -- leaves a tombstone so that workflows/ gets a new mtime.
+        CREATE TRIGGER generation_workflow_insert AFTER INSERT ON workflows BEGIN UPDATE registry_generation SET generation = generation + 1; END;
+        CREATE TRIGGER generation_workflow_update AFTER UPDATE ON workflows BEGIN UPDATE registry_generation SET generation = generation + 1; END;
+        CREATE TRIGGER generation_workflow_delete AFTER DELETE ON workflows BEGIN
+            UPDATE registry_generation SET generation = generation + 1;
+            INSERT INTO alias_tombstones (folder, path, deleted_at) VALUES ('workflows', old.name || '/', strftime('%Y-%m-%d %H:%M:%f', 'now'));
+        END;
+        CREATE TRIGGER generation_workflow_entry_insert AFTER INSERT ON workflow_entries BEGIN UPDATE registry_generation SET generation = generation + 1; END;
+        CREATE TRIGGER generation_workflow_entry_update AFTER UPDATE ON workflow_entries BEGIN UPDATE registry_generation SET generation = generation + 1; END;
+        CREATE TRIGGER generation_workflow_entry_delete AFTER DELETE ON workflow_entries BEGIN UPDATE registry_generation SET generation = generation + 1; END;
         """
 }

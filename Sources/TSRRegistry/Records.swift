@@ -220,17 +220,47 @@ public struct MountTombstone: Sendable, Equatable {
     }
 }
 
+/// One resolved entry of a workflow as `workflows/<name>/` shows it.
+public struct MountWorkflowEntry: Sendable, Equatable, Decodable, FetchableRecord {
+    public var workflow: String
+    public var folder: String
+    public var path: String
+    public var sha256: Digest
+    public var size: Int64
+    public var state: BlobState
+    public var updatedAt: Date
+
+    enum CodingKeys: String, CodingKey {
+        case workflow, folder, path, sha256, size, state
+        case updatedAt = "updated_at"
+    }
+
+    public init(workflow: String, folder: String, path: String, sha256: Digest, size: Int64, state: BlobState, updatedAt: Date) {
+        self.workflow = workflow
+        self.folder = folder
+        self.path = path
+        self.sha256 = sha256
+        self.size = size
+        self.state = state
+        self.updatedAt = updatedAt
+    }
+}
+
 /// A consistent read of everything the mount shows.
 public struct MountData: Sendable {
     public var generation: Int64
     public var entries: [MountEntry]
     public var blobs: [MountBlob]
     public var tombstones: [MountTombstone]
+    public var workflowEntries: [MountWorkflowEntry]
 
-    public init(generation: Int64, entries: [MountEntry], blobs: [MountBlob], tombstones: [MountTombstone]) {
+    public init(
+        generation: Int64, entries: [MountEntry], blobs: [MountBlob], tombstones: [MountTombstone], workflowEntries: [MountWorkflowEntry] = []
+    ) {
         self.generation = generation
         self.entries = entries
         self.blobs = blobs
         self.tombstones = tombstones
+        self.workflowEntries = workflowEntries
     }
 }

@@ -62,6 +62,13 @@ extension Registry {
         }
     }
 
+    /// The blob a source URL was recorded for, if any.
+    public func blob(sourceURL url: String) throws(RegistryError) -> Digest? {
+        try read { db in
+            try String.fetchOne(db, sql: "SELECT sha256 FROM sources WHERE url = ? ORDER BY id LIMIT 1", arguments: [url]).flatMap(Digest.init(rawValue:))
+        }
+    }
+
     /// Records a source of a registered blob (no-op when it is known already).
     public func addSource(_ digest: Digest, url: String, kind: String) throws(RegistryError) {
         try write { db in try Self.addSource(digest, url: url, kind: kind, db) }

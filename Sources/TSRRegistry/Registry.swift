@@ -12,6 +12,10 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
     case aliasMissing(String)
     /// No blob with this digest is registered.
     case blobUnknown(Digest)
+    /// No workflow by that name.
+    case workflowMissing(String)
+    /// A workflow by that name exists already.
+    case workflowExists(String)
 
     public var description: String {
         switch self {
@@ -19,6 +23,8 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
         case let .aliasExists(name, sha256): return "\(name) already exists (it is \(sha256.short)…); remove it first or pass --force"
         case let .aliasMissing(name): return "no alias \(name)"
         case let .blobUnknown(digest): return "no blob \(digest) in the registry"
+        case let .workflowMissing(name): return "no workflow \(name) (see `tsr workflow list`)"
+        case let .workflowExists(name): return "a workflow \(name) exists already; pass --force to replace it or --name to choose another name"
         }
     }
 }
@@ -420,8 +426,16 @@ public final class Registry: Sendable {
             let tombstones = try Row.fetchAll(db, sql: "SELECT folder, path, deleted_at FROM alias_tombstones").map {
                 MountTombstone(folder: $0[0], path: $0[1], deletedAt: $0[2])
             }
+            let workflowEntries = try MountWorkflowEntry.fetchAll(
+                db,
+                sql: """
+                    SELECT w.name AS workflow, e.folder, e.path, e.sha256, b.size, b.state, w.updated_at
+                    FROM workflow_entries e JOIN workflows w ON w.id = e.workflow_id JOIN blobs b ON b.sha256 = e.sha256
+                    WHERE b.state != 'quarantined'
+                    ORDER BY w.name, e.folder, e.path
+                    """)
             let generation = try Int64.fetchOne(db, sql: "SELECT generation FROM registry_generation WHERE id = 1") ?? 0
-            return MountData(generation: generation, entries: entries, blobs: blobs, tombstones: tombstones)
+            return MountData(generation: generation, entries: entries, blobs: blobs, tombstones: tombstones, workflowEntries: workflowEntries)
         }
     }
 

@@ -25,6 +25,26 @@ import TSRStore
         entry(4, "diffusion_models", "flux.safetensors", "C", base: "a/b"),
     ])
 
+    @Test func directoryLinkCountsCountSubdirectoriesSoTreeWalkersDescend() {
+        let ns = NamespaceBuilder.build(Self.sample)
+        #expect(ns.node(at: "loras")?.directory?.subdirectories == 1, "loras/style")
+        #expect(ns.node(at: "loras/style")?.directory?.subdirectories == 0)
+        #expect(ns.node(at: "by-base")?.directory?.subdirectories == 3)
+        #expect(ns.node(.root)?.directory?.subdirectories == ns.node(.root)?.directory?.names.count, "the root holds directories only")
+    }
+
+    @Test func workflowEntriesAppearUnderTheirWorkflowReadOnly() {
+        var data = Self.sample
+        data.workflowEntries = [
+            MountWorkflowEntry(workflow: "portrait", folder: "loras", path: "style/detail.safetensors", sha256: Self.digest("B"), size: 1, state: .remote, updatedAt: Self.t0),
+            MountWorkflowEntry(workflow: "a/b", folder: "vae", path: "v.safetensors", sha256: Self.digest("V"), size: 1, state: .remote, updatedAt: Self.t0),
+        ]
+        let ns = NamespaceBuilder.build(data)
+        let file = ns.node(at: "workflows/portrait/loras/style/detail.safetensors")?.file
+        #expect(file?.writable == false && file?.sha256 == Self.digest("B") && file?.state == .remote)
+        #expect(ns.node(at: "workflows/a_b/vae/v.safetensors") != nil, "a / in a workflow name cannot make a path")
+    }
+
     @Test func rootHasEveryFolderKeyMirrorsAndViews() {
         let ns = NamespaceBuilder.build(Self.sample)
         let root = ns.node(.root)?.directory?.names ?? []

@@ -1,0 +1,199 @@
+import ArgumentParser
+import Foundation
+import Synchronization
+import TSRFetch
+import TSRLibrary
+import TSRRegistry
+import TSRStore
+import TSRWorkflow
+
+struct WorkflowCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "workflow",
+        abstract: "Add workflows, see what they need, and pull it.",
+        discussion: """
+            Reads the seed format (workflow.dependencies), ComfyUI's UI format (properties.models of
+            nodes and subgraphs, a top-level models list) and the API format (loader inputs: names
+            only, matched against the registry). Each model becomes workflows/<name>/<folder>/<file>
+            in the mount and, unless the folder already has a different file of that name, a name
+            in the folder view too.
+            """,
+        subcommands: [Add.self, Check.self, Pull.self, List.self, Show.self, Remove.self])
+
+    static func readWorkflow(_ path: String) throws -> ParsedWorkflow {
+        guard let data = FileManager.default.contents(atPath: path) else { throw Failure("\(path): cannot read the file") }
+        do { return try WorkflowParser.parse(data) } catch { throw Failure("\(path): \(error)") }
+    }
+
+    static func printCheck(_ check: WorkflowCheck, json: Bool) throws {
+        if json { return try Out.json(check) }
+        for entry in check.existing {
+            Out.line("  here      \(entry.folder)/\(entry.filename)  \(formatBytes(entry.size ?? 0))\(entry.action == "symlink" ? "  (stored under another name)" : "")")
+        }
+        for entry in check.missing {
+            let size = entry.size.map(formatBytes) ?? "size unknown"
+            Out.line("  \(entry.state == "unresolved" ? "unresolved" : "missing   ") \(entry.folder)/\(entry.filename)  \(size)\(entry.note.map { "  (\($0))" } ?? "")")
+        }
+        Out.line("\(check.existing.count) here, \(check.missing.count) missing: \(formatBytes(check.totalDownloadSize)) to download, \(formatBytes(check.totalSavedSize)) already here")
+        if !check.problems.isEmpty {
+            Out.line("\(check.problems.count) problem\(check.problems.count == 1 ? "" : "s"):")
+            for problem in check.problems { Out.line("  \(problem.entry): \(problem.message)") }
+        }
+    }
+
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "add", abstract: "Add a workflow JSON file and register what it needs.")
+        @Argument(help: "The workflow file (.json).") var file: String
+        @Option(help: "The workflow's name (default: the file name without .json).") var name: String?
+        @Flag(help: "Replace a workflow of the same name.") var force = false
+        @OptionGroup var fetchOptions: FetchOptions
+        @OptionGroup var homeOptions: HomeOptions
+        @OptionGroup var output: OutputOptions
+
+        func run() throws {
+            let base = ((file as NSString).lastPathComponent as NSString).deletingPathExtension
+            let chosen: String
+            do { chosen = try WorkflowParser.validateName(name ?? base) } catch { throw ValidationError(error.description) }
+            try runReporting(json: output.json) {
+                let parsed = try WorkflowCommand.readWorkflow(file)
+                let library = try homeOptions.open()
+                let credentials = try fetchOptions.credentials(for: [])
+                let service = WorkflowService(fetcher: Fetcher(library: library, settings: fetchOptions.settings, credentials: credentials))
+                let check = try service.add(parsed, name: chosen, replace: force)
+                if !output.json { Out.line("workflow \(chosen) (\(parsed.format.rawValue) format): \(parsed.dependencies.count) models") }
+                try WorkflowCommand.printCheck(check, json: output.json)
+            }
+        }
+    }
+
+    struct Check: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "check", abstract: "What a workflow (a name, or a JSON file not added) needs that is not here.",
+            discussion: "--json prints the seed's check-dependencies answer: missing, existing, total_download_size, total_saved_size.")
+        @Argument(help: "A workflow name or a .json file.") var workflow: String
+        @OptionGroup var homeOptions: HomeOptions
+        @OptionGroup var output: OutputOptions
+
+        func run() throws {
+            try runReporting(json: output.json) {
+                let library = try homeOptions.open()
+                let service = WorkflowService(fetcher: Fetcher(library: library, settings: FetchSettings(), credentials: Credentials()))
+                let check: WorkflowCheck
+                if FileManager.default.fileExists(atPath: workflow) && workflow.hasSuffix(".json") {
+                    check = service.check(try WorkflowCommand.readWorkflow(workflow))
+                } else {
+                    check = try service.check(name: workflow)
+                }
+                try WorkflowCommand.printCheck(check, json: output.json)
+            }
+        }
+    }
+
+    struct Pull: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "pull", abstract: "Download what a workflow needs that is not here, several files at once.",
+            discussion: "--json prints NDJSON progress events (message, progress, bytes, total_bytes) and a completed or error line per file.")
+        @Argument(help: "The workflow's name.") var name: String
+        @Option(help: "Files downloaded at once.") var jobs = 3
+        @OptionGroup var fetchOptions: FetchOptions
+        @OptionGroup var homeOptions: HomeOptions
+        @OptionGroup var output: OutputOptions
+
+        func validate() throws {
+            guard (1...16).contains(jobs) else { throw ValidationError("--jobs must be 1…16") }
+        }
+
+        func run() throws {
+            let reporter = DownloadReporter(json: output.json)
+            var failures = 0
+            try runReporting(json: output.json) {
+                let library = try homeOptions.open()
+                let credentials = try fetchOptions.credentials(for: [])
+                let service = WorkflowService(fetcher: Fetcher(library: library, settings: fetchOptions.settings, credentials: credentials))
+                let (items, unresolved) = try service.pullPlan(name: name)
+                for line in unresolved { reporter.finished(line, result: .failure(Failure("unresolved; nothing to download it from"))) }
+                failures += unresolved.count
+                if items.isEmpty && unresolved.isEmpty && !output.json { Out.line("nothing to pull: everything \(name) needs is here") }
+                let next = Atomic<Int>(0)
+                let failed = Atomic<Int>(0)
+                DispatchQueue.concurrentPerform(iterations: min(jobs, max(1, items.count))) { _ in
+                    while true {
+                        let index = next.add(1, ordering: .relaxed).oldValue
+                        guard index < items.count else { return }
+                        let item = items[index]
+                        do {
+                            let committed = try service.pull(item, progress: reporter.progress(for: item.label))
+                            reporter.finished(item.label, result: .success((committed.digest, committed.size, item.label)))
+                        } catch {
+                            failed.add(1, ordering: .relaxed)
+                            reporter.finished(item.label, result: .failure(error))
+                        }
+                    }
+                }
+                failures += failed.load(ordering: .relaxed)
+            }
+            if failures > 0 { throw ExitCode(1) }
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "Workflows with their model counts.")
+        @OptionGroup var homeOptions: HomeOptions
+        @OptionGroup var output: OutputOptions
+
+        struct Item: Encodable {
+            var name, format: String
+            var models, missing: Int
+            var totalSize: Int64
+            enum CodingKeys: String, CodingKey {
+                case name, format, models, missing
+                case totalSize = "total_size"
+            }
+        }
+
+        func run() throws {
+            try runReporting(json: output.json) {
+                let library = try homeOptions.open()
+                let items = try library.registry.workflows().map {
+                    Item(name: $0.workflow.name, format: $0.workflow.format, models: $0.entries, missing: $0.missing, totalSize: $0.totalSize)
+                }
+                if output.json { return try Out.json(items) }
+                if items.isEmpty { Out.line("no workflows (add one with `tsr workflow add FILE.json`)") }
+                for item in items {
+                    Out.line("\(item.name)  \(item.models) models, \(item.missing) missing, \(formatBytes(item.totalSize))  (\(item.format) format)")
+                }
+            }
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "show", abstract: "A workflow's models and their states.")
+        @Argument(help: "The workflow's name.") var name: String
+        @OptionGroup var homeOptions: HomeOptions
+        @OptionGroup var output: OutputOptions
+
+        func run() throws {
+            try runReporting(json: output.json) {
+                let library = try homeOptions.open()
+                let service = WorkflowService(fetcher: Fetcher(library: library, settings: FetchSettings(), credentials: Credentials()))
+                let check = try service.check(name: name)
+                if output.json { return try Out.json(check.existing + check.missing) }
+                try WorkflowCommand.printCheck(check, json: false)
+            }
+        }
+    }
+
+    struct Remove: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "rm", abstract: "Remove a workflow (names it added to folder views stay; blobs stay until `tsr gc`).")
+        @Argument(help: "The workflow's name.") var name: String
+        @OptionGroup var homeOptions: HomeOptions
+
+        func run() throws {
+            try runReporting(json: false) {
+                try homeOptions.open().registry.removeWorkflow(named: name)
+                Out.line("removed workflow \(name)")
+            }
+        }
+    }
+}

@@ -1,0 +1,136 @@
+import Foundation
+import Testing
+import TSRStore
+import TSRTesting
+
+/// `tsr workflow add|check|show|pull|list|rm` with the Hugging Face emulator, and the mount's
+/// `workflows/<name>/` view.
+@Suite struct WorkflowCLITests {
+    let dir: TempDirectory
+    var home: String { dir.path + "/home" }
+    let checkpoint = SafetensorsBuilder(metadata: ["modelspec.architecture": "stable-diffusion-xl-v1-base"], tensors: [("w", "U8", [1 << 20])], fill: 1).bytes()
+    let vae = SafetensorsBuilder(tensors: [("decoder.w", "U8", [200_000])], fill: 2).bytes()
+    let other = SafetensorsBuilder(tensors: [("w", "U8", [1000])], fill: 9).bytes()
+
+    init() throws { dir = try TempDirectory("tsr-workflow-cli") }
+
+    func tsr(_ arguments: [String], environment extra: [String: String] = [:]) throws -> Shell.Output {
+        var environment = ProcessInfo.processInfo.environment
+        environment["TSR_HOME"] = home
+        environment.merge(extra) { $1 }
+        return try Shell.run(BuildProducts.tsr, arguments, environment: environment, cwd: dir.path, timeout: 120)
+    }
+
+    /// A ComfyUI UI-format workflow naming two models by Hugging Face URL, no hashes.
+    func uiWorkflow(_ hf: HuggingFaceFixture) throws -> String {
+        try dir.write("flux-portrait.json", Array("""
+            {"nodes": [{"id": 1, "type": "CheckpointLoaderSimple", "properties": {"models": [
+                {"name": "base.safetensors", "url": "https://huggingface.co/o/r/resolve/main/base.safetensors?download=true", "directory": "checkpoints"}]}}],
+             "definitions": {"subgraphs": [{"nodes": [{"properties": {"models": [
+                {"name": "ae.safetensors", "url": "https://huggingface.co/o/r/resolve/main/split/ae.safetensors", "directory": "vae"}]}}]}]}}
+            """.utf8))
+    }
+
+    func json(_ text: String) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+    }
+
+    @Test func addResolvesThroughTheSourceCheckSpeaksTheSeedsFieldsAndPullDownloads() throws {
+        defer { dir.remove() }
+        let hf = try HuggingFaceFixture(files: ["o/r/base.safetensors": .init(bytes: checkpoint), "o/r/split/ae.safetensors": .init(bytes: vae)])
+        let env = ["HF_ENDPOINT": hf.endpoint]
+        // The folder view already has a different ae.safetensors: reported, never merged.
+        try dir.write("models/vae/ae.safetensors", other)
+        #expect(try tsr(["import", dir.path + "/models", "--copy"]).status == 0)
+
+        let added = try tsr(["workflow", "add", try uiWorkflow(hf), "--json"], environment: env)
+        #expect(added.status == 0, "\(added.stderr)")
+        let result = try json(added.stdout)
+        #expect(result["total_download_size"] as? Int == checkpoint.count + vae.count && result["total_saved_size"] as? Int == 0)
+        let problems = try #require(result["problems"] as? [[String: Any]])
+        #expect(problems.count == 1 && (problems.first?["message"] as? String)?.contains("only in workflows/flux-portrait/") == true)
+        let missing = try #require(result["missing"] as? [[String: Any]])
+        #expect(Set(missing.compactMap { $0["sha256"] as? String }) == [try SHA256Hasher.digest(checkpoint).rawValue, try SHA256Hasher.digest(vae).rawValue])
+        #expect(missing.allSatisfy { $0["action"] as? String == "download" && $0["state"] as? String == "remote" })
+
+        // The folder view lists the checkpoint (so ComfyUI accepts the prompt); vae/ae is still the old file.
+        let list = try tsr(["list", "--json"]).stdout
+        #expect(list.contains("base.safetensors"))
+        let vaeInfo = try json(try tsr(["info", "vae/ae.safetensors", "--json"]).stdout)
+        #expect(vaeInfo["sha256"] as? String == (try SHA256Hasher.digest(other)).rawValue)
+
+        let pulled = try tsr(["workflow", "pull", "flux-portrait", "--json"], environment: env)
+        #expect(pulled.status == 0, "\(pulled.stderr)")
+        #expect(pulled.stdout.components(separatedBy: "\"completed\"").count == 3)
+        let check = try json(try tsr(["workflow", "check", "flux-portrait", "--json"]).stdout)
+        #expect((check["missing"] as? [Any])?.isEmpty == true && check["total_download_size"] as? Int == 0)
+        let existing = try #require(check["existing"] as? [[String: Any]])
+        #expect(Set(existing.compactMap { $0["action"] as? String }) == ["use_existing", "symlink"])
+        #expect(check["total_saved_size"] as? Int == checkpoint.count + vae.count)
+
+        let listed = try tsr(["workflow", "list"]).stdout
+        #expect(listed.contains("flux-portrait  2 models, 0 missing"))
+        // Adding it again needs --force; a file not added is checked against the registry only.
+        #expect(try tsr(["workflow", "add", try uiWorkflow(hf)], environment: env).stderr.contains("--force"))
+        let fileCheck = try json(try tsr(["workflow", "check", try uiWorkflow(hf), "--json"]).stdout)
+        // Without hashes, the workflow's URLs are matched to the sources recorded when they were
+        // downloaded: both files are here (the vae under workflows/ only, hence "symlink").
+        let fileExisting = try #require(fileCheck["existing"] as? [[String: Any]])
+        #expect(Set(fileExisting.compactMap { $0["action"] as? String }) == ["use_existing", "symlink"])
+        #expect(try tsr(["workflow", "rm", "flux-portrait"]).status == 0)
+        #expect(try tsr(["workflow", "show", "flux-portrait"]).stderr.contains("no workflow flux-portrait"))
+    }
+
+    @Test func apiFormatNamesResolveAgainstTheRegistryAndTheRestIsReported() throws {
+        defer { dir.remove() }
+        try dir.write("models/loras/detail.safetensors", other)
+        #expect(try tsr(["import", dir.path + "/models", "--copy"]).status == 0)
+        let file = try dir.write("api.json", Array("""
+            {"1": {"class_type": "LoraLoader", "inputs": {"lora_name": "detail.safetensors"}},
+             "2": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "never-heard-of-it.safetensors"}}}
+            """.utf8))
+        let added = try tsr(["workflow", "add", file, "--name", "api-test", "--json"])
+        #expect(added.status == 0, "\(added.stderr)")
+        let result = try json(added.stdout)
+        #expect((result["existing"] as? [[String: Any]])?.first?["action"] as? String == "use_existing")
+        let missing = try #require(result["missing"] as? [[String: Any]])
+        #expect(missing.count == 1 && missing.first?["state"] as? String == "unresolved")
+        let pulled = try tsr(["workflow", "pull", "api-test"])
+        #expect(pulled.status == 1 && pulled.stderr.contains("never-heard-of-it.safetensors"))
+        #expect(try tsr(["workflow", "add", file, "--name", "../escape"]).status != 0)
+    }
+
+    @Test(.enabled(if: TestMount.isAvailable, "needs /dev/fuse"))
+    func theMountShowsEachWorkflowsModelsAndFetchesThemOnRead() throws {
+        defer { dir.remove() }
+        let hf = try HuggingFaceFixture(files: ["o/r/base.safetensors": .init(bytes: checkpoint), "o/r/split/ae.safetensors": .init(bytes: vae)])
+        let env = ["HF_ENDPOINT": hf.endpoint]
+        try TestMount.with(home: home, environment: env) { mount in
+            let workflows = mount.mountpoint + "/workflows"
+            let before = try FileManager.default.attributesOfItem(atPath: workflows)[.modificationDate] as? Date
+            #expect(try tsr(["workflow", "add", try uiWorkflow(hf)], environment: env).status == 0)
+            let view = workflows + "/flux-portrait"
+            var listed: [String] = []
+            for _ in 0..<100 {
+                let found = try Shell.run("/usr/bin/find", [view, "-mindepth", "1", "-printf", "%P\\n"])
+                listed = found.stdout.split(separator: "\n").map(String.init)
+                if listed.count >= 4 { break }
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+            #expect(Set(listed) == ["checkpoints", "checkpoints/base.safetensors", "vae", "vae/ae.safetensors"])
+            // fts-based walkers (Foundation, coreutils) trust st_nlink to know where subdirectories are.
+            #expect(Set(try FileManager.default.subpathsOfDirectory(atPath: view)) == Set(listed))
+            let after = try FileManager.default.attributesOfItem(atPath: workflows)[.modificationDate] as? Date
+            #expect(before != after, "workflows/ moved its mtime")
+            #expect(try readBytes(view + "/vae/ae.safetensors") == vae, "a read fetches the bytes")
+            #expect(open(view + "/vae/new.safetensors", O_CREAT | O_WRONLY, 0o644) == -1 && errno == EROFS, "workflows/ is read-only")
+            #expect(try tsr(["workflow", "rm", "flux-portrait"]).status == 0)
+            var gone = false
+            for _ in 0..<100 where !gone {
+                gone = !FileManager.default.fileExists(atPath: view)
+                if !gone { Thread.sleep(forTimeInterval: 0.05) }
+            }
+            #expect(gone)
+        }
+    }
+}
