@@ -32,6 +32,18 @@ public enum ModelPath {
         return modelExtensions.contains(name[dot...].lowercased())
     }
 
+    /// Checks that ComfyUI would list a downloaded file under this name in `folder`: `configs`
+    /// takes `.yaml`, `diffusers` holds folders of anything, every other folder model extensions.
+    public static func validateListable(_ path: String, folder: String) throws(NameError) {
+        let name = path.split(separator: "/").last.map(String.init) ?? path
+        switch folder {
+        case "diffusers": return
+        case "configs": if name.lowercased().hasSuffix(".yaml") { return }
+        default: if isModelFile(name) { return }
+        }
+        throw .notListable(path: path, folder: folder)
+    }
+
     /// True when the name ends like a partial download.
     public static func isPartialDownload(_ name: String) -> Bool {
         let lower = name.lowercased()
@@ -96,6 +108,8 @@ public enum NameError: Error, Equatable, Sendable, CustomStringConvertible {
     case controlCharacter(path: String, scalar: UInt32)
     case tooLong(Int)
     case notUTF8(String)
+    /// A downloaded file's name ComfyUI would not list in that folder.
+    case notListable(path: String, folder: String)
 
     public var description: String {
         switch self {
@@ -109,6 +123,9 @@ public enum NameError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(Self.printable(path)) contains the control character U+\(String(scalar, radix: 16, uppercase: true)) (newlines and NUL are not allowed in names)"
         case let .tooLong(bytes): return "the name is \(bytes) bytes long, more than the filesystem allows"
         case let .notUTF8(shown): return "\(shown) is not valid UTF-8; rename it to import it"
+        case let .notListable(path, folder):
+            let wanted = folder == "configs" ? ".yaml" : ModelPath.modelExtensions.sorted().joined(separator: " ")
+            return "\(Self.printable(path)) would not be listed by ComfyUI in \(folder)/ (it lists \(wanted)); choose a name with --name"
         }
     }
 

@@ -193,7 +193,10 @@ public enum WorkflowParser {
         }
         // Windows-style separators are how some workflows spell subfolders.
         let path = name.replacingOccurrences(of: "\\", with: "/")
-        do { _ = try ModelPath.validateRelativePath(path) } catch {
+        do {
+            _ = try ModelPath.validateRelativePath(path)
+            if let validFolder { try ModelPath.validateListable(path, folder: validFolder) }
+        } catch {
             problems.append(WorkflowProblem(entry: label, message: error.description))
             return
         }

@@ -94,6 +94,7 @@ struct Registration {
         do {
             validFolder = try ModelPath.validateFolder(chosenFolder)
             validPath = try ModelPath.validateRelativePath(name ?? file.fileName)
+            try ModelPath.validateListable(validPath, folder: validFolder)
         } catch {
             throw ValidationError(error.description)
         }
@@ -124,8 +125,24 @@ final class DownloadReporter: Sendable {
     let json: Bool
     private let lastEvent = Mutex<[String: Int64]>([:])
     private let started = Mutex<[String: ContinuousClock.Instant]>([:])
+    /// Bytes each file holds now, and what the whole pull amounts to (0: one file, no total).
+    private let perFile = Mutex<[String: Int64]>([:])
+    private let planned = Mutex<(bytes: Int64, files: Int, start: ContinuousClock.Instant)>((0, 0, .now))
 
     init(json: Bool) { self.json = json }
+
+    /// Announces a pull of several files, so events carry the overall progress too.
+    func plan(bytes: Int64, files: Int) {
+        planned.withLock { $0 = (bytes, files, .now) }
+    }
+
+    /// Overall bytes so far, the planned total, and the overall speed; nil without a plan.
+    private func overall() -> (bytes: Int64, total: Int64, speed: Double)? {
+        let plan = planned.withLock { $0 }
+        guard plan.files > 1, plan.bytes > 0 else { return nil }
+        let bytes = perFile.withLock { $0.values.reduce(0, +) }
+        return (bytes, plan.bytes, Double(bytes) / max(0.001, (ContinuousClock.now - plan.start).inSeconds))
+    }
 
     /// A progress callback for one file.
     func progress(for name: String) -> DownloadProgress {
@@ -133,6 +150,7 @@ final class DownloadReporter: Sendable {
     }
 
     private func event(_ name: String, bytes: Int64, total: Int64?) {
+        perFile.withLock { $0[name] = bytes }
         let now = ContinuousClock.now
         let start = started.withLock { $0[name, default: now] }
         started.withLock { $0[name] = start }
@@ -154,6 +172,11 @@ final class DownloadReporter: Sendable {
             } else {
                 line["message"] = "Downloading \(name): \(formatBytes(bytes))"
             }
+            if let all = overall() {
+                line["overall_bytes"] = all.bytes
+                line["overall_total_bytes"] = all.total
+                line["overall_speed"] = Int(all.speed)
+            }
             emit(line)
         } else if Out.stderrIsTerminal {
             var text = "\r\(name): \(formatBytes(bytes))"
@@ -161,11 +184,16 @@ final class DownloadReporter: Sendable {
                 let eta = speed > 0 ? Int(Double(total - bytes) / speed) : 0
                 text += " / \(formatBytes(total)) \(Int(Double(bytes) / Double(total) * 100))% \(formatBytes(Int64(speed)))/s ETA \(eta)s"
             }
+            if let all = overall() {
+                let eta = all.speed > 0 ? Int(Double(all.total - all.bytes) / all.speed) : 0
+                text += "  | all: \(formatBytes(all.bytes)) / \(formatBytes(all.total)) \(formatBytes(Int64(all.speed)))/s ETA \(eta)s"
+            }
             FileHandle.standardError.write(Data((text + "\u{1B}[K").utf8))
         }
     }
 
     func finished(_ name: String, result: Result<(Digest, Int64, String), any Error>) {
+        if case let .success((_, size, _)) = result { perFile.withLock { $0[name] = size } }
         switch result {
         case let .success((digest, size, path)):
             if json {

@@ -58,7 +58,7 @@ import TSRTesting
 
     @Test func badInputGetsClearErrorsAndChangesNothing() throws {
         defer { dir.remove() }
-        let hf = try HuggingFaceFixture(files: ["o/r/m.safetensors": .init(bytes: model), "o/r/cfg.json": .init(bytes: Array("{}".utf8), lfs: false)])
+        let hf = try HuggingFaceFixture(files: ["o/r/m.safetensors": .init(bytes: model), "o/r/cfg.yaml": .init(bytes: Array("a: 1".utf8), lfs: false), "o/r/tool.exe": .init(bytes: model)])
         let env = ["HF_ENDPOINT": hf.endpoint]
         let noFolder = try tsr(["add", "hf://o/r/m.safetensors"], environment: env)
         #expect(noFolder.status != 0 && noFolder.stderr.contains("--folder"))
@@ -66,7 +66,9 @@ import TSRTesting
         #expect(traversal.status != 0 && traversal.stderr.contains(".."))
         let badFolder = try tsr(["add", "hf://o/r/m.safetensors", "--folder", "../x"], environment: env)
         #expect(badFolder.status != 0)
-        let noDigest = try tsr(["add", "hf://o/r/cfg.json", "--folder", "configs"], environment: env)
+        let wrongExtension = try tsr(["add", "hf://o/r/tool.exe", "--folder", "loras"], environment: env)
+        #expect(wrongExtension.status != 0 && wrongExtension.stderr.contains("would not be listed by ComfyUI"))
+        let noDigest = try tsr(["add", "hf://o/r/cfg.yaml", "--folder", "configs"], environment: env)
         #expect(noDigest.status == 1 && noDigest.stderr.contains("--sha256") && noDigest.stderr.contains("tsr pull"))
         let offList = try tsr(["add", "https://downloads.example.net/m.safetensors", "--folder", "loras"])
         #expect(offList.status == 1 && offList.stderr.contains("allowlist"))
@@ -100,14 +102,39 @@ import TSRTesting
         #expect(civitai.storage.requests.allSatisfy { $0.header("authorization") == nil })
 
         // The key is nowhere in the home: database, WAL, blobs, temp files, logs.
-        var found: [String] = []
-        let walker = FileManager.default.enumerator(atPath: home)
-        while let relative = walker?.nextObject() as? String {
-            let path = home + "/" + relative
-            if let data = FileManager.default.contents(atPath: path), data.range(of: Data(civitai.key.utf8)) != nil { found.append(relative) }
-        }
+        let found = filesContaining(civitai.key, under: home)
         #expect(found.isEmpty, "the key was written to \(found)")
         #expect(!withKey.stdout.contains(civitai.key) && !withKey.stderr.contains(civitai.key))
+    }
+
+    /// Files under `root` whose bytes contain `secret`.
+    func filesContaining(_ secret: String, under root: String) -> [String] {
+        var found: [String] = []
+        let walker = FileManager.default.enumerator(atPath: root)
+        while let relative = walker?.nextObject() as? String {
+            if let data = FileManager.default.contents(atPath: root + "/" + relative), data.range(of: Data(secret.utf8)) != nil { found.append(relative) }
+        }
+        return found
+    }
+
+    @Test(.enabled(if: TestMount.isAvailable, "needs /dev/fuse"))
+    func aGatedFileReadThroughTheMountUsesTheTokenAndWritesItNowhere() throws {
+        defer { dir.remove() }
+        let hf = try HuggingFaceFixture(files: ["o/gated/g.safetensors": .init(bytes: model, gated: true)])
+        let env = ["HF_ENDPOINT": hf.endpoint, "HF_TOKEN": hf.token]
+        let refused = try tsr(["add", "hf://o/gated/g.safetensors", "--folder", "loras"], environment: ["HF_ENDPOINT": hf.endpoint])
+        #expect(refused.status == 1 && refused.stderr.contains("HF_TOKEN") && refused.stderr.contains("restricted"))
+        #expect(try tsr(["add", "hf://o/gated/g.safetensors", "--folder", "loras"], environment: env).status == 0)
+        var daemonLog = ""
+        try TestMount.with(home: home, environment: env.merging(["TSR_LOG_LEVEL": "trace"]) { $1 }) { mount in
+            let read = try readBytes(mount.mountpoint + "/loras/g.safetensors")
+            #expect(read == model)
+            daemonLog = (try? String(contentsOfFile: mount.log, encoding: .utf8)) ?? ""
+        }
+        #expect(hf.hub.requests.filter { $0.header("authorization") == "Bearer \(hf.token)" }.count >= 2, "the token went to the hub")
+        #expect(hf.cdn.requests.allSatisfy { $0.header("authorization") == nil }, "and never to the CDN")
+        #expect(filesContaining(hf.token, under: home).isEmpty, "not in the database, blobs, temp files or logs/")
+        #expect(!daemonLog.isEmpty && !daemonLog.contains(hf.token), "not in the daemon's own output")
     }
 
     @Test(.enabled(if: TestMount.isAvailable, "needs /dev/fuse"))

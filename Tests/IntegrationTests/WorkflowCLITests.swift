@@ -62,6 +62,7 @@ import TSRTesting
         let pulled = try tsr(["workflow", "pull", "flux-portrait", "--json"], environment: env)
         #expect(pulled.status == 0, "\(pulled.stderr)")
         #expect(pulled.stdout.components(separatedBy: "\"completed\"").count == 3)
+        #expect(pulled.stdout.contains("\"overall_total_bytes\":\(checkpoint.count + vae.count)"), "progress of the whole pull")
         let check = try json(try tsr(["workflow", "check", "flux-portrait", "--json"]).stdout)
         #expect((check["missing"] as? [Any])?.isEmpty == true && check["total_download_size"] as? Int == 0)
         let existing = try #require(check["existing"] as? [[String: Any]])

@@ -57,7 +57,7 @@ import TSRWorkflow
     }
 
     @Test(arguments: [
-        "../x.safetensors", "/etc/passwd", "a/../../b.safetensors", "nul\u{0}.safetensors", "new\nline.safetensors",
+        "../x.safetensors", "/etc/passwd", "a/../../b.safetensors", "payload.exe", "no-extension", "nul\u{0}.safetensors", "new\nline.safetensors",
         String(repeating: "n", count: 4096) + ".safetensors", "a//b.safetensors", "",
     ])
     func hostileNamesAreReportedNotUsed(_ name: String) throws {

@@ -81,6 +81,7 @@ struct PullCommand: ParsableCommand {
         do {
             validFolder = try ModelPath.validateFolder(chosen)
             validPath = try ModelPath.validateRelativePath(name ?? file.fileName)
+            try ModelPath.validateListable(validPath, folder: validFolder)
         } catch {
             throw ValidationError(error.description)
         }
@@ -97,6 +98,7 @@ struct PullCommand: ParsableCommand {
     private func pullMissing(library: Library, fetcher: Fetcher, reporter: DownloadReporter) throws -> Int {
         let missing = try library.registry.blobs(state: .remote)
         if missing.isEmpty && !output.json { Out.line("nothing to pull: every registered file is here") }
+        reporter.plan(bytes: missing.reduce(0) { $0 + $1.size }, files: missing.count)
         let next = Atomic<Int>(0)
         let failed = Atomic<Int>(0)
         DispatchQueue.concurrentPerform(iterations: min(jobs, max(1, missing.count))) { _ in

@@ -114,6 +114,11 @@ struct WorkflowCommand: ParsableCommand {
                 for line in unresolved { reporter.finished(line, result: .failure(Failure("unresolved; nothing to download it from"))) }
                 failures += unresolved.count
                 if items.isEmpty && unresolved.isEmpty && !output.json { Out.line("nothing to pull: everything \(name) needs is here") }
+                let sizes = items.map { item -> Int64 in
+                    guard case let .blob(digest, _) = item else { return 0 }
+                    return (try? library.registry.blob(digest))?.size ?? 0
+                }
+                reporter.plan(bytes: sizes.reduce(0, +), files: items.count)
                 let next = Atomic<Int>(0)
                 let failed = Atomic<Int>(0)
                 DispatchQueue.concurrentPerform(iterations: min(jobs, max(1, items.count))) { _ in
