@@ -102,6 +102,9 @@ struct Registration {
             throw Failure(
                 "\(file.canonicalURL) does not tell its SHA-256, so it cannot be registered before downloading; give --sha256 HEX, or run `tsr pull` to download it now and trust those bytes")
         }
+        guard file.size != nil else {
+            throw Failure("\(file.canonicalURL) did not tell its size (no Content-Length or Content-Range), so it cannot be listed before downloading; use `tsr pull`")
+        }
         return Registration(folder: validFolder, path: validPath, file: file, digest: digest)
     }
 
