@@ -86,18 +86,7 @@ struct Registration {
             }
             digest = given
         }
-        guard let chosenFolder = folder ?? file.folderHint else {
-            throw ValidationError("which folder should it go in? pass --folder (checkpoints, loras, vae, text_encoders, diffusion_models …)")
-        }
-        let validFolder: String
-        let validPath: String
-        do {
-            validFolder = try ModelPath.validateFolder(chosenFolder)
-            validPath = try ModelPath.validateRelativePath(name ?? file.fileName)
-            try ModelPath.validateListable(validPath, folder: validFolder)
-        } catch {
-            throw ValidationError(error.description)
-        }
+        let (validFolder, validPath) = try Registration.name(for: file, folder: folder, name: name)
         guard let digest else {
             throw Failure(
                 "\(file.canonicalURL) does not tell its SHA-256, so it cannot be registered before downloading; give --sha256 HEX, or run `tsr pull` to download it now and trust those bytes")
@@ -106,6 +95,23 @@ struct Registration {
             throw Failure("\(file.canonicalURL) did not tell its size (no Content-Length or Content-Range), so it cannot be listed before downloading; use `tsr pull`")
         }
         return Registration(folder: validFolder, path: validPath, file: file, digest: digest)
+    }
+
+    /// The folder (`--folder`, else the source's type) and name (`--name`, else the source's
+    /// file name) a downloaded file gets, checked: a folder key, a safe relative path, a name
+    /// ComfyUI lists in that folder.
+    static func name(for file: RemoteFile, folder: String?, name: String?) throws -> (folder: String, path: String) {
+        guard let chosen = folder ?? file.folderHint else {
+            throw ValidationError("which folder should it go in? pass --folder (checkpoints, loras, vae, text_encoders, diffusion_models …)")
+        }
+        do {
+            let validFolder = try ModelPath.validateFolder(chosen)
+            let validPath = try ModelPath.validateRelativePath(name ?? file.fileName)
+            try ModelPath.validateListable(validPath, folder: validFolder)
+            return (validFolder, validPath)
+        } catch {
+            throw ValidationError(error.description)
+        }
     }
 
     /// Records the entry; a name that stands for other content needs `force`.
@@ -219,6 +225,31 @@ final class DownloadReporter: Sendable {
         guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
         FileHandle.standardOutput.write(data + Data("\n".utf8))
     }
+}
+
+/// Runs `body` on every item, `jobs` at a time, on plain threads (downloads block); returns how
+/// many failed. Each failure is reported through `reporter`.
+func downloadAll<Item: Sendable>(
+    _ items: [Item], jobs: Int, reporter: DownloadReporter, label: @Sendable (Item) -> String,
+    _ body: @Sendable (Item, @escaping DownloadProgress) throws -> Committed
+) -> Int {
+    let next = Atomic<Int>(0)
+    let failed = Atomic<Int>(0)
+    DispatchQueue.concurrentPerform(iterations: min(jobs, max(1, items.count))) { _ in
+        while true {
+            let index = next.add(1, ordering: .relaxed).oldValue
+            guard index < items.count else { return }
+            let name = label(items[index])
+            do {
+                let committed = try body(items[index], reporter.progress(for: name))
+                reporter.finished(name, result: .success((committed.digest, committed.size, name)))
+            } catch {
+                failed.add(1, ordering: .relaxed)
+                reporter.finished(name, result: .failure(error))
+            }
+        }
+    }
+    return failed.load(ordering: .relaxed)
 }
 
 extension Duration {

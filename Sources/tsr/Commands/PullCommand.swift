@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import Synchronization
 import TSRFetch
 import TSRLibrary
 import TSRRegistry
@@ -73,18 +72,7 @@ struct PullCommand: ParsableCommand {
             return
         }
         // Trust on first download: the bytes name themselves.
-        guard let chosen = folder ?? file.folderHint else {
-            throw ValidationError("which folder should it go in? pass --folder (checkpoints, loras, vae, …)")
-        }
-        let validFolder: String
-        let validPath: String
-        do {
-            validFolder = try ModelPath.validateFolder(chosen)
-            validPath = try ModelPath.validateRelativePath(name ?? file.fileName)
-            try ModelPath.validateListable(validPath, folder: validFolder)
-        } catch {
-            throw ValidationError(error.description)
-        }
+        let (validFolder, validPath) = try Registration.name(for: file, folder: folder, name: name)
         if !force, let existing = try library.registry.alias(folder: validFolder, path: validPath) {
             throw Failure("\(validFolder)/\(validPath) already names \(existing.sha256.short)…; pass --force to repoint it or --name to choose another name")
         }
@@ -99,24 +87,11 @@ struct PullCommand: ParsableCommand {
         let missing = try library.registry.blobs(state: .remote)
         if missing.isEmpty && !output.json { Out.line("nothing to pull: every registered file is here") }
         reporter.plan(bytes: missing.reduce(0) { $0 + $1.size }, files: missing.count)
-        let next = Atomic<Int>(0)
-        let failed = Atomic<Int>(0)
-        DispatchQueue.concurrentPerform(iterations: min(jobs, max(1, missing.count))) { _ in
-            while true {
-                let index = next.add(1, ordering: .relaxed).oldValue
-                guard index < missing.count else { return }
-                let blob = missing[index]
-                let names = (try? library.registry.aliases(of: blob.sha256)) ?? []
-                let label = names.first.map { "\($0.folder)/\($0.path)" } ?? blob.sha256.short
-                do {
-                    let committed = try fetcher.fetch(blob.sha256, progress: reporter.progress(for: label))
-                    reporter.finished(label, result: .success((committed.digest, committed.size, label)))
-                } catch {
-                    failed.add(1, ordering: .relaxed)
-                    reporter.finished(label, result: .failure(error))
-                }
-            }
+        return downloadAll(missing, jobs: jobs, reporter: reporter, label: { blob in
+            let names = (try? library.registry.aliases(of: blob.sha256)) ?? []
+            return names.first.map { "\($0.folder)/\($0.path)" } ?? blob.sha256.short
+        }) { blob, progress in
+            try fetcher.fetch(blob.sha256, progress: progress)
         }
-        return failed.load(ordering: .relaxed)
     }
 }

@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import Synchronization
 import TSRFetch
 import TSRLibrary
 import TSRRegistry
@@ -119,23 +118,9 @@ struct WorkflowCommand: ParsableCommand {
                     return (try? library.registry.blob(digest))?.size ?? 0
                 }
                 reporter.plan(bytes: sizes.reduce(0, +), files: items.count)
-                let next = Atomic<Int>(0)
-                let failed = Atomic<Int>(0)
-                DispatchQueue.concurrentPerform(iterations: min(jobs, max(1, items.count))) { _ in
-                    while true {
-                        let index = next.add(1, ordering: .relaxed).oldValue
-                        guard index < items.count else { return }
-                        let item = items[index]
-                        do {
-                            let committed = try service.pull(item, progress: reporter.progress(for: item.label))
-                            reporter.finished(item.label, result: .success((committed.digest, committed.size, item.label)))
-                        } catch {
-                            failed.add(1, ordering: .relaxed)
-                            reporter.finished(item.label, result: .failure(error))
-                        }
-                    }
+                failures += downloadAll(items, jobs: jobs, reporter: reporter, label: { $0.label }) { item, progress in
+                    try service.pull(item, progress: progress)
                 }
-                failures += failed.load(ordering: .relaxed)
             }
             if failures > 0 { throw ExitCode(1) }
         }
