@@ -107,6 +107,27 @@ import TSRTesting
         #expect(!withKey.stdout.contains(civitai.key) && !withKey.stderr.contains(civitai.key))
     }
 
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: "/usr/bin/script"), "needs script(1) for a pseudo-terminal"))
+    func aRefusedDownloadAsksForTheKeyWithoutEchoingIt() throws {
+        defer { dir.remove() }
+        let civitai = try CivitAIFixture()
+        civitai.addVersion(42, json: CivitAIFixture.versionJSON(id: 42, modelId: 4, type: "LORA", fileName: "detail.safetensors", bytes: model))
+        civitai.addDownload(42, .init(bytes: model, fileName: "detail.safetensors", requiresKey: true))
+        var environment = ProcessInfo.processInfo.environment
+        environment["TSR_HOME"] = home
+        environment["TSR_CIVITAI_URL"] = civitai.base
+        environment["CIVITAI_API_KEY"] = nil
+        // script(1) gives tsr a terminal; the key is typed once the prompt is up (typeahead
+        // would be echoed by the terminal before tsr could switch echo off, as for any program).
+        let command = "(sleep 2; printf '%s\\n' \(civitai.key)) | /usr/bin/script -qec \"'\(BuildProducts.tsr)' pull civitai:4@42\" /dev/null"
+        let out = try Shell.run("/bin/sh", ["-c", command], environment: environment, timeout: 60)
+        #expect(out.status == 0, "\(out.stdout)\(out.stderr)")
+        #expect(out.stdout.contains("CivitAI API key (used for this download only, never saved)"))
+        #expect(out.stdout.contains("loras/detail.safetensors"))
+        #expect(!out.stdout.contains(civitai.key), "the key is not echoed")
+        #expect(filesContaining(civitai.key, under: home).isEmpty)
+    }
+
     /// Files under `root` whose bytes contain `secret`.
     func filesContaining(_ secret: String, under root: String) -> [String] {
         var found: [String] = []
