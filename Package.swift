@@ -38,6 +38,8 @@ let package = Package(
         // HTTP engine (libcurl), sources (Hugging Face, CivitAI, URLs), resumable verified downloads,
         // workflows (registering and pulling their dependencies).
         .target(name: "TSRFetch", dependencies: ["CCurl", "TSRStore", "TSRRegistry", "TSRLibrary", "TSRWorkflow"]),
+        // CivitAI's API and the mapping of its JSON into the registry's cache tables.
+        .target(name: "TSRCivitAI", dependencies: ["TSRFetch", "TSRRegistry", "TSRStore"]),
         // Swift binding of the libfuse low-level API; knows nothing about models.
         .target(name: "FUSE", dependencies: ["CFUSE"]),
         // The namespace (views → aliases → blobs) and the thin FUSE adapter.
@@ -54,7 +56,7 @@ let package = Package(
         .executableTarget(
             name: "tsr",
             dependencies: [
-                "TSRLibrary", "TSRStore", "TSRRegistry", "TSRTesting", "TSRMount", "TSRFetch", "TSRWorkflow",
+                "TSRLibrary", "TSRStore", "TSRRegistry", "TSRTesting", "TSRMount", "TSRFetch", "TSRWorkflow", "TSRCivitAI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -75,6 +77,7 @@ let package = Package(
         .testTarget(name: "TSRStoreTests", dependencies: ["TSRStore", "TSRTesting", "CCurl"]),
         .testTarget(name: "TSRRegistryTests", dependencies: ["TSRRegistry", "TSRTesting"]),
         .testTarget(name: "TSRLibraryTests", dependencies: ["TSRLibrary", "TSRTesting"]),
+        .testTarget(name: "TSRCivitAITests", dependencies: ["TSRCivitAI", "TSRFetch", "TSRLibrary", "TSRRegistry", "TSRTesting"]),
         .testTarget(name: "TSRWorkflowTests", dependencies: ["TSRWorkflow", "TSRStore"]),
         .testTarget(name: "TSRFetchTests", dependencies: ["TSRFetch", "TSRLibrary", "TSRTesting", "TSRWorkflow"]),
         .testTarget(

@@ -103,30 +103,8 @@ public struct SourceResolver: Sendable {
             folderHint: CivitAITypes.folder(forType: modelType), prefix: nil)
     }
 
-    /// A JSON object from an API (CivitAI answers 404 and 429 as JSON too).
     func getJSON(_ url: String) throws(FetchError) -> [String: Any] {
-        var attempts = 0
-        while true {
-            attempts += 1
-            let outcome = try walker.send(HTTPRequest(url: url))
-            switch outcome {
-            case let .transport(error):
-                if attempts < settings.maxAttempts { continue }
-                throw .transport(url: Redact.url(url), message: error.message)
-            case let .response(response, _):
-                if (response.status == 429 || response.status >= 500) && attempts < settings.maxAttempts {
-                    let wait = Downloader.retryAfter(response) ?? settings.backoffBase * attempts
-                    guard wait <= settings.maxRetryAfter else { throw .rateLimited(url: Redact.url(url), retryAfterSeconds: Int(wait.components.seconds)) }
-                    Thread.sleep(forTimeInterval: wait.inSeconds)
-                    continue
-                }
-                guard response.isSuccess else { throw walker.error(for: response, url: url) }
-                guard let object = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] else {
-                    throw .protocolViolation(url: Redact.url(url), message: "the answer is not a JSON object")
-                }
-                return object
-            }
-        }
+        try JSONAPI(settings: settings, credentials: credentials).object(url)
     }
 
     static func integer(_ value: Any?) -> Int? {

@@ -21,6 +21,9 @@ enum Migrations {
         migrator.registerMigration("v5-workflows") { db in
             try db.execute(sql: v5)
         }
+        migrator.registerMigration("v6-civitai-lookups-and-search") { db in
+            try db.execute(sql: v6)
+        }
         return migrator
     }
 
@@ -301,5 +304,19 @@ enum Migrations {
         CREATE TRIGGER generation_workflow_entry_insert AFTER INSERT ON workflow_entries BEGIN UPDATE registry_generation SET generation = generation + 1; END;
         CREATE TRIGGER generation_workflow_entry_update AFTER UPDATE ON workflow_entries BEGIN UPDATE registry_generation SET generation = generation + 1; END;
         CREATE TRIGGER generation_workflow_entry_delete AFTER DELETE ON workflow_entries BEGIN UPDATE registry_generation SET generation = generation + 1; END;
+        """
+
+    static let v6 = """
+        -- What `tsr db link` asked CivitAI about a SHA-256: a 404 is remembered (not asked again
+        -- until --retry-unknown); a hit is also visible through file_hashes.
+        CREATE TABLE civitai_lookups (
+            sha256 TEXT PRIMARY KEY NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('found', 'not_found')),
+            checked_at TEXT NOT NULL
+        );
+        -- Offline search over cached models: rowid = models.id.
+        CREATE VIRTUAL TABLE models_fts USING fts5(name, tags, creator, words, tokenize = 'unicode61 remove_diacritics 2');
+        CREATE INDEX model_versions_base ON model_versions(base_model);
+        CREATE INDEX models_type ON models(type);
         """
 }

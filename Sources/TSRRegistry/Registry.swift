@@ -417,9 +417,16 @@ public final class Registry: Sendable {
             let entries = try MountEntry.fetchAll(
                 db,
                 sql: """
-                    SELECT a.id, a.folder, a.path, a.sha256, a.updated_at, b.size, b.state, b.base_model,
-                           NULL AS creator
+                    SELECT a.id, a.folder, a.path, a.sha256, a.updated_at, b.size, b.state,
+                           COALESCE(link.base_model, b.base_model) AS base_model, link.creator
                     FROM aliases a JOIN blobs b ON b.sha256 = a.sha256
+                    LEFT JOIN (
+                        -- The CivitAI version a blob's SHA-256 belongs to (tsr db link / cache).
+                        SELECT fh.hash_value AS hash, MAX(mv.base_model) AS base_model, MAX(c.username) AS creator
+                        FROM file_hashes fh JOIN version_files vf ON vf.id = fh.file_id JOIN model_versions mv ON mv.id = vf.version_id
+                        JOIN models m ON m.id = mv.model_id LEFT JOIN creators c ON c.id = m.creator_id
+                        WHERE fh.hash_type = 'SHA256' GROUP BY fh.hash_value
+                    ) link ON link.hash = upper(a.sha256)
                     ORDER BY a.folder, a.path
                     """)
             let blobs = try MountBlob.fetchAll(db, sql: "SELECT sha256, size, state, created_at FROM blobs WHERE state != 'quarantined' ORDER BY sha256")

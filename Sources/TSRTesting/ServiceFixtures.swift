@@ -92,12 +92,18 @@ public final class CivitAIFixture: Sendable {
     private let models: Locked<[Int: String]>
     private let versions: Locked<[Int: String]>
     private let downloads: Locked<[Int: Download]>
+    private let byHash: Locked<[String: String]>
+    private let rateLimited: Locked<Int>
     public let key: String
 
     public init(key: String = "civitai_test_key_abcdef") throws {
         let models = Locked<[Int: String]>([:])
         let versions = Locked<[Int: String]>([:])
         let downloads = Locked<[Int: Download]>([:])
+        let byHash = Locked<[String: String]>([:])
+        let rateLimited = Locked<Int>(0)
+        self.byHash = byHash
+        self.rateLimited = rateLimited
         self.models = models
         self.versions = versions
         self.downloads = downloads
@@ -120,6 +126,18 @@ public final class CivitAIFixture: Sendable {
             case "api/v1/model-versions":
                 guard let json = versions.withLock({ $0[id] }) else { return connection.json(404, #"{"error":"Model version not found"}"#) }
                 connection.json(200, json)
+            case "api/v1/model-versions/by-hash":
+                let hash = (parts.last ?? "").uppercased()
+                let limited = rateLimited.withLock { count -> Bool in
+                    guard count > 0 else { return false }
+                    count -= 1
+                    return true
+                }
+                if limited {
+                    return connection.json(429, #"{"error":"Too many requests"}"#, headers: [("Retry-After", "1")])
+                }
+                guard let json = byHash.withLock({ $0[hash] }) else { return connection.json(404, #"{"error":"Model not found"}"#) }
+                connection.json(200, json)
             case "api/download/models":
                 guard let file = downloads.withLock({ $0[id] }) else { return connection.json(404, #"{"error":"Model not found"}"#) }
                 if file.requiresKey && request.header("authorization") != "Bearer \(key)" {
@@ -138,6 +156,10 @@ public final class CivitAIFixture: Sendable {
     public func addModel(_ id: Int, json: String) { models.withLock { $0[id] = json } }
     public func addVersion(_ id: Int, json: String) { versions.withLock { $0[id] = json } }
     public func addDownload(_ versionId: Int, _ download: Download) { downloads.withLock { $0[versionId] = download } }
+    /// Answers `/model-versions/by-hash/<sha256>` (any case) with this version JSON.
+    public func addByHash(_ sha256: String, json: String) { byHash.withLock { $0[sha256.uppercased()] = json } }
+    /// The next `count` by-hash requests answer 429 with Retry-After: 1.
+    public func rateLimitNext(_ count: Int) { rateLimited.withLock { $0 = count } }
 
     /// A version object in the API's shape for bytes made by a test.
     public static func versionJSON(id: Int, modelId: Int, type: String, fileName: String, bytes: [UInt8], baseModel: String = "SDXL 1.0") -> String {
