@@ -174,6 +174,14 @@ public final class CivitAIFixture: Sendable {
             """
     }
 
+    /// A model object in the API's shape around version objects (`versionJSON`).
+    public static func modelJSON(id: Int, name: String, type: String, creator: String, tags: [String] = [], versions: [String]) -> String {
+        """
+        {"id":\(id),"name":"\(name)","type":"\(type)","nsfw":false,"creator":{"username":"\(creator)","image":null},
+         "tags":\(tags.debugDescription),"stats":{"downloadCount":5,"thumbsUpCount":1},"modelVersions":[\(versions.joined(separator: ","))]}
+        """
+    }
+
     /// A file of shared/fixtures/civitai, read as it is.
     public static func sharedFixture(_ name: String) throws -> String {
         let path = BuildProducts.packageRoot + "/../shared/fixtures/civitai/" + name

@@ -4,7 +4,7 @@ import TSRLibrary
 struct DBCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "db", abstract: "The model database: files registered in place and the CivitAI cache.",
-        subcommands: [Scan.self])
+        subcommands: [Scan.self, Link.self, Cache.self, Search.self, List.self, Triggers.self, Prompts.self, Stats.self])
 
     struct Scan: ParsableCommand {
         static let configuration = CommandConfiguration(
