@@ -88,3 +88,53 @@ public enum CivitAIError: Error, Sendable, CustomStringConvertible {
         return false
     }
 }
+
+/// `GET /models` filters (the seed's): all optional.
+public struct CivitAISearch: Sendable {
+    public var query: String?
+    public var types: [String] = []
+    public var baseModels: [String] = []
+    /// "Highest Rated", "Most Downloaded", "Newest".
+    public var sort: String?
+    /// AllTime, Year, Month, Week, Day.
+    public var period: String?
+    public var tag: String?
+    public var username: String?
+    public var nsfw: Bool?
+    public var limit = 20
+
+    public init() {}
+
+    /// The query string; CivitAI rejects `query` together with `page`, so paging uses `cursor`.
+    func queryItems(cursor: String?) -> [URLQueryItem] {
+        var items: [URLQueryItem] = [URLQueryItem(name: "limit", value: String(min(100, max(1, limit))))]
+        if let query, !query.isEmpty { items.append(URLQueryItem(name: "query", value: query)) }
+        items += types.map { URLQueryItem(name: "types", value: $0) }
+        items += baseModels.map { URLQueryItem(name: "baseModels", value: $0) }
+        if let sort { items.append(URLQueryItem(name: "sort", value: sort)) }
+        if let period { items.append(URLQueryItem(name: "period", value: period)) }
+        if let tag { items.append(URLQueryItem(name: "tag", value: tag)) }
+        if let username { items.append(URLQueryItem(name: "username", value: username)) }
+        if let nsfw { items.append(URLQueryItem(name: "nsfw", value: nsfw ? "true" : "false")) }
+        if let cursor { items.append(URLQueryItem(name: "cursor", value: cursor)) }
+        return items
+    }
+}
+
+extension CivitAIClient {
+    /// One page of `GET /models`, every model cached; returns the models and the next cursor.
+    public func search(_ search: CivitAISearch, cursor: String? = nil) throws(CivitAIError) -> (models: [CachedModel], next: String?) {
+        var components = URLComponents(string: base + "/models")
+        components?.queryItems = search.queryItems(cursor: cursor)
+        guard let url = components?.string else { throw .unusable("cannot build the search URL") }
+        let json: [String: Any]
+        do { json = try api.object(url) } catch { throw .fetch(error) }
+        let models = (json["items"] as? [Any] ?? []).compactMap { ($0 as? [String: Any]).flatMap(CivitAIMapping.model) }
+        for model in models {
+            do { try registry.cacheModel(model) } catch { throw .registry(error) }
+        }
+        let metadata = json["metadata"] as? [String: Any]
+        let next = (metadata?["nextCursor"]).flatMap { CivitAIMapping.string($0) }
+        return (models, next)
+    }
+}

@@ -123,6 +123,21 @@ public final class CivitAIFixture: Sendable {
             case "api/v1/models":
                 guard let json = models.withLock({ $0[id] }) else { return connection.json(404, #"{"error":"No model with id \#(id)"}"#) }
                 connection.json(200, json)
+            case "api/v1" where parts.last == "models":
+                // A list: the models whose JSON contains the query, `limit` per page, cursor = offset.
+                if request.query["query"] != nil && request.query["page"] != nil {
+                    return connection.json(400, #"{"error":"Cannot use page with query, use cursor instead"}"#)
+                }
+                let limit = Int(request.query["limit"] ?? "") ?? 20
+                let offset = Int(request.query["cursor"] ?? "") ?? 0
+                let needle = request.query["query"]?.lowercased()
+                let type = request.query["types"]?.lowercased()
+                let all = models.withLock { $0 }.sorted { $0.key < $1.key }.map(\.value).filter { json in
+                    (needle.map { json.lowercased().contains($0) } ?? true) && (type.map { json.lowercased().contains("\"type\":\"\($0)\"") || json.lowercased().contains("\"type\": \"\($0)\"") } ?? true)
+                }
+                let page = all.dropFirst(offset).prefix(limit)
+                let next = offset + limit < all.count ? #""nextCursor":"\#(offset + limit)","# : ""
+                connection.json(200, #"{"items":[\#(page.joined(separator: ","))],"metadata":{\#(next)"pageSize":\#(limit)}}"#)
             case "api/v1/model-versions":
                 guard let json = versions.withLock({ $0[id] }) else { return connection.json(404, #"{"error":"Model version not found"}"#) }
                 connection.json(200, json)

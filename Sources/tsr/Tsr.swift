@@ -12,7 +12,7 @@ struct Tsr: ParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [
-            ImportCommand.self, AddCommand.self, PullCommand.self, ListCommand.self, InfoCommand.self, HashCommand.self, AliasCommand.self,
+            ImportCommand.self, AddCommand.self, PullCommand.self, SearchCommand.self, ListCommand.self, InfoCommand.self, HashCommand.self, AliasCommand.self,
             StatsCommand.self, VerifyCommand.self, GCCommand.self, DBCommand.self, WorkflowCommand.self,
             MountCommand.self, UmountCommand.self, StatusCommand.self, DemoCommand.self,
         ])

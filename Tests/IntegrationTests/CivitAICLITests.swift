@@ -95,3 +95,26 @@ import TSRTesting
         }
     }
 }
+
+extension CivitAICLITests {
+    @Test func onlineSearchPagesWithTheCursorAndCachesWhatItSees() throws {
+        defer { dir.remove() }
+        let civitai = try CivitAIFixture()
+        for name in ["model-1102-wiki2023.json", "model-1231067.json", "model-1580878.json", "models-item-1394-2023.json", "models-item-58390-2023.json"] {
+            let text = try CivitAIFixture.sharedFixture(name)
+            let id = try #require((try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])?["id"] as? Int)
+            civitai.addModel(id, json: text)
+        }
+        let env = ["TSR_CIVITAI_URL": civitai.base]
+        let first = try tsr(["search", "-t", "LORA", "--limit", "2", "--json"], environment: env)
+        #expect(first.status == 0, "\(first.stderr)")
+        let page = try #require(try JSONSerialization.jsonObject(with: Data(first.stdout.utf8)) as? [String: Any])
+        #expect((page["items"] as? [Any])?.count == 2 && page["next_cursor"] as? String == "2")
+        let rest = try tsr(["search", "-t", "LORA", "--limit", "2", "--cursor", "2"], environment: env)
+        #expect(rest.stdout.split(separator: "\n").count == 1, "the third LoRA, and no further cursor")
+        #expect(civitai.api.requests.allSatisfy { $0.query["page"] == nil }, "paging uses the cursor")
+        // Everything seen is searchable offline.
+        let offline = try tsr(["db", "search", "-t", "lora", "--json"])
+        #expect(offline.stdout.components(separatedBy: "\"civitai_id\"").count == 4)
+    }
+}
