@@ -68,6 +68,8 @@ let package = Package(
             name: "StallBench",
             dependencies: ["TSRMount", "TSRLibrary", "TSRRegistry", "TSRStore", "TSRTesting"],
             path: "bench/StallBench"),
+        // bench/run: tsr db search over 50,000 cached models vs the seed's LIKE search.
+        .executableTarget(name: "SearchBench", dependencies: ["TSRRegistry", "TSRStore"], path: "bench/SearchBench"),
         // bench/run: download + verify through the fetch engine vs curl -o (a local server).
         .executableTarget(
             name: "FetchBench",

@@ -130,9 +130,7 @@ extension CivitAIClient {
         let json: [String: Any]
         do { json = try api.object(url) } catch { throw .fetch(error) }
         let models = (json["items"] as? [Any] ?? []).compactMap { ($0 as? [String: Any]).flatMap(CivitAIMapping.model) }
-        for model in models {
-            do { try registry.cacheModel(model) } catch { throw .registry(error) }
-        }
+        do { try registry.cacheModels(models) } catch { throw .registry(error) }
         let metadata = json["metadata"] as? [String: Any]
         let next = (metadata?["nextCursor"]).flatMap { CivitAIMapping.string($0) }
         return (models, next)

@@ -207,44 +207,54 @@ extension Registry {
     /// without erasing what a complete one stored. Bumps the generation: the mount's by-base and
     /// by-creator views follow.
     public func cacheModel(_ model: CachedModel) throws(RegistryError) {
+        try cacheModels([model])
+    }
+
+    /// Caches several models in one transaction (a page of search results).
+    public func cacheModels(_ models: [CachedModel]) throws(RegistryError) {
+        guard !models.isEmpty else { return }
         try write { db in
-            var creatorId: Int64?
-            if let creator = model.creator, !creator.isEmpty {
-                try db.execute(
-                    sql: "INSERT INTO creators (username, image_url) VALUES (?, ?) ON CONFLICT(username) DO UPDATE SET image_url = COALESCE(excluded.image_url, creators.image_url)",
-                    arguments: [creator, model.creatorImage])
-                creatorId = try Int64.fetchOne(db, sql: "SELECT id FROM creators WHERE username = ?", arguments: [creator])
-            }
-            let merge = model.complete ? "excluded.%@" : "COALESCE(excluded.%@, models.%@)"
-            func set(_ column: String) -> String { "\(column) = " + String(format: merge, column, column) }
-            try db.execute(
-                sql: """
-                    INSERT INTO models (civitai_id, name, description, type, nsfw, nsfw_level, poi, allow_commercial_use, creator_id,
-                                        download_count, thumbs_up_count, cached_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    ON CONFLICT(civitai_id) DO UPDATE SET name = excluded.name, type = excluded.type, cached_at = excluded.cached_at,
-                        \(["description", "nsfw", "nsfw_level", "poi", "allow_commercial_use", "creator_id", "download_count", "thumbs_up_count"].map(set).joined(separator: ", "))
-                    """,
-                arguments: [
-                    model.civitaiId, model.name, model.description, model.type, model.nsfw, model.nsfwLevel, model.poi,
-                    model.allowCommercialUse, creatorId, model.downloadCount, model.thumbsUpCount, Date(),
-                ])
-            guard let modelId = try Int64.fetchOne(db, sql: "SELECT id FROM models WHERE civitai_id = ?", arguments: [model.civitaiId]) else { return }
-            if model.complete {
-                try db.execute(sql: "DELETE FROM model_tags WHERE model_id = ?", arguments: [modelId])
-                for tag in model.tags {
-                    try db.execute(sql: "INSERT INTO tags (name) VALUES (?) ON CONFLICT(name) DO NOTHING", arguments: [tag])
-                    try db.execute(
-                        sql: "INSERT OR IGNORE INTO model_tags (model_id, tag_id) SELECT ?, id FROM tags WHERE name = ?", arguments: [modelId, tag])
-                }
-                try db.execute(
-                    sql: "UPDATE model_versions SET version_index = NULL WHERE model_id = ? AND civitai_id NOT IN (\(model.versions.map { _ in "?" }.joined(separator: ",")))",
-                    arguments: StatementArguments([modelId] + model.versions.map(\.civitaiId)))
-            }
-            for version in model.versions { try Self.cacheVersion(version, modelId: modelId, complete: model.complete, db) }
-            try Self.indexForSearch(modelId: modelId, db)
+            for model in models { try Self.cacheModel(model, db) }
             try db.execute(sql: "UPDATE registry_generation SET generation = generation + 1")
         }
+    }
+
+    static func cacheModel(_ model: CachedModel, _ db: Database) throws {
+        var creatorId: Int64?
+        if let creator = model.creator, !creator.isEmpty {
+            try db.execute(
+                sql: "INSERT INTO creators (username, image_url) VALUES (?, ?) ON CONFLICT(username) DO UPDATE SET image_url = COALESCE(excluded.image_url, creators.image_url)",
+                arguments: [creator, model.creatorImage])
+            creatorId = try Int64.fetchOne(db, sql: "SELECT id FROM creators WHERE username = ?", arguments: [creator])
+        }
+        let merge = model.complete ? "excluded.%@" : "COALESCE(excluded.%@, models.%@)"
+        func set(_ column: String) -> String { "\(column) = " + String(format: merge, column, column) }
+        try db.execute(
+            sql: """
+                INSERT INTO models (civitai_id, name, description, type, nsfw, nsfw_level, poi, allow_commercial_use, creator_id,
+                                    download_count, thumbs_up_count, cached_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT(civitai_id) DO UPDATE SET name = excluded.name, type = excluded.type, cached_at = excluded.cached_at,
+                    \(["description", "nsfw", "nsfw_level", "poi", "allow_commercial_use", "creator_id", "download_count", "thumbs_up_count"].map(set).joined(separator: ", "))
+                """,
+            arguments: [
+                model.civitaiId, model.name, model.description, model.type, model.nsfw, model.nsfwLevel, model.poi,
+                model.allowCommercialUse, creatorId, model.downloadCount, model.thumbsUpCount, Date(),
+            ])
+        guard let modelId = try Int64.fetchOne(db, sql: "SELECT id FROM models WHERE civitai_id = ?", arguments: [model.civitaiId]) else { return }
+        if model.complete {
+            try db.execute(sql: "DELETE FROM model_tags WHERE model_id = ?", arguments: [modelId])
+            for tag in model.tags {
+                try db.execute(sql: "INSERT INTO tags (name) VALUES (?) ON CONFLICT(name) DO NOTHING", arguments: [tag])
+                try db.execute(
+                    sql: "INSERT OR IGNORE INTO model_tags (model_id, tag_id) SELECT ?, id FROM tags WHERE name = ?", arguments: [modelId, tag])
+            }
+            try db.execute(
+                sql: "UPDATE model_versions SET version_index = NULL WHERE model_id = ? AND civitai_id NOT IN (\(model.versions.map { _ in "?" }.joined(separator: ",")))",
+                arguments: StatementArguments([modelId] + model.versions.map(\.civitaiId)))
+        }
+        for version in model.versions { try Self.cacheVersion(version, modelId: modelId, complete: model.complete, db) }
+        try Self.indexForSearch(modelId: modelId, db)
     }
 
     static func cacheVersion(_ version: CachedVersion, modelId: Int64, complete: Bool, _ db: Database) throws {
@@ -516,5 +526,23 @@ extension Registry {
     /// which SQLite compares with integers by affinity).
     package func count(_ sql: String, _ arguments: [String] = []) throws(RegistryError) -> Int {
         try read { db in try Int.fetchOne(db, sql: sql, arguments: StatementArguments(arguments)) ?? 0 }
+    }
+}
+
+extension Registry {
+    /// The seed system's search (`name LIKE '%q%'` joined to the latest version): the baseline
+    /// of bench/SearchBench. Not used by tsr itself.
+    package func searchModelsLikeSeed(_ query: String, limit: Int) throws(RegistryError) -> Int {
+        try read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT m.*, mv.base_model, mv.download_url FROM models m
+                    JOIN model_versions mv ON mv.model_id = m.id AND mv.version_index = 0
+                    WHERE m.name LIKE ? LIMIT ?
+                    """,
+                arguments: ["%\(query)%", limit]
+            ).count
+        }
     }
 }

@@ -318,5 +318,9 @@ enum Migrations {
         CREATE VIRTUAL TABLE models_fts USING fts5(name, tags, creator, words, tokenize = 'unicode61 remove_diacritics 2');
         CREATE INDEX model_versions_base ON model_versions(base_model);
         CREATE INDEX models_type ON models(type);
+        -- Re-caching replaces a version's files and images: without these, each delete scans.
+        CREATE INDEX version_files_version ON version_files(version_id);
+        CREATE INDEX version_images_version ON version_images(version_id);
+        CREATE INDEX image_resources_image ON image_resources(image_id);
         """
 }
