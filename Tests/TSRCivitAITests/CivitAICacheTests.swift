@@ -180,3 +180,23 @@ import TSRTesting
 protocol DatabaseValueConvertibleLike { var value: String { get } }
 extension Int: DatabaseValueConvertibleLike { var value: String { String(self) } }
 extension String: DatabaseValueConvertibleLike { var value: String { self } }
+
+extension CivitAICacheTests {
+    @Test(arguments: ["version-1255556-with-creator.json", "version-1318-wiki2023.json", "version-1387174.json"])
+    func everyVersionFixtureLinksByHash(_ name: String) throws {
+        defer { dir.remove() }
+        let object = try Self.json(name)
+        let files = try #require(object["files"] as? [[String: Any]])
+        let sha = try #require(((files.first?["hashes"] as? [String: String])?["SHA256"]).flatMap { Digest(rawValue: $0.lowercased()) })
+        civitai.addByHash(sha.rawValue, json: try CivitAIFixture.sharedFixture(name))
+        // The model itself is not served: the version alone must be enough to link.
+        #expect(try client().link(sha) == .linked(modelId: Int64(try #require(object["modelId"] as? Int)), versionId: Int64(try #require(object["id"] as? Int)), complete: false))
+        let link = try #require(try library.registry.civitaiLink(sha))
+        #expect(link.baseModel == object["baseModel"] as? String)
+        #expect(link.type == (object["model"] as? [String: Any])?["type"] as? String)
+        #expect(link.creator == (object["creator"] as? [String: Any])?["username"] as? String, "a creator key, where a client added one, is kept")
+        #expect(try library.registry.triggerWords(versionId: link.versionId) == (object["trainedWords"] as? [String] ?? []))
+        let prompts = (object["images"] as? [[String: Any]] ?? []).compactMap { ($0["meta"] as? [String: Any])?["prompt"] as? String }
+        #expect(try library.registry.examplePrompts(versionIds: [link.versionId]).compactMap { $0.params["prompt"] } == prompts)
+    }
+}
