@@ -418,15 +418,9 @@ public final class Registry: Sendable {
                 db,
                 sql: """
                     SELECT a.id, a.folder, a.path, a.sha256, a.updated_at, b.size, b.state,
-                           COALESCE(link.base_model, b.base_model) AS base_model, link.creator
+                           COALESCE((\(Self.linkedVersion("mv.base_model"))), b.base_model) AS base_model,
+                           (\(Self.linkedVersion("c.username"))) AS creator
                     FROM aliases a JOIN blobs b ON b.sha256 = a.sha256
-                    LEFT JOIN (
-                        -- The CivitAI version a blob's SHA-256 belongs to (tsr db link / cache).
-                        SELECT fh.hash_value AS hash, MAX(mv.base_model) AS base_model, MAX(c.username) AS creator
-                        FROM file_hashes fh JOIN version_files vf ON vf.id = fh.file_id JOIN model_versions mv ON mv.id = vf.version_id
-                        JOIN models m ON m.id = mv.model_id LEFT JOIN creators c ON c.id = m.creator_id
-                        WHERE fh.hash_type = 'SHA256' GROUP BY fh.hash_value
-                    ) link ON link.hash = upper(a.sha256)
                     ORDER BY a.folder, a.path
                     """)
             let blobs = try MountBlob.fetchAll(db, sql: "SELECT sha256, size, state, created_at FROM blobs WHERE state != 'quarantined' ORDER BY sha256")
@@ -444,6 +438,18 @@ public final class Registry: Sendable {
             let generation = try Int64.fetchOne(db, sql: "SELECT generation FROM registry_generation WHERE id = 1") ?? 0
             return MountData(generation: generation, entries: entries, blobs: blobs, tombstones: tombstones, workflowEntries: workflowEntries)
         }
+    }
+
+    /// A column of the CivitAI version an alias's SHA-256 belongs to (tsr db link / cache): an
+    /// index lookup per alias (file_hashes(hash_type, hash_value)), so a large cache does not
+    /// slow the mount's snapshots.
+    static func linkedVersion(_ column: String) -> String {
+        """
+        SELECT \(column) FROM file_hashes fh JOIN version_files vf ON vf.id = fh.file_id JOIN model_versions mv ON mv.id = vf.version_id
+        JOIN models m ON m.id = mv.model_id LEFT JOIN creators c ON c.id = m.creator_id
+        WHERE fh.hash_type = 'SHA256' AND fh.hash_value = upper(a.sha256)
+        ORDER BY mv.version_index IS NULL, mv.version_index LIMIT 1
+        """
     }
 
     /// Renames every alias under a directory of a folder view (a directory rename in the mount).
