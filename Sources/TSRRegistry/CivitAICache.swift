@@ -487,15 +487,20 @@ extension Registry {
                 arguments.append(baseModel)
             }
             arguments.append(limit)
+            // Rank and cut first; only the rows kept get their latest version looked up.
             let rows = try Row.fetchAll(
                 db,
                 sql: """
                     SELECT m.id, m.civitai_id, m.name, m.type, m.download_count, c.username AS creator,
                            (SELECT mv.base_model FROM model_versions mv WHERE mv.model_id = m.id ORDER BY mv.version_index IS NULL, mv.version_index LIMIT 1) AS base_model,
                            (SELECT mv.name FROM model_versions mv WHERE mv.model_id = m.id ORDER BY mv.version_index IS NULL, mv.version_index LIMIT 1) AS latest
-                    FROM \(from) LEFT JOIN creators c ON c.id = m.creator_id
-                    \(conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND "))
-                    ORDER BY \(order) LIMIT ?
+                    FROM (
+                        SELECT m.id, ROW_NUMBER() OVER (ORDER BY \(order)) AS position FROM \(from)
+                        \(conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND "))
+                        ORDER BY \(order) LIMIT ?
+                    ) top
+                    JOIN models m ON m.id = top.id LEFT JOIN creators c ON c.id = m.creator_id
+                    ORDER BY top.position
                     """,
                 arguments: StatementArguments(arguments))
             return try rows.map { row in
