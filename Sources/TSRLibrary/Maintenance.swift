@@ -34,11 +34,14 @@ public struct GCReport: Sendable, Codable, Equatable {
     public var orphanFiles: [String] = []
     /// Temp files of writers that are gone.
     public var tempFiles: [String] = []
+    /// Stopped downloads of files no registered entry waits for.
+    public var partialDownloads: [String] = []
     public var dryRun = false
 
     enum CodingKeys: String, CodingKey {
         case blobs
         case bytesFreed = "bytes_freed", orphanFiles = "orphan_files", tempFiles = "temp_files", dryRun = "dry_run"
+        case partialDownloads = "partial_downloads"
     }
 }
 
@@ -92,7 +95,8 @@ public struct Maintenance: Sendable {
     }
 
     /// Removes blobs no alias names, blob files the registry does not know (older than an hour,
-    /// so an import that has committed but not yet registered is left alone) and stale temp files.
+    /// so an import that has committed but not yet registered is left alone), stale temp files
+    /// and stopped downloads no remote entry waits for.
     public func collectGarbage(dryRun: Bool) throws(LibraryError) -> GCReport {
         var report = GCReport()
         report.dryRun = dryRun
@@ -117,6 +121,17 @@ public struct Maintenance: Sendable {
             let stale = try library.store.staleTempFiles()
             if !dryRun { for path in stale { try? SystemCalls.remove(path) } }
             report.tempFiles = stale
+            // A stopped download is kept while a remote entry waits for its bytes (it resumes);
+            // anything else (the name was removed, a trusted download by URL) goes.
+            let waiting = Set(try library.registry.blobs(state: .remote).map(\.sha256.rawValue))
+            for partial in try library.store.idlePartials() where !waiting.contains(partial.key) {
+                if !dryRun {
+                    library.store.discardPartial(partial.key)
+                    try library.registry.removePartialDownload(partial.key)
+                }
+                report.partialDownloads.append(partial.path)
+                report.bytesFreed += partial.size
+            }
         }
         return report
     }

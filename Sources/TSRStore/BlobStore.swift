@@ -147,6 +147,22 @@ public final class BlobStore: Sendable {
         if flock(fd.rawValue, LOCK_EX | LOCK_NB) == 0 { try? SystemCalls.remove(path) }
     }
 
+    /// Resumable transactions no writer holds: their keys, paths and sizes.
+    public func idlePartials() throws(StoreError) -> [(key: String, path: String, size: Int64)] {
+        var idle: [(String, String, Int64)] = []
+        for raw in try SystemCalls.listDirectory(layout.tmp) {
+            let name = String(decoding: raw, as: UTF8.self)
+            guard name.hasPrefix("partial-") else { continue }
+            let path = layout.tmp + "/" + name
+            guard let fd = try? FileDescriptor.open(path, .readOnly, options: [.closeOnExec, .noFollow]) else { continue }
+            defer { try? fd.close() }
+            guard flock(fd.rawValue, LOCK_EX | LOCK_NB) == 0 else { continue }
+            flock(fd.rawValue, LOCK_UN)
+            idle.append((String(name.dropFirst("partial-".count)), path, (try? SystemCalls.status(of: fd, path: path))?.size ?? 0))
+        }
+        return idle
+    }
+
     func createTempFile() throws(StoreError) -> (FileDescriptor, String) {
         while true {
             let path = nextTempPath()

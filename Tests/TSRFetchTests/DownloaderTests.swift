@@ -277,3 +277,29 @@ extension FetchHome {
         library = try Library(home: dir.path + "/home")
     }
 }
+
+extension DownloaderTests {
+    @Test func gcKeepsStoppedDownloadsARemoteEntryWaitsForAndRemovesTheRest() throws {
+        let home = try FetchHome()
+        defer { home.remove() }
+        let server = try FixtureServer { [payload] request, connection in connection.serveFile(payload, request: request, etag: "\"v1\"", limit: 1 << 20) }
+        var settings = FetchHome.settings()
+        settings.maxAttempts = 1
+        // One stopped download of a registered remote entry, one of a URL nobody registered.
+        _ = try home.library.registerRemote(
+            digest: digest, size: Int64(payload.count), folder: "loras", path: "x.safetensors", replace: false, url: server.baseURL + "/f", kind: "url", prefix: nil)
+        let kept = DownloadRequest(url: server.baseURL + "/f", expected: digest, expectedSize: Int64(payload.count))
+        let dropped = DownloadRequest(url: server.baseURL + "/other", expected: nil, expectedSize: nil)
+        for request in [kept, dropped] { #expect(throws: FetchError.self) { try home.downloader(settings: settings).download(request) } }
+        #expect(home.library.store.partialSize(kept.key) > 0 && home.library.store.partialSize(dropped.key) > 0)
+        // A download in progress (its lock held) is never touched.
+        let busy = try home.library.store.resume(key: "url-in-progress")
+        try busy.write([1, 2, 3])
+        let report = try Maintenance(library: home.library).collectGarbage(dryRun: false)
+        #expect(report.partialDownloads == [home.library.store.partialPath(dropped.key)])
+        #expect(home.library.store.partialSize(kept.key) == 1 << 20 && home.library.store.partialSize(dropped.key) == 0)
+        #expect(home.library.store.partialSize("url-in-progress") == 3)
+        #expect(try home.library.registry.partialDownload(dropped.key) == nil)
+        busy.abort()
+    }
+}

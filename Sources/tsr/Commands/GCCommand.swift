@@ -22,7 +22,8 @@ struct GCCommand: ParsableCommand {
             for digest in report.blobs { Out.line("\(verb) unreferenced blob \(digest)") }
             for digest in report.orphanFiles { Out.line("\(verb) unregistered blob file \(digest)") }
             for path in report.tempFiles { Out.line("\(verb) stale temp file \(path)") }
-            Out.line("\(verb) \(report.blobs.count + report.orphanFiles.count) blobs and \(report.tempFiles.count) temp files, \(formatBytes(report.bytesFreed))")
+            for path in report.partialDownloads { Out.line("\(verb) stopped download \(path)") }
+            Out.line("\(verb) \(report.blobs.count + report.orphanFiles.count) blobs, \(report.tempFiles.count) temp files and \(report.partialDownloads.count) stopped downloads, \(formatBytes(report.bytesFreed))")
         }
     }
 }
