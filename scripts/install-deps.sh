@@ -11,6 +11,7 @@ packages=(
   pkg-config
   util-linux                    # mount/umount and script(1) for tests (tmpfs, loop devices, a TTY)
   btrfs-progs                   # a loop-mounted btrfs in the tests exercises reflink copies
+  systemd                       # systemd-analyze verify checks the units in mount-helpers/
 )
 missing=()
 for p in "${packages[@]}"; do

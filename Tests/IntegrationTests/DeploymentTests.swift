@@ -1,0 +1,103 @@
+import Foundation
+import Testing
+import TSRTesting
+
+/// mount-helpers/: the mount(8) helper (direct and through an fstab line) and the systemd units.
+@Suite(.serialized) struct DeploymentTests {
+    let dir: TempDirectory
+    var helpers: String { BuildProducts.packageRoot + "/mount-helpers" }
+
+    init() throws { dir = try TempDirectory("tsr-deploy") }
+
+    /// Installs into a staging root with the built binary; returns the root.
+    func stage() throws -> String {
+        let root = dir.path + "/root"
+        var environment = ProcessInfo.processInfo.environment
+        environment["DESTDIR"] = root
+        let out = try Shell.run("/bin/sh", [helpers + "/install.sh", BuildProducts.tsr, "/usr/local"], environment: environment)
+        #expect(out.status == 0, "\(out.stderr)")
+        return root
+    }
+
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: "/usr/bin/systemd-analyze"), "needs systemd-analyze"))
+    func theUnitsPassSystemdAnalyzeVerify() throws {
+        defer { dir.remove() }
+        let root = try stage()
+        // Point the units at the staged binary so verify can check ExecStart= exists.
+        let staged = root + "/usr/local/bin/tsr"
+        let template = try String(contentsOfFile: root + "/etc/systemd/system/tsr-mount@.service", encoding: .utf8)
+        #expect(template.contains("ExecStart=/usr/local/bin/tsr mount %f --foreground --allow-other"))
+        let instance = dir.path + "/tsr-mount@srv-comfyui-models.service"
+        try template.replacingOccurrences(of: "/usr/local/bin/tsr", with: staged).write(toFile: instance, atomically: true, encoding: .utf8)
+        let system = try Shell.run("/usr/bin/systemd-analyze", ["verify", instance])
+        #expect(system.status == 0, "\(system.stdout)\(system.stderr)")
+
+        let user = dir.path + "/tsr-mount.service"
+        let userText = try String(contentsOfFile: root + "/etc/systemd/user/tsr-mount.service", encoding: .utf8)
+        try userText.replacingOccurrences(of: "/usr/local/bin/tsr", with: staged).write(toFile: user, atomically: true, encoding: .utf8)
+        let runtime = dir.path + "/runtime"
+        try FileManager.default.createDirectory(atPath: runtime, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        var environment = ProcessInfo.processInfo.environment
+        environment["XDG_RUNTIME_DIR"] = runtime
+        let userCheck = try Shell.run("/usr/bin/systemd-analyze", ["--user", "verify", user], environment: environment)
+        #expect(userCheck.status == 0, "\(userCheck.stdout)\(userCheck.stderr)")
+    }
+
+    @Test(.enabled(if: TestMount.isAvailable && getuid() == 0 && FileManager.default.fileExists(atPath: "/usr/bin/mount"), "needs root, /dev/fuse and mount(8)"))
+    func theHelperMountsThroughMount8AndFstab() throws {
+        defer { dir.remove() }
+        let root = try stage()
+        // mount(8) finds helpers in /sbin only: install there for the test, restore afterwards.
+        let helper = "/sbin/mount.fuse.tsr"
+        let previous = FileManager.default.contents(atPath: helper)
+        try? FileManager.default.removeItem(atPath: helper)
+        let text = try String(contentsOfFile: root + helper, encoding: .utf8).replacingOccurrences(of: "/usr/local/bin/tsr", with: BuildProducts.tsr)
+        try text.write(toFile: helper, atomically: true, encoding: .utf8)
+        chmod(helper, 0o755)
+        let home = dir.path + "/home"
+        let mountpoint = dir.path + "/models"
+        try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+        defer {
+            if TestMount.isMounted(mountpoint) { _ = try? Shell.run("/bin/fusermount3", ["-uz", mountpoint]) }
+            try? FileManager.default.removeItem(atPath: helper)
+            if let previous { _ = FileManager.default.createFile(atPath: helper, contents: previous, attributes: [.posixPermissions: 0o755]) }
+        }
+
+        let mounted = try Shell.run("/usr/bin/mount", ["-t", "fuse.tsr", home, mountpoint, "-o", "ro"], timeout: 60)
+        #expect(mounted.status == 0, "\(mounted.stdout)\(mounted.stderr)")
+        let live = try #require(LiveMountInfo.find(mountpoint))
+        #expect(live.home == home && live.options.contains("ro"))
+        #expect(FileManager.default.fileExists(atPath: mountpoint + "/checkpoints"))
+        #expect(try Shell.run("/usr/bin/umount", [mountpoint]).status == 0)
+        #expect(!TestMount.isMounted(mountpoint))
+
+        // An fstab line, as users write them.
+        let fstab = dir.path + "/fstab"
+        try "\(home) \(mountpoint) fuse.tsr allow_other,noauto,nofail 0 0\n".write(toFile: fstab, atomically: true, encoding: .utf8)
+        let fromFstab = try Shell.run("/usr/bin/mount", ["-T", fstab, mountpoint], timeout: 60)
+        #expect(fromFstab.status == 0, "\(fromFstab.stdout)\(fromFstab.stderr)")
+        #expect(LiveMountInfo.find(mountpoint)?.superOptions.contains("allow_other") == true)
+        #expect(try Shell.run("/usr/bin/umount", [mountpoint]).status == 0)
+
+        let bad = try Shell.run("/usr/bin/mount", ["-t", "fuse.tsr", home, mountpoint, "-o", "bogus"], timeout: 60)
+        #expect(bad.status != 0 && (bad.stderr + bad.stdout).contains("unknown option 'bogus'"))
+        #expect(!TestMount.isMounted(mountpoint))
+    }
+}
+
+/// One line of /proc/self/mountinfo for a mount point.
+struct LiveMountInfo {
+    var home: String
+    var options: [String]
+    var superOptions: [String]
+
+    static func find(_ mountpoint: String) -> LiveMountInfo? {
+        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: " ").map(String.init)
+            guard parts.count > 5, parts[4] == mountpoint, let dash = parts.firstIndex(of: "-"), dash + 3 < parts.count else { continue }
+            return LiveMountInfo(home: parts[dash + 2], options: parts[5].split(separator: ",").map(String.init), superOptions: parts[dash + 3].split(separator: ",").map(String.init))
+        }
+        return nil
+    }
+}

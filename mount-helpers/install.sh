@@ -1,0 +1,32 @@
+#!/bin/sh
+# Installs tensors for mount(8), fstab and systemd (run as root):
+#   mount-helpers/install.sh [TSR_BINARY] [PREFIX]
+# - TSR_BINARY (default: .build/release/tsr, else .build/debug/tsr) is copied to PREFIX/bin/tsr
+#   (PREFIX default /usr/local);
+# - /sbin/mount.fuse.tsr, with that path filled in, so `mount -t fuse.tsr` and fstab work;
+# - tsr-mount@.service into /etc/systemd/system and tsr-mount.service into
+#   /etc/systemd/user (every user's `systemctl --user`), with that path filled in.
+# Set DESTDIR to install into a staging root (packaging, tests).
+set -eu
+here="$(cd "$(dirname "$0")" && pwd)"
+binary="${1:-}"
+if [ -z "$binary" ]; then
+  for candidate in "$here/../.build/release/tsr" "$here/../.build/debug/tsr"; do
+    [ -x "$candidate" ] && { binary="$candidate"; break; }
+  done
+fi
+[ -n "$binary" ] && [ -x "$binary" ] || { echo "install.sh: no tsr binary (build it with 'swift build -c release')" >&2; exit 1; }
+prefix="${2:-/usr/local}"
+root="${DESTDIR:-}"
+tsr="$prefix/bin/tsr"
+install -D -m 0755 "$binary" "$root$tsr"
+mkdir -p "$root/sbin" "$root/etc/systemd/system" "$root/etc/systemd/user"
+sed "s|@TSR@|$tsr|g" "$here/mount.fuse.tsr" > "$root/sbin/mount.fuse.tsr"
+chmod 0755 "$root/sbin/mount.fuse.tsr"
+for unit in tsr-mount@.service tsr-mount.service; do
+  target="$root/etc/systemd/system/$unit"
+  [ "$unit" = tsr-mount.service ] && target="$root/etc/systemd/user/$unit"
+  sed "s|@TSR@|$tsr|g" "$here/systemd/$unit" > "$target"
+  chmod 0644 "$target"
+done
+echo "installed $tsr, /sbin/mount.fuse.tsr and the systemd units under ${root:-/}"
