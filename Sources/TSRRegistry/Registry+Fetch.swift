@@ -125,3 +125,10 @@ extension Registry {
         try write { db in _ = try PartialDownloadRecord.deleteOne(db, key: key) }
     }
 }
+
+extension Registry {
+    /// SQLite's `PRAGMA quick_check`: empty when the database is sound, else its complaints.
+    public func quickCheck() throws(RegistryError) -> [String] {
+        try read { db in try String.fetchAll(db, sql: "PRAGMA quick_check").filter { $0 != "ok" } }
+    }
+}

@@ -101,3 +101,44 @@ struct LiveMountInfo {
         return nil
     }
 }
+
+extension DeploymentTests {
+    func doctor(_ home: String) throws -> (status: Int32, checks: [[String: Any]]) {
+        let out = try Shell.run(BuildProducts.tsr, ["doctor", "--json", "--home", home])
+        let checks = try #require(try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [[String: Any]], "\(out.stderr)")
+        return (out.status, checks)
+    }
+
+    @Test(.enabled(if: TestMount.isAvailable, "needs /dev/fuse"))
+    func doctorNamesADeadMountAndAQuarantinedBlobWithTheirFixes() throws {
+        defer { dir.remove() }
+        let home = dir.path + "/home"
+        let healthy = try doctor(home)
+        #expect(healthy.status == 0)
+        #expect(healthy.checks.contains { $0["check"] as? String == "fuse device" && $0["status"] as? String == "ok" })
+        #expect(healthy.checks.contains { $0["check"] as? String == "registry" && $0["status"] as? String == "ok" })
+
+        // A blob whose bytes were damaged and caught by tsr verify.
+        try dir.write("models/loras/x.safetensors", SafetensorsBuilder(tensors: [("w", "U8", [64])], fill: 3).bytes())
+        #expect(try Shell.run(BuildProducts.tsr, ["import", dir.path + "/models", "--copy", "--home", home]).status == 0)
+        let blob = try #require(try FileManager.default.subpathsOfDirectory(atPath: home + "/blobs/sha256").first { $0.count > 64 })
+        let path = home + "/blobs/sha256/" + blob
+        chmod(path, 0o644)
+        var bytes = try readBytes(path)
+        bytes[bytes.count - 1] ^= 1
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        _ = try Shell.run(BuildProducts.tsr, ["verify", "--home", home])
+        let damaged = try doctor(home)
+        let store = try #require(damaged.checks.first { $0["check"] as? String == "store" })
+        #expect(store["status"] as? String == "warn" && (store["fix"] as? String)?.contains("tsr verify") == true)
+
+        // A mount whose daemon died.
+        let mount = try TestMount(home: home, mountpoint: dir.path + "/mnt")
+        defer { mount.stop() }
+        mount.kill9()
+        let dead = try doctor(home)
+        #expect(dead.status == 1)
+        let failed = try #require(dead.checks.first { $0["check"] as? String == "mounts" && $0["status"] as? String == "fail" })
+        #expect((failed["fix"] as? String)?.contains("fusermount3 -u \(dir.path)/mnt") == true)
+    }
+}
