@@ -12,6 +12,7 @@ packages=(
   util-linux                    # mount/umount and script(1) for tests (tmpfs, loop devices, a TTY)
   btrfs-progs                   # a loop-mounted btrfs in the tests exercises reflink copies
   systemd                       # systemd-analyze verify checks the units in mount-helpers/
+  python3-yaml                  # tests load extra_model_paths.yaml the way ComfyUI does (yaml.safe_load)
 )
 missing=()
 for p in "${packages[@]}"; do

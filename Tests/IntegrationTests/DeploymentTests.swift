@@ -142,3 +142,41 @@ extension DeploymentTests {
         #expect((failed["fix"] as? String)?.contains("fusermount3 -u \(dir.path)/mnt") == true)
     }
 }
+
+extension DeploymentTests {
+    @Test func comfyuiSetupWritesItsSectionKeepsTheRestAndUndoes() throws {
+        defer { dir.remove() }
+        let home = dir.path + "/home"
+        let comfy = dir.path + "/ComfyUI"
+        func tsr(_ arguments: [String]) throws -> Shell.Output { try Shell.run(BuildProducts.tsr, arguments + ["--home", home]) }
+        try dir.write("ComfyUI/main.py", Array("# ComfyUI\n".utf8))
+        let yaml = comfy + "/extra_model_paths.yaml"
+
+        // No file yet, no mount running: a clear error, nothing written.
+        let noMount = try tsr(["comfyui", "setup", comfy])
+        #expect(noMount.status == 1 && noMount.stderr.contains("no tsr mount") && !FileManager.default.fileExists(atPath: yaml))
+        #expect(try tsr(["comfyui", "setup", comfy, "--mountpoint", "/srv/models"]).status == 0)
+        #expect(try String(contentsOfFile: yaml, encoding: .utf8).contains("tensors:\n    # managed by tensors"))
+        #expect(try tsr(["comfyui", "setup", comfy, "--undo"]).stdout.contains("did not exist before"))
+        #expect(!FileManager.default.fileExists(atPath: yaml))
+
+        // The user's own file, and a workflow's view searched first.
+        let original = "# mine\nnas:\n  base_path: /mnt/nas   # keep\n  loras: loras\n"
+        try original.write(toFile: yaml, atomically: true, encoding: .utf8)
+        try dir.write("models/loras/detail.safetensors", SafetensorsBuilder(tensors: [("w", "U8", [16])], fill: 1).bytes())
+        #expect(try tsr(["import", dir.path + "/models", "--copy"]).status == 0)
+        let workflow = try dir.write("portrait.json", Array(#"{"1": {"class_type": "LoraLoader", "inputs": {"lora_name": "detail.safetensors"}}}"#.utf8))
+        #expect(try tsr(["workflow", "add", workflow]).status == 0)
+        let setUp = try tsr(["comfyui", "setup", comfy, "--mountpoint", "/srv/models", "--workflow", "portrait"])
+        #expect(setUp.status == 0, "\(setUp.stderr)")
+        let written = try String(contentsOfFile: yaml, encoding: .utf8)
+        #expect(written.hasPrefix(original))
+        #expect(written.contains("tensors_portrait:") && written.contains("base_path: \"/srv/models/workflows/portrait\"")
+                && written.contains("is_default: true") && written.contains("loras: \"loras/\""))
+        #expect(try tsr(["comfyui", "setup", comfy, "--mountpoint", "/srv/models", "--workflow", "unknown"]).stderr.contains("no workflow unknown"))
+        #expect(try tsr(["comfyui", "setup", comfy, "--undo"]).status == 0)
+        #expect(try String(contentsOfFile: yaml, encoding: .utf8) == original, "restored byte for byte")
+        #expect(try tsr(["comfyui", "setup", comfy, "--undo"]).stderr.contains("nothing to undo"))
+        #expect(try tsr(["comfyui", "setup", dir.path + "/nowhere"]).status != 0)
+    }
+}

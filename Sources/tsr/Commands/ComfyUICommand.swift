@@ -1,0 +1,106 @@
+import ArgumentParser
+import Foundation
+import TSRLibrary
+import TSRMount
+import TSRStore
+
+struct ComfyUICommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "comfyui", abstract: "Point ComfyUI at the library.", subcommands: [Setup.self])
+
+    struct Setup: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "setup",
+            abstract: "Mount the library at ComfyUI's models/, or add it to extra_model_paths.yaml.",
+            discussion: """
+                --mount mounts the library over COMFY_DIR/models (ComfyUI sees it as its own folder).
+                Otherwise a section of COMFY_DIR/extra_model_paths.yaml is written or updated, keeping
+                your other sections and comments: `tensors` for the whole library at the mount point,
+                or with --workflow NAME, `tensors_NAME` for that workflow's view, marked is_default so
+                ComfyUI searches it first. The file as it was is kept as extra_model_paths.yaml.tsr-backup;
+                --undo puts it back. Restart ComfyUI to load the change.
+                """)
+
+        @Argument(help: "The ComfyUI directory (holding main.py and models/).") var comfyDirectory: String
+        @Option(help: "The tsr mount point to use (default: the live mount of this home).") var mountpoint: String?
+        @Option(help: "Add only this workflow's view, searched first.") var workflow: String?
+        @Flag(help: "Mount the library at COMFY_DIR/models instead of editing the YAML file.") var mount = false
+        @Flag(help: "Restore extra_model_paths.yaml as it was before the last setup.") var undo = false
+        @OptionGroup var homeOptions: HomeOptions
+
+        func validate() throws {
+            guard !(mount && (undo || workflow != nil || mountpoint != nil)) else {
+                throw ValidationError("--mount mounts the whole library at COMFY_DIR/models; it takes no --workflow, --mountpoint or --undo")
+            }
+        }
+
+        func run() throws {
+            let comfy = comfyDirectory.hasPrefix("/") ? comfyDirectory : currentDirectory + "/" + comfyDirectory
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: comfy, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw ValidationError("\(comfy) is not a directory")
+            }
+            let file = comfy + "/extra_model_paths.yaml"
+            let backup = file + ".tsr-backup"
+            let absent = file + ".tsr-backup-absent"
+            try runReporting(json: false) {
+                if undo { return try restore(file: file, backup: backup, absent: absent) }
+                if mount {
+                    let models = comfy + "/models"
+                    try FileManager.default.createDirectory(atPath: models, withIntermediateDirectories: true)
+                    let command = try MountCommand.parse([models, "--home", homeOptions.resolved])
+                    try command.run()
+                    Out.line("ComfyUI's models/ is the tensors library now (undo: tsr umount \(models))")
+                    return
+                }
+                let home = homeOptions.resolved
+                guard let point = mountpoint.map({ $0.hasPrefix("/") ? $0 : currentDirectory + "/" + $0 }) ?? LiveMount.all().first(where: { $0.home == home })?.mountpoint else {
+                    throw Failure("no tsr mount of \(home) is running: mount it first (tsr mount DIR) or pass --mountpoint")
+                }
+                let name: String
+                let lines: [String]
+                let note = "managed by tensors (`tsr comfyui setup`); `tsr comfyui setup --undo` restores the file as it was"
+                if let workflow {
+                    let library = try homeOptions.open()
+                    let (_, entries) = try library.registry.workflow(named: workflow)
+                    let folders = Array(Set(entries.map(\.entry.folder))).sorted()
+                    name = ExtraModelPaths.sectionName(forWorkflow: workflow)
+                    lines = ExtraModelPaths.render(name, basePath: point + "/workflows/" + workflow, isDefault: true, folders: folders.map { ($0, $0 + "/") }, note: note)
+                } else {
+                    name = "tensors"
+                    lines = ExtraModelPaths.render(name, basePath: point, isDefault: false, folders: ModelPath.folderKeys.map { ($0, $0 + "/") }, note: note)
+                }
+                let original = FileManager.default.contents(atPath: file)
+                guard original.map({ String(data: $0, encoding: .utf8) != nil }) ?? true else {
+                    throw Failure("\(file) is not UTF-8 text; nothing was changed")
+                }
+                let text = original.map { String(decoding: $0, as: UTF8.self) } ?? ""
+                // The backup first: a crash between the two writes leaves the old file intact.
+                if let original {
+                    try original.write(to: URL(fileURLWithPath: backup), options: .atomic)
+                    try? FileManager.default.removeItem(atPath: absent)
+                } else {
+                    guard FileManager.default.createFile(atPath: absent, contents: Data()) else { throw Failure("cannot write \(absent); nothing was changed") }
+                    try? FileManager.default.removeItem(atPath: backup)
+                }
+                try Data(ExtraModelPaths.upsert(name, body: lines, in: text).utf8).write(to: URL(fileURLWithPath: file), options: .atomic)
+                Out.line("\(original == nil ? "wrote" : "updated") section \(name) of \(file) (base_path \(lines[2].dropFirst("    base_path: ".count))); restart ComfyUI to load it; undo: tsr comfyui setup \(comfyDirectory) --undo")
+            }
+        }
+
+        private func restore(file: String, backup: String, absent: String) throws {
+            if FileManager.default.fileExists(atPath: absent) {
+                try? FileManager.default.removeItem(atPath: file)
+                try FileManager.default.removeItem(atPath: absent)
+                Out.line("removed \(file) (it did not exist before)")
+                return
+            }
+            guard let saved = FileManager.default.contents(atPath: backup) else {
+                throw Failure("nothing to undo: \(backup) does not exist")
+            }
+            try saved.write(to: URL(fileURLWithPath: file), options: .atomic)
+            try FileManager.default.removeItem(atPath: backup)
+            Out.line("restored \(file) as it was before `tsr comfyui setup`")
+        }
+    }
+}
