@@ -1,30 +1,37 @@
 import Foundation
 import TSRStore
 
-/// Hands received bytes to a thread of their own that writes and hashes them (through the
-/// store transaction), so the transfer thread only copies: hashing inline in libcurl's write
-/// callback ran at 0.63× of curl's speed on two cores (REFERENCE §7).
+/// Takes received bytes off the transfer thread: one thread writes them through the store
+/// transaction, another hashes them, so the transfer thread only copies (hashing inline in
+/// libcurl's write callback ran at 0.63× of curl's speed on two cores, REFERENCE §7, and one
+/// thread doing both writing and hashing needs longer per GiB than the transfer itself).
 ///
-/// Bytes are copied into a fixed pool of 1 MiB buffers that go round between the two threads:
-/// no allocation per chunk (a fresh 512 KiB array per callback cost an mmap and a page fault per
-/// page), and the worker writes in 1 MiB pieces. The transfer thread calls `push`; everything
-/// that touches the writer directly (`reset`, `finish`) first waits until the worker is idle.
+/// Bytes are copied into a fixed pool of 1 MiB buffers that go round: no allocation per chunk
+/// (a fresh array per callback cost an mmap and a page fault per page). A full buffer goes to
+/// both workers and returns to the pool when both are done with it. Everything that touches the
+/// writer directly (`reset`, `finish`) first waits until both workers are idle.
 final class HashingPipe: @unchecked Sendable {
-    // @unchecked: `writer` and the buffers' bytes are used by one thread at a time, handed over
-    // under `condition` (a full buffer belongs to the worker until it is back in `free`); every
-    // other field is guarded by `condition`.
+    // @unchecked: the writer is used by the write worker only while it holds a buffer, the hasher
+    // by the hash worker only; callers touch either only after `drainLocked` saw both idle. A full
+    // buffer's bytes are only read. Every other field is guarded by `condition`.
     private let writer: BlobWriter
+    /// The writer's running hash, fed here; nil when the bytes held are not hashed in order
+    /// (then the writer hashes the file at commit).
+    private var hasher: SHA256Hasher?
     private let condition = NSCondition()
     private let buffers: [UnsafeMutableRawBufferPointer]
-    /// Buffers the transfer thread may fill, full buffers waiting for the worker (index, length).
     private var free: [Int]
-    private var full: [(Int, Int)] = []
-    /// The buffer being filled and how much of it is.
+    /// Full buffers (index, length) waiting for the write and the hash worker.
+    private var toWrite: [(Int, Int)] = []
+    private var toHash: [(Int, Int)] = []
+    /// How many workers still need each buffer.
+    private var users: [Int]
     private var filling: Int?
     private var fillCount = 0
-    private var busy = false
+    private var writing = false
+    private var hashing = false
     private var closing = false
-    private var exited = false
+    private var running = 2
     private var failure: StoreError?
     /// Bytes held: written by the worker plus waiting in buffers.
     private var held: Int64
@@ -35,12 +42,17 @@ final class HashingPipe: @unchecked Sendable {
 
     init(writer: BlobWriter) {
         self.writer = writer
+        hasher = writer.takeHasher()
         held = writer.written
         buffers = (0..<Self.bufferCount).map { _ in .allocate(byteCount: Self.bufferSize, alignment: 4096) }
         free = Array(buffers.indices)
-        let thread = Thread { [self] in work() }
-        thread.name = "tsr-hash-write"
-        thread.start()
+        users = Array(repeating: 0, count: Self.bufferCount)
+        let write = Thread { [self] in work(writes: true) }
+        write.name = "tsr-write"
+        let hash = Thread { [self] in work(writes: false) }
+        hash.name = "tsr-hash"
+        write.start()
+        hash.start()
     }
 
     deinit {
@@ -65,7 +77,7 @@ final class HashingPipe: @unchecked Sendable {
             }
             guard let index = filling else { return false }
             let take = min(rest.count, Self.bufferSize - fillCount)
-            // Copying under the lock is safe and short: the worker never touches a filling buffer.
+            // Copying under the lock is safe and short: no worker touches a filling buffer.
             UnsafeMutableRawBufferPointer(rebasing: buffers[index][fillCount..<(fillCount + take)])
                 .copyMemory(from: UnsafeRawBufferPointer(rebasing: rest.prefix(take)))
             fillCount += take
@@ -76,16 +88,26 @@ final class HashingPipe: @unchecked Sendable {
         return true
     }
 
-    /// Queues the buffer being filled for the worker. Called with `condition` held.
+    /// Queues the buffer being filled for the workers. Called with `condition` held.
     private func handOver() {
         guard let index = filling else { return }
         filling = nil
-        if fillCount > 0 { full.append((index, fillCount)) } else { free.append(index) }
+        if fillCount > 0 {
+            toWrite.append((index, fillCount))
+            if hasher != nil {
+                toHash.append((index, fillCount))
+                users[index] = 2
+            } else {
+                users[index] = 1
+            }
+        } else {
+            free.append(index)
+        }
         fillCount = 0
         condition.broadcast()
     }
 
-    /// Waits until every byte pushed is written; throws the write error, if any.
+    /// Waits until every byte pushed is written and hashed; throws the write error, if any.
     func drain() throws(StoreError) {
         condition.lock()
         defer { condition.unlock() }
@@ -94,7 +116,7 @@ final class HashingPipe: @unchecked Sendable {
 
     private func drainLocked() throws(StoreError) {
         handOver()
-        while (!full.isEmpty || busy) && failure == nil { condition.wait() }
+        while (!toWrite.isEmpty || !toHash.isEmpty || writing || hashing) && failure == nil { condition.wait() }
         if let failure { throw failure }
     }
 
@@ -104,44 +126,50 @@ final class HashingPipe: @unchecked Sendable {
         defer { condition.unlock() }
         try drainLocked()
         try writer.restart()
+        hasher = writer.takeHasher()
         held = 0
     }
 
-    /// Writes what is queued, stops the worker and gives the writer back (for commit or
-    /// suspend), with the write error if there was one.
+    /// Writes and hashes what is queued, stops the workers and gives the writer back (for commit
+    /// or suspend), with the write error if there was one.
     func finish() -> (BlobWriter, StoreError?) {
         condition.lock()
         handOver()
         closing = true
         condition.broadcast()
-        while !exited { condition.wait() }
+        while running > 0 { condition.wait() }
         let failure = self.failure
         condition.unlock()
         return (writer, failure)
     }
 
-    private func work() {
+    private func work(writes: Bool) {
         condition.lock()
         while true {
-            while full.isEmpty && !closing { condition.wait() }
-            if full.isEmpty && closing { break }
-            let (index, count) = full.removeFirst()
-            busy = true
+            while (writes ? toWrite : toHash).isEmpty && !closing { condition.wait() }
+            if (writes ? toWrite : toHash).isEmpty && closing { break }
+            let (index, count) = writes ? toWrite.removeFirst() : toHash.removeFirst()
+            if writes { writing = true } else { hashing = true }
             let failed = failure != nil
+            let hasher = self.hasher
             condition.unlock()
             var error: StoreError?
-            if !failed {
-                do throws(StoreError) {
-                    try writer.write(UnsafeRawBufferPointer(rebasing: buffers[index][0..<count]))
-                } catch let e { error = e }
+            let bytes = UnsafeRawBufferPointer(rebasing: buffers[index][0..<count])
+            if writes {
+                if !failed {
+                    do throws(StoreError) { try writer.write(bytes) } catch let e { error = e }
+                }
+            } else {
+                hasher?.update(bytes)
             }
             condition.lock()
-            busy = false
-            free.append(index)
+            if writes { writing = false } else { hashing = false }
+            users[index] -= 1
+            if users[index] == 0 { free.append(index) }
             if let error, failure == nil { failure = error }
             condition.broadcast()
         }
-        exited = true
+        running -= 1
         condition.broadcast()
         condition.unlock()
     }

@@ -24,6 +24,8 @@ public final class BlobWriter {
     /// computed from the file at commit.
     private var sequential = true
     private var open = true
+    /// Appends are hashed by whoever took the hasher (`takeHasher`), on a thread of their own.
+    private var externallyHashed = false
 
     init(store: BlobStore, fd: FileDescriptor, tempPath: String, expected: Digest?, expectedSize: Int64?) throws(StoreError) {
         self.store = store
@@ -66,6 +68,17 @@ public final class BlobWriter {
         written = 0
         hashedThrough = 0
         sequential = true
+        externallyHashed = false
+    }
+
+    /// Hands the running hash to the caller, who must feed it exactly the bytes appended from now
+    /// on, in order, and be done before `commit` (which finalizes it). Lets hashing run on another
+    /// thread than writing. nil when the bytes so far are not hashed in order (then commit hashes
+    /// the file). `restart` makes a new hasher: take it again.
+    public func takeHasher() -> SHA256Hasher? {
+        guard sequential, hashedThrough == written else { return nil }
+        externallyHashed = true
+        return hasher
     }
 
     /// Closes the transaction but keeps its temp file, so a later `BlobStore.resume` continues it
@@ -88,7 +101,7 @@ public final class BlobWriter {
         guard open else { throw .transactionClosed }
         _ = try SystemCalls.wrap("write", tempPath) { try fd.writeAll(toAbsoluteOffset: offset, bytes) }
         if sequential && offset == hashedThrough {
-            hasher.update(bytes)
+            if !externallyHashed { hasher.update(bytes) }
             hashedThrough += Int64(bytes.count)
         } else {
             sequential = false

@@ -358,3 +358,34 @@ import TSRTesting
         }
     }
 }
+
+@Suite struct ExternalHashTests {
+    @Test func aTakenHasherFedElsewhereCommitsTheRightDigestAndAResumedPrefixIsInIt() throws {
+        let dir = try TempDirectory("tsr-external-hash")
+        defer { dir.remove() }
+        let store = try BlobStore(layout: StoreLayout(home: dir.path))
+        let bytes = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        // A resumed transaction: its first 100,000 bytes are re-hashed into the hasher taken.
+        let first = try store.resume(key: "k")
+        try first.write(Array(bytes[0..<100_000]))
+        first.suspend()
+        let writer = try store.resume(key: "k", expected: try SHA256Hasher.digest(bytes))
+        let hasher = try #require(writer.takeHasher())
+        let rest = Array(bytes[100_000...])
+        try writer.write(rest)
+        hasher.update(rest)
+        #expect(try writer.commit().digest == (try SHA256Hasher.digest(bytes)))
+
+        // Forgetting to feed it is caught by the expected digest, never committed.
+        let careless = try store.begin(expected: try SHA256Hasher.digest(bytes))
+        _ = try #require(careless.takeHasher())
+        try careless.write(bytes)
+        #expect(throws: StoreError.self) { try careless.commit() }
+
+        // Bytes not written in order cannot be hashed by someone else.
+        let scattered = try store.begin()
+        try bytes.withUnsafeBytes { try scattered.write(UnsafeRawBufferPointer(rebasing: $0[10..<20]), at: 10) }
+        #expect(scattered.takeHasher() == nil)
+        scattered.abort()
+    }
+}
