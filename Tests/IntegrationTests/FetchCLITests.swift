@@ -54,6 +54,19 @@ import TSRTesting
         #expect(list.stdout.contains("\"present\"") && !list.stdout.contains("\"remote\""))
         let again = try tsr(["pull", "--all-missing"], environment: env)
         #expect(again.status == 0 && again.stdout.contains("nothing to pull"))
+
+        // A flipped byte: verify quarantines it, and the next pull fetches it again from its source.
+        let blob = home + "/blobs/sha256/\(digest.prefix)/\(digest.rawValue)"
+        chmod(blob, 0o644)
+        var damaged = try readBytes(blob)
+        damaged[damaged.count / 2] ^= 0x40
+        try Data(damaged).write(to: URL(fileURLWithPath: blob))
+        #expect(try tsr(["verify"]).status == 1)
+        #expect(!FileManager.default.fileExists(atPath: blob), "the bad bytes left the blob path")
+        let refetched = try tsr(["pull", "--all-missing"], environment: env)
+        #expect(refetched.status == 0 && refetched.stdout.contains(digest.rawValue), "\(refetched.stderr)")
+        #expect(try readBytes(blob) == model)
+        #expect(try tsr(["verify"]).status == 0)
     }
 
     @Test func badInputGetsClearErrorsAndChangesNothing() throws {

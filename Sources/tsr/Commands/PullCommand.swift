@@ -18,7 +18,7 @@ struct PullCommand: ParsableCommand {
             """)
 
     @Argument(help: "hf://…, civitai:…, or URLs.") var sources: [String] = []
-    @Flag(help: "Download every registered file whose bytes are not here.") var allMissing = false
+    @Flag(help: "Download every registered file whose bytes are not here (or were quarantined and have a source).") var allMissing = false
     @Option(help: "ComfyUI folder key (default: the CivitAI type's folder).") var folder: String?
     @Option(help: "Name inside the folder (one SOURCE only).") var name: String?
     @Option(help: "The expected SHA-256 (one SOURCE only).") var sha256: String?
@@ -84,7 +84,9 @@ struct PullCommand: ParsableCommand {
 
     /// Downloads every remote blob, `jobs` at a time; returns the number that failed.
     private func pullMissing(library: Library, fetcher: Fetcher, reporter: DownloadReporter) throws -> Int {
-        let missing = try library.registry.blobs(state: .remote)
+        // Quarantined blobs (bytes that failed verification) come back from their sources too.
+        let quarantined = try library.registry.blobs(state: .quarantined).filter { !((try? library.registry.sources(of: $0.sha256)) ?? []).isEmpty }
+        let missing = try library.registry.blobs(state: .remote) + quarantined
         if missing.isEmpty && !output.json { Out.line("nothing to pull: every registered file is here") }
         reporter.plan(bytes: missing.reduce(0) { $0 + $1.size }, files: missing.count)
         return downloadAll(missing, jobs: jobs, reporter: reporter, label: { blob in
