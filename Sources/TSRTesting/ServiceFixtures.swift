@@ -210,3 +210,11 @@ public final class Locked<Value: Sendable>: Sendable {
     public init(_ value: Value) { mutex = Mutex(value) }
     public func withLock<T>(_ body: (inout Value) -> T) -> T { mutex.withLock { body(&$0) } }
 }
+
+/// A boolean fixture handlers can read while the test flips it.
+public final class Flag: Sendable {
+    private let value = Atomic<Bool>(false)
+    public init() {}
+    public func set(_ on: Bool) { value.store(on, ordering: .relaxed) }
+    public var isSet: Bool { value.load(ordering: .relaxed) }
+}

@@ -1,3 +1,4 @@
+import CLinux
 import Foundation
 import Testing
 import TSRStore
@@ -196,5 +197,69 @@ import TSRTesting
         }
         let list = try tsr(["list", "--json"])
         #expect(list.stdout.contains("\"present\""))
+    }
+}
+
+extension FetchCLITests {
+    @Test(.enabled(if: TestMount.isAvailable, "needs /dev/fuse"))
+    func aDaemonKilledMidDownloadResumesAfterRemountAndShowsNothingPartial() throws {
+        defer { dir.remove() }
+        let model = SafetensorsBuilder(tensors: [("w", "U8", [8 << 20])], fill: 5).bytes()
+        let digest = try SHA256Hasher.digest(model)
+        let stallAfter = 3 << 20 + 100_000
+        let release = Flag()
+        let server = try FixtureServer { request, connection in
+            // The first full request stalls after a little over 3 MiB until the test lets go.
+            if request.header("range") == nil && !release.isSet {
+                connection.head(200, [("Content-Length", "\(model.count)"), ("ETag", "\"v1\"")])
+                model.withUnsafeBytes { _ = connection.write(UnsafeRawBufferPointer(rebasing: $0[0..<stallAfter])) }
+                while !release.isSet { Thread.sleep(forTimeInterval: 0.05) }
+                return
+            }
+            connection.serveFile(model, request: request, etag: "\"v1\"")
+        }
+        defer {
+            release.set(true)
+            server.stop()
+        }
+        let url = server.baseURL + "/big.safetensors"
+        let added = try tsr(["add", url, "--folder", "checkpoints", "--sha256", digest.rawValue])
+        #expect(added.status == 0, "\(added.stderr)")
+        let partial = home + "/tmp/partial-\(digest.rawValue)"
+        try TestMount.with(home: home) { mount in
+            let path = mount.mountpoint + "/checkpoints/big.safetensors"
+            // A reader starts the download; it stalls.
+            let reader = Process()
+            reader.executableURL = URL(fileURLWithPath: "/bin/cat")
+            reader.arguments = [path]
+            reader.standardOutput = FileHandle.nullDevice
+            reader.standardError = FileHandle.nullDevice
+            try reader.run()
+            defer { if reader.isRunning { kill(reader.processIdentifier, SIGKILL) } }
+            let start = Date()
+            while ((try? FileManager.default.attributesOfItem(atPath: partial))?[.size] as? Int ?? 0) < 3 << 20, Date().timeIntervalSince(start) < 20 {
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+            let kept = (try? FileManager.default.attributesOfItem(atPath: partial))?[.size] as? Int ?? 0
+            #expect(kept >= 3 << 20, "the bytes received so far are on disk")
+
+            mount.kill9()
+            reader.waitUntilExit()
+            release.set(true)
+            try mount.restart()
+            // Nothing partial is visible anywhere: the name still stands for the whole, remote file.
+            let attributes = try FileManager.default.attributesOfItem(atPath: path)
+            #expect(attributes[.size] as? Int == model.count)
+            var state = [UInt8](repeating: 0, count: 32)
+            let n = getxattr(path, "user.tsr.state", &state, state.count)
+            #expect(n > 0 && String(decoding: state.prefix(n), as: UTF8.self) == "remote")
+            #expect(!FileManager.default.fileExists(atPath: home + "/blobs/sha256/\(digest.prefix)/\(digest.rawValue)"))
+            // The next read resumes where the killed daemon stopped.
+            let read = try readBytes(path)
+            #expect(read == model)
+            let resumed = server.requests.compactMap { $0.header("range") }
+            #expect(resumed.contains("bytes=\(kept)-"), "resumed at \(kept): \(resumed)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: partial))
     }
 }

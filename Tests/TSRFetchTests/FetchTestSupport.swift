@@ -73,10 +73,3 @@ extension [UInt8] {
         return false
     }
 }
-
-/// A boolean handlers can read while the test flips it.
-final class Flag: Sendable {
-    private let value = Atomic<Bool>(false)
-    func set(_ on: Bool) { value.store(on, ordering: .relaxed) }
-    var isSet: Bool { value.load(ordering: .relaxed) }
-}
