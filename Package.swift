@@ -60,9 +60,9 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        // libFuzzer entry point for the safetensors header reader (scripts/fuzz.sh builds it
-        // with -sanitize=fuzzer; a plain build compiles it as an ordinary executable).
-        .executableTarget(name: "SafetensorsFuzz", dependencies: ["TSRStore"]),
+        // libFuzzer entry points for the safetensors header reader and the workflow parsers
+        // (scripts/fuzz.sh builds it with -sanitize=fuzzer; a plain build is a corpus runner).
+        .executableTarget(name: "TSRFuzz", dependencies: ["TSRStore", "TSRWorkflow"]),
         // bench/run: stat latency while reads wait on stalled downloads (an in-process mount).
         .executableTarget(
             name: "StallBench",

@@ -15,4 +15,5 @@ trap cleanup_mounts EXIT
 # A hung test must fail the run, not hold it until CI's own limit.
 timeout --kill-after=30 1800 swift test --skip-build 2>&1 | tee .build/test.log
 # The committed fuzz corpus must still parse without a crash (a regression check, not fuzzing).
-swift run -c debug SafetensorsFuzz fuzz/corpus/safetensors
+swift run -c debug TSRFuzz safetensors fuzz/corpus/safetensors
+swift run -c debug TSRFuzz workflows fuzz/corpus/workflows

@@ -85,3 +85,24 @@ import TSRWorkflow
         #expect(throws: WorkflowError.self) { try WorkflowParser.validateName(name) }
     }
 }
+
+extension WorkflowParserTests {
+    /// The committed fuzz corpus (scripts/fuzz.sh workflows): whatever the parser accepts from it
+    /// has a valid folder key and a name that cannot leave its folder.
+    @Test func everyCorpusInputYieldsOnlySafeNames() throws {
+        let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+            + "/fuzz/corpus/workflows"
+        let files = try FileManager.default.contentsOfDirectory(atPath: corpus)
+        #expect(files.count >= 6)
+        var accepted = 0
+        for file in files {
+            guard let data = FileManager.default.contents(atPath: corpus + "/" + file), let parsed = try? WorkflowParser.parse(data) else { continue }
+            for dependency in parsed.dependencies {
+                accepted += 1
+                #expect((try? ModelPath.validateRelativePath(dependency.name)) != nil, "\(file): \(dependency.name)")
+                if let folder = dependency.folder { #expect((try? ModelPath.validateFolder(folder)) == folder, "\(file): \(folder)") }
+            }
+        }
+        #expect(accepted > 0, "the corpus exercises accepted entries too")
+    }
+}
