@@ -86,5 +86,7 @@ let package = Package(
             name: "TSRMountTests",
             dependencies: ["TSRMount", "TSRLibrary", "TSRTesting", "TSRRegistry", "CLinux"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TSRTesting", "TSRStore", "CLinux"]),
+        // Numbered fault scenarios (docs/SCENARIOS.md); each appends to the report scripts/test.sh prints.
+        .testTarget(name: "ScenarioTests", dependencies: ["TSRTesting", "TSRStore", "CLinux"]),
     ]
 )

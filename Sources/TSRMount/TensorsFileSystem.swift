@@ -61,6 +61,9 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         var fetching: Set<Digest> = []
         /// Why the last download of a digest failed (user.tsr.error).
         var failures: [Digest: String] = [:]
+        /// Blobs that failed verification: handles opened on them before stop reading the moved
+        /// file and fetch the content again.
+        var quarantined: Set<Digest> = []
     }
 
     enum Handle {
@@ -74,6 +77,9 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         case entry(Inode, String)
         /// Attributes and listing; content never changes under an inode (new content, new inode).
         case inode(Inode)
+        /// Attributes and cached pages: the one exception, a blob that failed verification (its
+        /// pages may hold the bad bytes) and the same content fetched again under the same inode.
+        case content(Inode)
     }
 
     let state: Mutex<State>
@@ -138,6 +144,9 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
             state.namespace = fresh
             state.overlay = overlay
             state.invalidations += Self.differences(old, fresh)
+            state.quarantined = Set(fresh.nodes.values.compactMap { node in
+                node.file.flatMap { $0.state == .quarantined ? $0.sha256 : nil }
+            })
             for (inode, node) in old.nodes where fresh.nodes[inode] == nil && node.file != nil {
                 state.retired[inode] = node
             }
@@ -163,7 +172,11 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
                     out.append(.entry(inode, name))
                 }
             case let (.file(a), .file(b)):
-                if a != b { out.append(.inode(inode)) }
+                if a.state != b.state && (a.state == .quarantined || b.state == .quarantined) {
+                    out.append(.content(inode))
+                } else if a != b {
+                    out.append(.inode(inode))
+                }
             default:
                 out.append(.entry(before.parent, before.name))
             }
@@ -187,6 +200,7 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
             switch item {
             case let .entry(parent, name): session.invalidateEntry(parent: parent, name: name)
             case let .inode(inode): session.invalidateInode(inode)
+            case let .content(inode): session.invalidateInode(inode, data: true)
             }
         }
     }
@@ -332,7 +346,20 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
     }
 
     public func read(_ request: Request, inode: Inode, size: Int, offset: Int64, file: FileInfo) {
-        guard let handle = state.withLock({ $0.handles[file.handle] }) else { return request.reply(error: .badFile) }
+        var stale: FileDescriptor?
+        let current = state.withLock { state -> Handle? in
+            guard let handle = state.handles[file.handle] else { return nil }
+            // Opened before its blob failed verification: its descriptor reads the quarantined
+            // file. From now on the handle waits for the content fetched again.
+            if case let .blob(fd, digest) = handle, state.quarantined.contains(digest) {
+                stale = fd
+                state.handles[file.handle] = .remote(digest)
+                return .remote(digest)
+            }
+            return handle
+        }
+        try? stale?.close()
+        guard let handle = current else { return request.reply(error: .badFile) }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 1), alignment: 4096)
         defer { buffer.deallocate() }
         let target = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<size])
