@@ -13,7 +13,12 @@ cleanup_mounts() {
 }
 trap cleanup_mounts EXIT
 # A hung test must fail the run, not hold it until CI's own limit.
-timeout --kill-after=30 1800 swift test --skip-build 2>&1 | tee .build/test.log
-# The committed fuzz corpus must still parse without a crash (a regression check, not fuzzing).
+timeout --kill-after=30 1800 swift test --skip-build --skip ScenarioTests 2>&1 | tee .build/test.log
+# The committed fuzz corpora must still parse without a crash (a regression check, not fuzzing).
 swift run -c debug TSRFuzz safetensors fuzz/corpus/safetensors
 swift run -c debug TSRFuzz workflows fuzz/corpus/workflows
+# The numbered fault scenarios (docs/SCENARIOS.md) on their own, so that the soak's load cannot
+# disturb the timing checks of other tests; they end with one report line.
+rm -f .build/scenarios.ndjson
+timeout --kill-after=30 1200 swift test --skip-build --filter ScenarioTests 2>&1 | tee .build/scenarios.log
+scripts/scenario-report.sh .build/scenarios.ndjson
