@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // C shims: a module map and a header of static inline wrappers. No logic.
@@ -40,6 +41,14 @@ let package = Package(
         .target(name: "TSRFetch", dependencies: ["CCurl", "TSRStore", "TSRRegistry", "TSRLibrary", "TSRWorkflow"]),
         // CivitAI's API and the mapping of its JSON into the registry's cache tables.
         .target(name: "TSRCivitAI", dependencies: ["TSRFetch", "TSRRegistry", "TSRStore"]),
+        // The local HTTP API and web page (Hummingbird): `tsr serve` and `tsr mount --api`.
+        .target(
+            name: "TSRServer",
+            dependencies: [
+                "TSRFetch", "TSRCivitAI", "TSRLibrary", "TSRRegistry", "TSRStore", "TSRWorkflow",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         // Swift binding of the libfuse low-level API; knows nothing about models.
         .target(name: "FUSE", dependencies: ["CFUSE"]),
         // The namespace (views → aliases → blobs) and the thin FUSE adapter.
@@ -56,7 +65,7 @@ let package = Package(
         .executableTarget(
             name: "tsr",
             dependencies: [
-                "TSRLibrary", "TSRStore", "TSRRegistry", "TSRTesting", "TSRMount", "TSRFetch", "TSRWorkflow", "TSRCivitAI",
+                "TSRLibrary", "TSRStore", "TSRRegistry", "TSRTesting", "TSRMount", "TSRFetch", "TSRWorkflow", "TSRCivitAI", "TSRServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -81,6 +90,7 @@ let package = Package(
         .testTarget(name: "TSRLibraryTests", dependencies: ["TSRLibrary", "TSRTesting"]),
         .testTarget(name: "TSRCivitAITests", dependencies: ["TSRCivitAI", "TSRFetch", "TSRLibrary", "TSRRegistry", "TSRTesting"]),
         .testTarget(name: "TSRWorkflowTests", dependencies: ["TSRWorkflow", "TSRStore"]),
+        .testTarget(name: "TSRServerTests", dependencies: ["TSRServer", "TSRFetch", "TSRLibrary", "TSRRegistry", "TSRTesting", "TSRWorkflow"]),
         .testTarget(name: "TSRFetchTests", dependencies: ["TSRFetch", "TSRLibrary", "TSRTesting", "TSRWorkflow"]),
         .testTarget(
             name: "TSRMountTests",

@@ -13,12 +13,26 @@ public final class Fetcher: Sendable {
     public let library: Library
     public let settings: FetchSettings
     public let credentials: Credentials
-    private let flights = Mutex<[String: Flight]>([:])
+    private let flights: Flights
 
     public init(library: Library, settings: FetchSettings, credentials: Credentials) {
         self.library = library
         self.settings = settings
         self.credentials = credentials
+        self.flights = Flights()
+    }
+
+    private init(library: Library, settings: FetchSettings, credentials: Credentials, flights: Flights) {
+        self.library = library
+        self.settings = settings
+        self.credentials = credentials
+        self.flights = flights
+    }
+
+    /// The same fetcher with other credentials (keys given with one API request): its downloads
+    /// still join, and are joined by, this fetcher's flights.
+    public func with(credentials: Credentials) -> Fetcher {
+        Fetcher(library: library, settings: settings, credentials: credentials, flights: flights)
     }
 
     public var resolver: SourceResolver { SourceResolver(settings: settings, credentials: credentials) }
@@ -117,6 +131,11 @@ public final class Fetcher: Sendable {
     }
 
     // MARK: Flights
+
+    final class Flights: Sendable {
+        let table = Mutex<[String: Flight]>([:])
+        func withLock<T>(_ body: (inout [String: Flight]) -> T) -> T { table.withLock { body(&$0) } }
+    }
 
     final class Flight: Sendable {
         let group = DispatchGroup()

@@ -247,14 +247,14 @@ public struct WorkflowService: Sendable {
     }
 
     /// Downloads one item of a plan; returns the committed blob.
-    public func pull(_ item: PullItem, progress: DownloadProgress?) throws(FetchError) -> Committed {
+    public func pull(_ item: PullItem, progress: DownloadProgress?, cancel: Cancellation? = nil) throws(FetchError) -> Committed {
         switch item {
         case let .blob(digest, _):
-            return try fetcher.fetch(digest, progress: progress)
+            return try fetcher.fetch(digest, progress: progress, cancel: cancel)
         case let .trusted(id, url, folder, path, _):
             let (spec, _) = try SourceSpec.parse(url, settings: fetcher.settings)
             let file = try fetcher.resolver.resolve(spec, readPrefix: false)
-            let committed = try fetcher.download(file, progress: progress)
+            let committed = try fetcher.download(file, progress: progress, cancel: cancel)
             do {
                 try library.registry.addSource(committed.digest, url: file.canonicalURL, kind: spec.kind)
                 try library.registry.resolveWorkflowEntry(id: id, sha256: committed.digest, size: committed.size)

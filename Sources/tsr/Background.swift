@@ -6,14 +6,26 @@ import TSRMount
 enum Background {
     static func logPath(_ home: String) -> String { home + "/logs/mount.log" }
 
-    static func spawn(arguments: [String], home: String) throws -> pid_t {
+    /// `stdin`: a line the daemon reads first (a token; it passes through a pipe, never argv or
+    /// the environment).
+    static func spawn(arguments: [String], home: String, stdin: String? = nil) throws -> pid_t {
         try FileManager.default.createDirectory(atPath: home + "/logs", withIntermediateDirectories: true)
         closeInheritedDescriptorsOnExec()
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        var pipeEnds: [Int32] = [-1, -1]
+        if stdin != nil {
+            guard pipe(&pipeEnds) == 0 else { throw Failure("could not start the mount daemon: \(String(cString: strerror(errno)))") }
+            for end in pipeEnds { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
+            posix_spawn_file_actions_adddup2(&actions, pipeEnds[0], 0)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        }
+        defer {
+            for end in pipeEnds where end >= 0 { close(end) }
+        }
         posix_spawn_file_actions_addopen(&actions, 1, logPath(home), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         var attributes = posix_spawnattr_t()
@@ -29,6 +41,12 @@ enum Background {
             posix_spawn(&pid, executable, &actions, &attributes, UnsafeMutablePointer(mutating: buffer.baseAddress!), environ)
         }
         guard status == 0 else { throw Failure("could not start the mount daemon: \(String(cString: strerror(status)))") }
+        if let stdin {
+            close(pipeEnds[0])
+            pipeEnds[0] = -1
+            let line = Array((stdin + "\n").utf8)
+            _ = line.withUnsafeBytes { write(pipeEnds[1], $0.baseAddress, $0.count) }
+        }
         return pid
     }
 

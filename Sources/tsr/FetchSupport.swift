@@ -69,63 +69,26 @@ enum TokenPrompt {
     }
 }
 
-/// Resolves a source and registers it as a remote entry (`tsr add`, and `tsr pull SOURCE`).
-struct Registration {
-    var folder: String
-    var path: String
-    var file: RemoteFile
-    var digest: Digest
-
-    /// - Throws: `ValidationError` for bad names, `Failure` when the source cannot tell a digest.
-    static func make(file: RemoteFile, folder: String?, name: String?, sha256: String?) throws -> Registration {
-        var digest = file.digest
-        if let sha256 {
-            guard let given = Digest(rawValue: sha256.lowercased()) else { throw ValidationError("--sha256 must be 64 hex digits") }
-            if let digest, digest != given {
-                throw Failure("\(file.canonicalURL) says its SHA-256 is \(digest), --sha256 says \(given); check which file you meant")
-            }
-            digest = given
-        }
-        let (validFolder, validPath) = try Registration.name(for: file, folder: folder, name: name)
-        guard let digest else {
-            throw Failure(
-                "\(file.canonicalURL) does not tell its SHA-256, so it cannot be registered before downloading; give --sha256 HEX, or run `tsr pull` to download it now and trust those bytes")
-        }
-        guard file.size != nil else {
-            throw Failure("\(file.canonicalURL) did not tell its size (no Content-Length or Content-Range), so it cannot be listed before downloading; use `tsr pull`")
-        }
-        return Registration(folder: validFolder, path: validPath, file: file, digest: digest)
-    }
-
-    /// The folder (`--folder`, else the source's type) and name (`--name`, else the source's
-    /// file name) a downloaded file gets, checked: a folder key, a safe relative path, a name
-    /// ComfyUI lists in that folder.
-    static func name(for file: RemoteFile, folder: String?, name: String?) throws -> (folder: String, path: String) {
-        guard let chosen = folder ?? file.folderHint else {
-            throw ValidationError("which folder should it go in? pass --folder (checkpoints, loras, vae, text_encoders, diffusion_models …)")
-        }
-        do {
-            let validFolder = try ModelPath.validateFolder(chosen)
-            let validPath = try ModelPath.validateRelativePath(name ?? file.fileName)
-            try ModelPath.validateListable(validPath, folder: validFolder)
-            return (validFolder, validPath)
-        } catch {
-            throw ValidationError(error.description)
+/// The fetcher a mount daemon shares between lazy reads and its API: made once.
+final class SharedFetcher: Sendable {
+    private let fetcher = Mutex<Fetcher?>(nil)
+    func make(library: Library, settings: FetchSettings, credentials: Credentials) -> Fetcher {
+        fetcher.withLock { existing in
+            if let existing { return existing }
+            let made = Fetcher(library: library, settings: settings, credentials: credentials)
+            existing = made
+            return made
         }
     }
+}
 
-    /// Records the entry; a name that stands for other content needs `force`.
-    func register(in library: Library, force: Bool) throws -> String {
-        let change = try library.registerRemote(
-            digest: digest, size: file.size ?? 0, folder: folder, path: path, replace: force, url: file.canonicalURL,
-            kind: file.source.kind, prefix: file.prefix)
-        switch change {
-        case .created: return "created"
-        case .unchanged: return "unchanged"
-        case .replaced: return "replaced"
-        case let .conflict(existing):
-            throw Failure("\(folder)/\(path) already names other content (\(existing.short)…); pass --force to repoint it or --name to choose another name")
-        }
+/// A string several threads read and one sets.
+final class SharedText: Sendable {
+    private let text: Mutex<String>
+    init(_ text: String) { self.text = Mutex(text) }
+    var value: String {
+        get { text.withLock { $0 } }
+        set { text.withLock { $0 = newValue } }
     }
 }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TSRFetch
 import TSRLibrary
 import TSRStore
 
@@ -63,6 +64,8 @@ func runReporting(json: Bool, _ body: () throws -> Void) throws {
         throw error
     } catch let error as ValidationError {
         throw error
+    } catch let RegistrationError.usage(message) {
+        throw ValidationError(message)
     } catch {
         let message = String(describing: error)
         if json {

@@ -14,6 +14,6 @@ struct Tsr: ParsableCommand {
         subcommands: [
             ImportCommand.self, AddCommand.self, PullCommand.self, SearchCommand.self, ListCommand.self, InfoCommand.self, HashCommand.self, AliasCommand.self,
             StatsCommand.self, VerifyCommand.self, GCCommand.self, DBCommand.self, WorkflowCommand.self,
-            MountCommand.self, UmountCommand.self, StatusCommand.self, DoctorCommand.self, ComfyUICommand.self, DemoCommand.self,
+            MountCommand.self, UmountCommand.self, ServeCommand.self, StatusCommand.self, DoctorCommand.self, ComfyUICommand.self, DemoCommand.self,
         ])
 }

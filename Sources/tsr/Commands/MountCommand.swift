@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import TSRFetch
 import TSRMount
+import TSRServer
 
 struct MountCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -27,9 +28,14 @@ struct MountCommand: ParsableCommand {
     @Flag(help: "Let other users (e.g. ComfyUI running as another user) use the mount; needs user_allow_other in /etc/fuse.conf unless root.")
     var allowOther = false
 
+    @Option(help: "Also serve the HTTP API and web page at HOST:PORT, :PORT or PORT (downloads share the mount's); see `tsr serve`.")
+    var api: String?
+
+    @OptionGroup var apiOptions: APIOptions
     @OptionGroup var homeOptions: HomeOptions
 
     func run() throws {
+        let apiConfiguration = try api.map { try apiOptions.configuration($0) }
         let point = mountpoint.hasPrefix("/") ? mountpoint : currentDirectory + "/" + mountpoint
         let home = homeOptions.resolved
         if foreground {
@@ -45,11 +51,27 @@ struct MountCommand: ParsableCommand {
             // (HF_TOKEN, CIVITAI_API_KEY), kept in memory only.
             let settings = FetchSettings.from(environment: ProcessInfo.processInfo.environment)
             let credentials = Credentials.from(environment: ProcessInfo.processInfo.environment)
+            // One fetcher for lazy reads and the API: one download per blob between them.
+            let shared = SharedFetcher()
             request.makeFetcher = { library in
-                MountBlobFetcher(fetcher: Fetcher(library: library, settings: settings, credentials: credentials))
+                MountBlobFetcher(fetcher: shared.make(library: library, settings: settings, credentials: credentials))
             }
             try runReporting(json: false) {
                 let daemon = try MountDaemon.make(request, logger: Logger(label: "tsr.mount"))
+                var apiTask: Task<Void, any Error>?
+                if let apiConfiguration {
+                    let fetcher = shared.make(library: daemon.fileSystem.library, settings: settings, credentials: credentials)
+                    let server = try APIServer(fetcher: fetcher, configuration: apiConfiguration)
+                    let logger = Logger(label: "tsr.api")
+                    let running = APIRunner.start(server, signals: false) { url in logger.notice("API and web page at \(url)") }
+                    apiTask = running
+                    Task {
+                        do { try await running.value } catch is CancellationError {} catch {
+                            logger.error("\(APIRunner.explain("\(error)", apiConfiguration))")
+                        }
+                    }
+                }
+                defer { apiTask?.cancel() }
                 try daemon.run(handleSignals: true)
             }
             return
@@ -58,9 +80,16 @@ struct MountCommand: ParsableCommand {
             var arguments = ["mount", point, "--foreground", "--home", home]
             if readOnly { arguments.append("--read-only") }
             if allowOther { arguments.append("--allow-other") }
-            let pid = try Background.spawn(arguments: arguments, home: home)
+            if let api { arguments += ["--api", api] }
+            // The API token reaches the daemon through a pipe, never its arguments.
+            let token = apiConfiguration?.token
+            if token != nil { arguments.append("--api-token-stdin") }
+            let pid = try Background.spawn(arguments: arguments, home: home, stdin: token)
             try Background.waitForMount(point, pid: pid, home: home)
             Out.line("mounted \(home) at \(point) (pid \(pid); log: \(Background.logPath(home)))")
+            if let apiConfiguration {
+                Out.line("API and web page: http://\(apiConfiguration.host.contains(":") ? "[\(apiConfiguration.host)]" : apiConfiguration.host):\(apiConfiguration.port)/")
+            }
         }
     }
 }

@@ -62,24 +62,12 @@ struct PullCommand: ParsableCommand {
 
     private func pull(_ spec: SourceSpec, library: Library, settings: FetchSettings, credentials: Credentials, reporter: DownloadReporter) throws {
         let fetcher = Fetcher(library: library, settings: settings, credentials: credentials)
-        let file = try fetcher.resolver.resolve(spec, readPrefix: false)
-        let label = file.fileName
-        if file.digest != nil || sha256 != nil {
-            let entry = try Registration.make(file: file, folder: folder, name: name, sha256: sha256)
-            _ = try entry.register(in: library, force: force)
-            let committed = try fetcher.fetch(entry.digest, progress: reporter.progress(for: label))
-            reporter.finished(label, result: .success((committed.digest, committed.size, "\(entry.folder)/\(entry.path)")))
-            return
-        }
-        // Trust on first download: the bytes name themselves.
-        let (validFolder, validPath) = try Registration.name(for: file, folder: folder, name: name)
-        if !force, let existing = try library.registry.alias(folder: validFolder, path: validPath) {
-            throw Failure("\(validFolder)/\(validPath) already names \(existing.sha256.short)…; pass --force to repoint it or --name to choose another name")
-        }
-        let committed = try fetcher.download(file, progress: reporter.progress(for: label))
-        try library.record(committed, folder: validFolder, path: validPath)
-        try library.registry.addSource(committed.digest, url: file.canonicalURL, kind: file.source.kind)
-        reporter.finished(label, result: .success((committed.digest, committed.size, "\(validFolder)/\(validPath)")))
+        // Progress is reported under the file's name, known once the source is resolved.
+        let label = SharedText(spec.canonicalURL)
+        let request = PullRequest(spec: spec, folder: folder, name: name, sha256: sha256, force: force)
+        let progress: DownloadProgress = { bytes, total in reporter.progress(for: label.value)(bytes, total) }
+        let result = try fetcher.pull(request, progress: progress, resolved: { file in label.value = file.fileName })
+        reporter.finished(result.fileName, result: .success((result.committed.digest, result.committed.size, "\(result.folder)/\(result.path)")))
     }
 
     /// Downloads every remote blob, `jobs` at a time; returns the number that failed.

@@ -1,0 +1,133 @@
+import TSRLibrary
+import TSRRegistry
+import TSRStore
+
+/// Why a source could not be named or registered. `usage` means the request itself was wrong (a
+/// bad folder, name or hash); `refused` that it conflicts with what the registry holds or with
+/// what the source told.
+public enum RegistrationError: Error, Sendable, CustomStringConvertible {
+    case usage(String)
+    case refused(String)
+
+    public var description: String {
+        switch self {
+        case let .usage(message), let .refused(message): return message
+        }
+    }
+}
+
+/// Where a resolved source goes (folder, name) and which content it is: `tsr add`, `tsr pull
+/// SOURCE` and the API's downloads share it.
+public struct Registration: Sendable {
+    public var folder: String
+    public var path: String
+    public var file: RemoteFile
+    public var digest: Digest
+
+    /// Checks the name and the digest (`sha256` overrides a source that tells none, and must
+    /// agree with one that does).
+    public static func make(file: RemoteFile, folder: String?, name: String?, sha256: String?) throws(RegistrationError) -> Registration {
+        var digest = file.digest
+        if let sha256 {
+            guard let given = Digest(rawValue: sha256.lowercased()) else { throw .usage("the SHA-256 must be 64 hex digits") }
+            if let digest, digest != given {
+                throw .refused("\(file.canonicalURL) says its SHA-256 is \(digest), the request says \(given); check which file you meant")
+            }
+            digest = given
+        }
+        let (validFolder, validPath) = try Registration.name(for: file, folder: folder, name: name)
+        guard let digest else {
+            throw .refused(
+                "\(file.canonicalURL) does not tell its SHA-256, so it cannot be registered before downloading; give the SHA-256, or pull it now and trust those bytes")
+        }
+        guard file.size != nil else {
+            throw .refused("\(file.canonicalURL) did not tell its size (no Content-Length or Content-Range), so it cannot be listed before downloading; pull it instead")
+        }
+        return Registration(folder: validFolder, path: validPath, file: file, digest: digest)
+    }
+
+    /// The folder (given, else the source's type) and name (given, else the source's file name)
+    /// a downloaded file gets, checked: a folder key, a safe relative path, a name ComfyUI lists
+    /// in that folder.
+    public static func name(for file: RemoteFile, folder: String?, name: String?) throws(RegistrationError) -> (folder: String, path: String) {
+        guard let chosen = folder ?? file.folderHint else {
+            throw .usage("which folder should it go in? name one (checkpoints, loras, vae, text_encoders, diffusion_models …)")
+        }
+        do {
+            let validFolder = try ModelPath.validateFolder(chosen)
+            let validPath = try ModelPath.validateRelativePath(name ?? file.fileName)
+            try ModelPath.validateListable(validPath, folder: validFolder)
+            return (validFolder, validPath)
+        } catch {
+            throw .usage(error.description)
+        }
+    }
+
+    /// Records the entry; a name that stands for other content needs `force`. Returns
+    /// created | unchanged | replaced.
+    public func register(in library: Library, force: Bool) throws -> String {
+        let change = try library.registerRemote(
+            digest: digest, size: file.size ?? 0, folder: folder, path: path, replace: force, url: file.canonicalURL,
+            kind: file.source.kind, prefix: file.prefix)
+        switch change {
+        case .created: return "created"
+        case .unchanged: return "unchanged"
+        case .replaced: return "replaced"
+        case let .conflict(existing):
+            throw RegistrationError.refused(
+                "\(folder)/\(path) already names other content (\(existing.short)…); repoint it (--force) or choose another name")
+        }
+    }
+}
+
+/// What one source's pull asks for: where it goes and how sure we must be of its bytes.
+public struct PullRequest: Sendable {
+    public var spec: SourceSpec
+    public var folder: String?
+    public var name: String?
+    public var sha256: String?
+    public var force: Bool
+
+    public init(spec: SourceSpec, folder: String? = nil, name: String? = nil, sha256: String? = nil, force: Bool = false) {
+        self.spec = spec
+        self.folder = folder
+        self.name = name
+        self.sha256 = sha256
+        self.force = force
+    }
+}
+
+/// A pulled file: its content and the name it got.
+public struct PullResult: Sendable {
+    public var committed: Committed
+    public var folder: String
+    public var path: String
+    public var fileName: String
+}
+
+extension Fetcher {
+    /// Resolves, names, registers and downloads one source. A source that tells its SHA-256 (or
+    /// is given one) is registered first and downloaded through the one flight of its blob; one
+    /// that does not is downloaded, trusted, and named after its bytes are committed.
+    public func pull(
+        _ request: PullRequest, progress: DownloadProgress? = nil, cancel: Cancellation? = nil, resolved: (@Sendable (RemoteFile) -> Void)? = nil
+    ) throws -> PullResult {
+        let file = try resolver.resolve(request.spec, readPrefix: false)
+        resolved?(file)
+        if file.digest != nil || request.sha256 != nil {
+            let entry = try Registration.make(file: file, folder: request.folder, name: request.name, sha256: request.sha256)
+            _ = try entry.register(in: library, force: request.force)
+            let committed = try fetch(entry.digest, progress: progress, cancel: cancel)
+            return PullResult(committed: committed, folder: entry.folder, path: entry.path, fileName: file.fileName)
+        }
+        // Trust on first download: the bytes name themselves.
+        let (folder, path) = try Registration.name(for: file, folder: request.folder, name: request.name)
+        if !request.force, let existing = try library.registry.alias(folder: folder, path: path) {
+            throw RegistrationError.refused("\(folder)/\(path) already names \(existing.sha256.short)…; repoint it (--force) or choose another name")
+        }
+        let committed = try download(file, progress: progress, cancel: cancel)
+        _ = try library.record(committed, folder: folder, path: path)
+        try library.registry.addSource(committed.digest, url: file.canonicalURL, kind: file.source.kind)
+        return PullResult(committed: committed, folder: folder, path: path, fileName: file.fileName)
+    }
+}

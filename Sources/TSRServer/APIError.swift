@@ -1,0 +1,132 @@
+import Foundation
+import Hummingbird
+import TSRFetch
+import TSRLibrary
+import TSRRegistry
+import TSRStore
+import TSRWorkflow
+
+/// An API failure: an HTTP status and a message a user can act on, sent as
+/// `{"error": message, …extra}`. Never holds a token: messages come from errors that redact.
+public struct APIError: Error, Sendable, CustomStringConvertible {
+    public var status: HTTPResponse.Status
+    public var message: String
+    /// Extra fields for clients, e.g. `requires_auth` ("huggingface" | "civitai").
+    public var extra: [String: String]
+
+    public init(_ status: HTTPResponse.Status, _ message: String, extra: [String: String] = [:]) {
+        self.status = status
+        self.message = message
+        self.extra = extra
+    }
+
+    public var description: String { message }
+
+    /// The status and message of any error a handler can meet.
+    static func from(_ error: any Error) -> APIError {
+        switch error {
+        case let error as APIError: return error
+        case let error as HTTPError:
+            let message = error.body ?? (error.status == .notFound ? "no such endpoint; see /openapi.json" : error.status.reasonPhrase)
+            return APIError(error.status, message)
+        case let error as FetchError: return from(fetch: error)
+        case let error as RegistrationError:
+            if case .usage = error { return APIError(.badRequest, error.description) }
+            return APIError(.conflict, error.description)
+        case let error as WorkflowError: return APIError(.badRequest, error.description)
+        case let error as RegistryError: return from(registry: error)
+        case let error as LibraryError:
+            if case let .registry(inner) = error { return from(registry: inner) }
+            if case .notFound = error { return APIError(.notFound, error.description) }
+            return APIError(.internalServerError, error.description)
+        case let error as NameError: return APIError(.badRequest, error.description)
+        default: return APIError(.internalServerError, "\(error)")
+        }
+    }
+
+    private static func from(fetch error: FetchError) -> APIError {
+        switch error {
+        case .invalidSource, .hostNotAllowed, .insecure: return APIError(.badRequest, error.description)
+        case let .unauthorized(_, _, variable, _):
+            // Not 401: that status is this API's own bearer token. The page asks for a key instead.
+            let service = variable == "HF_TOKEN" ? "huggingface" : "civitai"
+            return APIError(.forbidden, error.description.replacingOccurrences(of: " (or pass --token-stdin)", with: " or send \(service == "huggingface" ? "huggingface_token" : "civitai_api_key")"), extra: ["requires_auth": service])
+        case .notFound, .noSource: return APIError(.notFound, error.description)
+        case .cancelled: return APIError(.conflict, error.description)
+        case let .registry(inner): return from(registry: inner)
+        case .store: return APIError(.internalServerError, error.description)
+        default: return APIError(.badGateway, error.description)
+        }
+    }
+
+    private static func from(registry error: RegistryError) -> APIError {
+        switch error {
+        case let .workflowMissing(name): return APIError(.notFound, "no workflow \(name) (GET /workflows lists them)")
+        case let .workflowExists(name): return APIError(.conflict, "a workflow \(name) exists already; send replace=true to replace it, or choose another name")
+        case .aliasMissing, .blobUnknown: return APIError(.notFound, error.description)
+        case .aliasExists: return APIError(.conflict, error.description)
+        case .database: return APIError(.internalServerError, error.description)
+        }
+    }
+
+    /// The JSON response.
+    func response() -> Response {
+        var object: [String: Any] = ["error": message]
+        for (key, value) in extra { object[key] = value }
+        var response = JSONBody.response(status: status, object: object)
+        if status == .unauthorized { response.headers[.wwwAuthenticate] = "Bearer realm=\"tensors\"" }
+        return response
+    }
+}
+
+/// JSON responses and request bodies.
+enum JSONBody {
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        return encoder
+    }()
+
+    static func response<T: Encodable>(status: HTTPResponse.Status = .ok, _ value: T) throws -> Response {
+        let data = try encoder.encode(value)
+        return bytes(status: status, Array(data), contentType: "application/json")
+    }
+
+    static func response(status: HTTPResponse.Status = .ok, object: Any) -> Response {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+        return bytes(status: status, Array(data), contentType: "application/json")
+    }
+
+    static func bytes(status: HTTPResponse.Status = .ok, _ bytes: [UInt8], contentType: String) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = contentType
+        headers[.cacheControl] = "no-store"
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+
+    /// A request body of at most `limit` bytes.
+    static func read(_ request: Request, limit: Int = 32 << 20) async throws -> Data {
+        do {
+            let buffer = try await request.body.collect(upTo: limit)
+            return Data(buffer.readableBytesView)
+        } catch {
+            throw APIError(.contentTooLarge, "the request body is larger than \(limit >> 20) MiB")
+        }
+    }
+
+    /// Decodes a JSON body, with a message naming what is wrong.
+    static func decode<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T {
+        let data = try await read(request)
+        do {
+            return try JSONDecoder().decode(type, from: data)
+        } catch let DecodingError.keyNotFound(key, _) {
+            throw APIError(.badRequest, "the request body lacks \"\(key.stringValue)\"")
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+            throw APIError(.badRequest, "the request body's \(path.isEmpty ? "top level" : "\"\(path)\"") has the wrong type")
+        } catch {
+            throw APIError(.badRequest, "the request body is not valid JSON")
+        }
+    }
+}

@@ -1,0 +1,278 @@
+import Foundation
+import Hummingbird
+import TSRFetch
+import TSRLibrary
+import TSRRegistry
+import TSRStore
+import TSRWorkflow
+
+/// The endpoints (docs/API.md; the same list as /openapi.json).
+struct Routes: Sendable {
+    let server: APIServer
+    var fetcher: Fetcher { server.fetcher }
+    var library: Library { server.fetcher.library }
+    var registry: Registry { server.fetcher.library.registry }
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.get("/") { _, _ in WebPage.response() }
+        router.get("/openapi.json") { _, _ in JSONBody.bytes(Array(OpenAPIDocument.json.utf8), contentType: "application/json") }
+        router.get("/stats") { _, _ in try stats() }
+        router.get("/models") { request, _ in try models(request) }
+        router.get("/models/:sha256") { _, context in try model(context.parameters.require("sha256")) }
+        router.post("/models/check-dependencies") { request, _ in try await checkDependencies(request) }
+        router.post("/models/download") { request, _ in try await download(request) }
+        router.get("/workflows") { _, _ in try workflows() }
+        router.post("/workflows") { request, _ in try await addWorkflow(request) }
+        router.post("/workflows/check") { request, _ in try await checkWorkflow(request) }
+        router.get("/workflows/:name/check") { _, context in try await checkStored(context.parameters.require("name")) }
+        router.post("/workflows/:name/pull") { request, context in try await pull(context.parameters.require("name"), request) }
+        router.get("/downloads") { _, _ in try JSONBody.response(DownloadList(downloads: server.downloads.list())) }
+        router.get("/downloads/events") { _, _ in events() }
+        router.delete("/downloads/:id") { _, context in try cancel(context.parameters.require("id")) }
+    }
+
+    // MARK: Library
+
+    func stats() throws -> Response {
+        let stats = try registry.stats()
+        return try JSONBody.response(StatsBody(
+            home: library.layout.home, blobs: stats.blobs, remoteBlobs: stats.remoteBlobs, quarantinedBlobs: stats.quarantinedBlobs,
+            aliases: stats.aliases, bytesStored: stats.bytesStored, bytesSaved: stats.bytesSaved, folders: stats.folders,
+            workflows: try registry.workflows().count, downloadsActive: server.downloads.list().filter { !$0.state.isFinished }.count))
+    }
+
+    func models(_ request: Request) throws -> Response {
+        let query = request.uri.queryParameters
+        var filter = CatalogFilter()
+        if let folder = query.get("folder"), !folder.isEmpty {
+            do { filter.folder = try ModelPath.validateFolder(folder) } catch { throw APIError(.badRequest, "folder: \(error.description)") }
+        }
+        filter.baseModel = query.get("base").flatMap { $0.isEmpty ? nil : $0 }
+        filter.creator = query.get("creator").flatMap { $0.isEmpty ? nil : $0 }
+        filter.text = query.get("text").flatMap { $0.isEmpty ? nil : $0 }
+        if let state = query.get("state"), !state.isEmpty {
+            guard let parsed = BlobState(rawValue: state) else { throw APIError(.badRequest, "state must be present, remote or quarantined") }
+            filter.state = parsed
+        }
+        let limit = try Self.integer(query.get("limit"), name: "limit", default: 200, range: 1...5000)
+        let offset = try Self.integer(query.get("offset"), name: "offset", default: 0, range: 0...Int.max)
+        let all = try registry.catalog()
+        let kept = all.filter(filter.keeps)
+        return try JSONBody.response(ModelList(
+            total: kept.count, offset: offset, models: kept.dropFirst(offset).prefix(limit).map(ModelSummary.init),
+            facets: Facets(all)))
+    }
+
+    func model(_ text: String) throws -> Response {
+        guard let digest = Digest(rawValue: text.lowercased()) else { throw APIError(.badRequest, "\(text.prefix(80)) is not a SHA-256 (64 hex digits)") }
+        guard let blob = try registry.blob(digest) else { throw APIError(.notFound, "no model with SHA-256 \(digest) in the library") }
+        let info = try Inspector(library: library).info(digest.rawValue, cwd: "/")
+        let link = try registry.civitaiLink(digest)
+        var detail = ModelDetail(
+            sha256: digest.rawValue, size: blob.size, state: blob.state.rawValue, baseModel: link?.baseModel ?? info.baseModel,
+            names: try registry.aliases(of: digest).map { AliasName(folder: $0.folder, path: $0.path) },
+            tensorCount: info.tensorCount, headerSize: info.headerSize, metadata: info.metadata,
+            sources: try registry.sources(of: digest).map { SourceBody(url: $0.url, kind: $0.kind) },
+            civitai: nil, triggerWords: [], examplePrompts: [])
+        if let link {
+            detail.civitai = CivitAIBody(
+                modelId: link.modelId, versionId: link.versionId, modelName: link.modelName, versionName: link.versionName, type: link.type,
+                baseModel: link.baseModel, creator: link.creator)
+            detail.triggerWords = try registry.triggerWords(versionId: link.versionId)
+            detail.examplePrompts = try registry.examplePrompts(versionIds: [link.versionId]).map {
+                PromptBody(imageURL: $0.imageURL, params: $0.params, resources: $0.resources.map { ResourceBody(name: $0.name, type: $0.type, weight: $0.weight) })
+            }
+        }
+        return try JSONBody.response(detail)
+    }
+
+    // MARK: Seed endpoints
+
+    /// `POST /models/check-dependencies {dependencies}`: the seed's answer, from the registry
+    /// only (no network, nothing stored).
+    func checkDependencies(_ request: Request) async throws -> Response {
+        let body = try await JSONBody.read(request)
+        guard let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any] else {
+            throw APIError(.badRequest, "the request body must be a JSON object {\"dependencies\": {folder: [entries]}}")
+        }
+        guard let dependencies = object["dependencies"] as? [String: Any] else {
+            throw APIError(.badRequest, "the request body lacks \"dependencies\" ({folder: [{filename, sha256, size, urls}]})")
+        }
+        let wrapped = try JSONSerialization.data(withJSONObject: ["workflow": ["dependencies": dependencies]])
+        let parsed = try WorkflowParser.parse(wrapped)
+        return try JSONBody.response(WorkflowService(fetcher: fetcher).check(parsed))
+    }
+
+    /// `POST /models/download`: downloads one file and streams NDJSON progress, then one
+    /// completion or error line. The download goes on if the client goes away (GET /downloads).
+    func download(_ request: Request) async throws -> Response {
+        let body = try await JSONBody.decode(DownloadBody.self, from: request)
+        let (spec, urlKey) = try SourceSpec.parse(body.url, settings: fetcher.settings)
+        if let folder = body.folder {
+            do { _ = try ModelPath.validateFolder(folder) } catch { throw APIError(.badRequest, "folder: \(error.description)") }
+        }
+        let keyed = fetcher.with(credentials: credentials(huggingFace: body.huggingfaceToken, civitai: body.civitaiApiKey ?? urlKey))
+        let pullRequest = PullRequest(spec: spec, folder: body.folder, name: body.filename, sha256: body.sha256)
+        let label = body.filename ?? body.displayName ?? spec.canonicalURL
+        let events = server.downloads.events()
+        let id = server.downloads.start(file: label, source: spec.canonicalURL) { progress, cancel, named in
+            let result = try keyed.pull(pullRequest, progress: progress, cancel: cancel, resolved: { named(body.filename ?? $0.fileName) })
+            return DownloadOutcome(digest: result.committed.digest, size: result.committed.size, path: "\(result.folder)/\(result.path)")
+        }
+        var headers = HTTPFields()
+        headers[.contentType] = "application/x-ndjson"
+        headers[.cacheControl] = "no-store"
+        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            for await status in events where status.id == id {
+                try await writer.write(ByteBuffer(bytes: Self.ndjsonLine(status)))
+                if status.state.isFinished { break }
+            }
+            try await writer.finish(nil)
+        })
+    }
+
+    /// One line of the seed's download stream.
+    static func ndjsonLine(_ status: DownloadStatus) -> [UInt8] {
+        var line: [String: Any] = ["id": status.id, "file": status.file, "bytes": status.bytes, "speed": status.speed]
+        if let total = status.totalBytes { line["total_bytes"] = total }
+        switch status.state {
+        case .queued, .downloading:
+            line["status"] = "downloading"
+            if let total = status.totalBytes, total > 0 {
+                line["progress"] = (Double(status.bytes) / Double(total) * 1000).rounded() / 10
+                line["message"] = "Downloading \(status.file): \(Int(Double(status.bytes) / Double(total) * 100))%"
+            } else {
+                line["message"] = "Downloading \(status.file)"
+            }
+        case .completed:
+            line["status"] = "completed"
+            line["message"] = "Downloaded \(status.file)"
+            line["path"] = status.path ?? ""
+            line["sha256"] = status.sha256 ?? ""
+            line["progress"] = 100.0
+        case .failed, .cancelled:
+            line["status"] = "error"
+            line["error"] = status.error ?? "failed"
+            line["message"] = status.error ?? "failed"
+        }
+        let data = (try? JSONSerialization.data(withJSONObject: line, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+        return Array(data) + [0x0A]
+    }
+
+    /// The daemon's credentials, with the keys one request sent on top (never stored).
+    func credentials(huggingFace: String?, civitai: String?) -> Credentials {
+        Credentials(huggingFace: huggingFace ?? fetcher.credentials.huggingFace, civitai: civitai ?? fetcher.credentials.civitai)
+    }
+
+    // MARK: Workflows
+
+    func workflows() throws -> Response {
+        try JSONBody.response(WorkflowList(workflows: registry.workflows().map {
+            WorkflowSummaryBody(
+                name: $0.workflow.name, format: $0.workflow.format, entries: $0.entries, missing: $0.missing, totalSize: $0.totalSize,
+                updatedAt: $0.workflow.updatedAt)
+        }))
+    }
+
+    /// `POST /workflows?name=N[&replace=true]` with a workflow JSON body (any supported format):
+    /// registers it and what it needs (asking the sources for digests and sizes).
+    func addWorkflow(_ request: Request) async throws -> Response {
+        guard let given = request.uri.queryParameters.get("name"), !given.isEmpty else {
+            throw APIError(.badRequest, "name the workflow: POST /workflows?name=NAME")
+        }
+        let name = try WorkflowParser.validateName(given)
+        let replace = request.uri.queryParameters.get("replace") == "true"
+        let parsed = try WorkflowParser.parse(try await JSONBody.read(request))
+        if !replace, try registry.workflows().contains(where: { $0.workflow.name == name }) {
+            throw RegistryError.workflowExists(name)
+        }
+        let service = WorkflowService(fetcher: fetcher)
+        let check = try await blocking { try service.add(parsed, name: name, replace: replace) }
+        return try JSONBody.response(status: .created, AddedWorkflow(name: name, format: parsed.format.rawValue, check: check))
+    }
+
+    /// `POST /workflows/check`: what a workflow JSON needs, from the registry only.
+    func checkWorkflow(_ request: Request) async throws -> Response {
+        let parsed = try WorkflowParser.parse(try await JSONBody.read(request))
+        return try JSONBody.response(WorkflowService(fetcher: fetcher).check(parsed))
+    }
+
+    func checkStored(_ name: String) async throws -> Response {
+        let service = WorkflowService(fetcher: fetcher)
+        return try JSONBody.response(try service.check(name: name))
+    }
+
+    /// `POST /workflows/{name}/pull [{huggingface_token, civitai_api_key}]`: starts a download
+    /// per missing file; progress in GET /downloads and its event stream.
+    func pull(_ name: String, _ request: Request) async throws -> Response {
+        let data = try await JSONBody.read(request)
+        var keys = KeysBody()
+        if !data.isEmpty {
+            do { keys = try JSONDecoder().decode(KeysBody.self, from: data) } catch { throw APIError(.badRequest, "the body must be {\"huggingface_token\"?, \"civitai_api_key\"?}") }
+        }
+        let keyed = fetcher.with(credentials: credentials(huggingFace: keys.huggingfaceToken, civitai: keys.civitaiApiKey))
+        let service = WorkflowService(fetcher: keyed)
+        let (items, unresolved) = try service.pullPlan(name: name)
+        var started: [DownloadStatus] = []
+        for item in items {
+            let label = item.label
+            let id = server.downloads.start(file: label, source: label, workflow: name) { progress, cancel, _ in
+                let committed = try service.pull(item, progress: progress, cancel: cancel)
+                return DownloadOutcome(digest: committed.digest, size: committed.size, path: label)
+            }
+            if let status = server.downloads.status(id) { started.append(status) }
+        }
+        return try JSONBody.response(status: .accepted, PullStarted(downloads: started, unresolved: unresolved))
+    }
+
+    // MARK: Downloads
+
+    /// Server-Sent Events: every current download first, then each change (`event: download`),
+    /// and a comment every 15 s so a closed page is noticed.
+    func events() -> Response {
+        let current = server.downloads.list()
+        let updates = server.downloads.events()
+        let (stream, continuation) = AsyncStream<[UInt8]>.makeStream()
+        let forward = Task {
+            for status in current.reversed() { continuation.yield(Self.sseEvent(status)) }
+            for await status in updates { continuation.yield(Self.sseEvent(status)) }
+            continuation.finish()
+        }
+        let heartbeat = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(15))
+                continuation.yield(Array(": keep-alive\n\n".utf8))
+            }
+        }
+        continuation.onTermination = { _ in
+            forward.cancel()
+            heartbeat.cancel()
+        }
+        var headers = HTTPFields()
+        headers[.contentType] = "text/event-stream"
+        headers[.cacheControl] = "no-store"
+        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            try await writer.write(ByteBuffer(bytes: Array("retry: 2000\n\n".utf8)))
+            for await chunk in stream { try await writer.write(ByteBuffer(bytes: chunk)) }
+            try await writer.finish(nil)
+        })
+    }
+
+    static func sseEvent(_ status: DownloadStatus) -> [UInt8] {
+        let data = (try? JSONBody.encoder.encode(status)) ?? Data()
+        return Array("event: download\ndata: ".utf8) + Array(data) + Array("\n\n".utf8)
+    }
+
+    func cancel(_ text: String) throws -> Response {
+        guard let id = Int(text) else { throw APIError(.badRequest, "\(text.prefix(40)) is not a download id") }
+        guard let status = server.downloads.cancel(id) else { throw APIError(.notFound, "no download \(id) (GET /downloads lists them)") }
+        if status.state.isFinished { throw APIError(.conflict, "download \(id) has already \(status.state == .completed ? "completed" : "ended") (\(status.state.rawValue))") }
+        return try JSONBody.response(status)
+    }
+
+    static func integer(_ text: String?, name: String, default value: Int, range: ClosedRange<Int>) throws -> Int {
+        guard let text, !text.isEmpty else { return value }
+        guard let number = Int(text), range.contains(number) else { throw APIError(.badRequest, "\(name) must be a whole number in \(range.lowerBound)…\(range.upperBound == Int.max ? "" : String(range.upperBound))") }
+        return number
+    }
+}

@@ -1,0 +1,91 @@
+import ArgumentParser
+import Foundation
+import Logging
+import TSRFetch
+import TSRLibrary
+import TSRServer
+
+/// `--api` / `--listen` and where the API's bearer token comes from.
+struct APIOptions: ParsableArguments {
+    @Flag(help: "Read the API's bearer token from the first line of stdin (else TSR_API_TOKEN); needed to listen beyond loopback. Kept in memory only.")
+    var apiTokenStdin = false
+
+    /// The configuration for `address`, with the token from stdin or TSR_API_TOKEN.
+    func configuration(_ address: String) throws -> APIConfiguration {
+        var token = ProcessInfo.processInfo.environment["TSR_API_TOKEN"]
+        if apiTokenStdin {
+            guard let line = readLine(strippingNewline: true)?.trimmingCharacters(in: .whitespaces), !line.isEmpty else {
+                throw ValidationError("--api-token-stdin: nothing was read from stdin")
+            }
+            token = line
+        }
+        do { return try APIConfiguration.parse(address, token: token) } catch { throw ValidationError(error.description) }
+    }
+}
+
+/// Runs the API until a signal or the end of `run`; prints where it listens.
+enum APIRunner {
+    static func start(_ server: APIServer, signals: Bool, announce: @escaping @Sendable (String) -> Void) -> Task<Void, any Error> {
+        Task {
+            try await server.run(gracefulShutdownSignals: signals) { port in
+                let host = server.configuration.host.contains(":") ? "[\(server.configuration.host)]" : server.configuration.host
+                announce("http://\(host):\(port)/")
+            }
+        }
+    }
+}
+
+extension APIRunner {
+    /// The server's failure in words a user can act on.
+    static func explain(_ error: String, _ configuration: APIConfiguration) -> String {
+        if error.contains("Address already in use") {
+            return "port \(configuration.port) on \(configuration.host) is already in use; choose another (e.g. :\(configuration.port + 1))"
+        }
+        if error.contains("Cannot assign requested address") || error.contains("not resolve") {
+            return "\(configuration.host) is not an address of this machine"
+        }
+        return "the API stopped: \(error)"
+    }
+}
+
+struct ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve the local HTTP API and the library web page (without mounting).",
+        discussion: """
+            Listens on 127.0.0.1:8189 unless --listen says otherwise; listening beyond loopback needs a
+            bearer token (TSR_API_TOKEN or --api-token-stdin). The page at / browses the library and
+            checks and downloads workflows; /openapi.json describes every endpoint (docs/API.md).
+            To share downloads with a mount, use `tsr mount DIR --api ADDR` instead.
+            """)
+
+    @Option(help: "HOST:PORT, :PORT or PORT to listen on.") var listen = "127.0.0.1:8189"
+    @OptionGroup var apiOptions: APIOptions
+    @OptionGroup var fetchOptions: FetchOptions
+    @OptionGroup var homeOptions: HomeOptions
+
+    func run() throws {
+        let configuration = try apiOptions.configuration(listen)
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = ProcessInfo.processInfo.environment["TSR_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .notice
+            return handler
+        }
+        try runReporting(json: false) {
+            let library = try homeOptions.open()
+            let fetcher = Fetcher(library: library, settings: fetchOptions.settings, credentials: try fetchOptions.credentials(for: []))
+            let server = try APIServer(fetcher: fetcher, configuration: configuration)
+            let done = DispatchSemaphore(value: 0)
+            let failure = SharedText("")
+            let task = APIRunner.start(server, signals: true) { url in
+                FileHandle.standardOutput.write(Data("serving \(library.layout.home) at \(url)\n".utf8))
+            }
+            Task {
+                do { try await task.value } catch { failure.value = "\(error)" }
+                done.signal()
+            }
+            done.wait()
+            if !failure.value.isEmpty { throw Failure(APIRunner.explain(failure.value, configuration)) }
+        }
+    }
+}
