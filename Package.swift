@@ -90,7 +90,7 @@ let package = Package(
         .testTarget(name: "TSRLibraryTests", dependencies: ["TSRLibrary", "TSRTesting"]),
         .testTarget(name: "TSRCivitAITests", dependencies: ["TSRCivitAI", "TSRFetch", "TSRLibrary", "TSRRegistry", "TSRTesting"]),
         .testTarget(name: "TSRWorkflowTests", dependencies: ["TSRWorkflow", "TSRStore"]),
-        .testTarget(name: "TSRServerTests", dependencies: ["TSRServer", "TSRFetch", "TSRLibrary", "TSRRegistry", "TSRTesting", "TSRWorkflow"]),
+        .testTarget(name: "TSRServerTests", dependencies: ["TSRServer", "TSRCivitAI", "TSRFetch", "TSRLibrary", "TSRRegistry", "TSRTesting", "TSRWorkflow"]),
         .testTarget(name: "TSRFetchTests", dependencies: ["TSRFetch", "TSRLibrary", "TSRTesting", "TSRWorkflow"]),
         .testTarget(
             name: "TSRMountTests",

@@ -200,7 +200,8 @@ public struct Downloader: Sendable {
                 }
                 progress?(pipe.heldBytes, total)
                 return true
-            })
+            },
+            shouldStop: { cancel?.isCancelled == true })
         let outcome: HopWalker.Outcome
         do {
             outcome = try HopWalker(settings: settings, credentials: credentials).send(http, body: handler)

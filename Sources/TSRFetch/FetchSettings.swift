@@ -62,7 +62,8 @@ public struct FetchSettings: Sendable {
 
     /// Every host a download may start from, the endpoints' included.
     public var startHosts: [String] {
-        allowedHosts + [huggingFaceEndpoint, civitaiBase].compactMap { WebURL($0)?.host }
+        var seen = Set<String>()
+        return (allowedHosts + [huggingFaceEndpoint, civitaiBase].compactMap { WebURL($0)?.host }).filter { seen.insert($0).inserted }
     }
 
     /// Checks the first URL of a download: http(s), on the allowlist, https unless loopback.

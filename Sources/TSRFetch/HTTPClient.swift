@@ -81,9 +81,15 @@ public enum HTTPClient {
     public struct BodyHandler {
         public var start: (Int, [String: String]) -> Bool
         public var receive: (UnsafeRawBufferPointer) -> Bool
-        public init(start: @escaping (Int, [String: String]) -> Bool, receive: @escaping (UnsafeRawBufferPointer) -> Bool) {
+        /// Asked about once a second even while no byte arrives; true stops the transfer (a
+        /// cancelled download must not wait for the stall timeout).
+        public var shouldStop: (() -> Bool)?
+        public init(
+            start: @escaping (Int, [String: String]) -> Bool, receive: @escaping (UnsafeRawBufferPointer) -> Bool, shouldStop: (() -> Bool)? = nil
+        ) {
             self.start = start
             self.receive = receive
+            self.shouldStop = shouldStop
         }
     }
 
@@ -141,6 +147,11 @@ public enum HTTPClient {
             tsr_curl_setopt_pointer(handle, CURLOPT_HEADERDATA, opaque)
             tsr_curl_setopt_write(handle, writeCallback)
             tsr_curl_setopt_pointer(handle, CURLOPT_WRITEDATA, opaque)
+            if body?.shouldStop != nil {
+                tsr_curl_setopt_long(handle, CURLOPT_NOPROGRESS, 0)
+                tsr_curl_setopt_xferinfo(handle, progressCallback)
+                tsr_curl_setopt_pointer(handle, CURLOPT_XFERINFODATA, opaque)
+            }
             return curl_easy_perform(handle)
         }
         var status = 0
@@ -194,6 +205,13 @@ private let headerCallback: @convention(c) (UnsafeMutablePointer<CChar>?, Int, I
         context.headers[name] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
     }
     return length
+}
+
+private let progressCallback: @convention(c) (UnsafeMutableRawPointer?, curl_off_t, curl_off_t, curl_off_t, curl_off_t) -> Int32 = {
+    user, _, _, _, _ in
+    guard let user else { return 0 }
+    let context = Unmanaged<TransferContext>.fromOpaque(user).takeUnretainedValue()
+    return context.handler?.shouldStop?() == true ? 1 : 0
 }
 
 private let writeCallback: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int = {

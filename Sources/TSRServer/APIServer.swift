@@ -71,11 +71,15 @@ public final class APIServer: Sendable {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: GuardMiddleware(configuration: configuration))
         Routes(server: self).register(on: router)
+        // Hummingbird's own log lines (start, and an "error" for every stop by cancellation) only
+        // at debug level; failures to listen are thrown, and requests failing on our side logged.
+        var serverLogger = logger
+        serverLogger.logLevel = logger.logLevel <= .debug ? logger.logLevel : .critical
         let app = Application(
             router: router,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "tensors"),
             onServerRunning: { channel in await ready(channel.localAddress?.port ?? 0) },
-            logger: logger)
+            logger: serverLogger)
         if gracefulShutdownSignals {
             try await app.runService()
         } else {

@@ -115,7 +115,8 @@ public final class DownloadCenter: Sendable {
                         status.error = "cancelled"
                     } else {
                         status.state = .failed
-                        status.error = "\(error)"
+                        // The API's wording: keys are sent in the request, not set in the shell.
+                        status.error = APIError.from(error).message
                     }
                 }
             }

@@ -1,4 +1,1182 @@
 /// The OpenAPI 3.1 description of the API, served at /openapi.json (docs/API.md explains it).
+/// Written by hand; `APITests.theOpenAPIDocumentListsEveryRoute` checks it lists every route.
 enum OpenAPIDocument {
-    static let json = "{}"
+    static let json = #"""
+{
+ "openapi": "3.1.0",
+ "info": {
+  "title": "tensors local API",
+  "version": "1",
+  "description": "The model library, workflow checks and downloads of a tensors home. Loopback only unless a bearer token is set; keys sent with a request are used for it and never stored. Errors are {\"error\": message}. docs/API.md has examples."
+ },
+ "components": {
+  "securitySchemes": {
+   "bearer": {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "Required when the API listens beyond loopback (TSR_API_TOKEN)."
+   }
+  },
+  "schemas": {
+   "Error": {
+    "type": "object",
+    "required": [
+     "error"
+    ],
+    "properties": {
+     "error": {
+      "type": "string"
+     },
+     "requires_auth": {
+      "type": "string",
+      "enum": [
+       "huggingface",
+       "civitai"
+      ]
+     }
+    }
+   },
+   "AliasName": {
+    "type": "object",
+    "properties": {
+     "folder": {
+      "type": "string"
+     },
+     "path": {
+      "type": "string"
+     }
+    }
+   },
+   "ModelSummary": {
+    "type": "object",
+    "properties": {
+     "sha256": {
+      "type": "string"
+     },
+     "size": {
+      "type": "integer"
+     },
+     "state": {
+      "type": "string",
+      "enum": [
+       "present",
+       "remote",
+       "quarantined"
+      ]
+     },
+     "base_model": {
+      "type": "string"
+     },
+     "creator": {
+      "type": [
+       "string",
+       "null"
+      ]
+     },
+     "civitai_name": {
+      "type": [
+       "string",
+       "null"
+      ]
+     },
+     "civitai_model_id": {
+      "type": [
+       "integer",
+       "null"
+      ]
+     },
+     "names": {
+      "type": "array",
+      "items": {
+       "$ref": "#/components/schemas/AliasName"
+      }
+     }
+    }
+   },
+   "ModelList": {
+    "type": "object",
+    "properties": {
+     "total": {
+      "type": "integer"
+     },
+     "offset": {
+      "type": "integer"
+     },
+     "models": {
+      "type": "array",
+      "items": {
+       "$ref": "#/components/schemas/ModelSummary"
+      }
+     },
+     "facets": {
+      "type": "object",
+      "properties": {
+       "folders": {
+        "type": "object",
+        "additionalProperties": {
+         "type": "integer"
+        }
+       },
+       "base_models": {
+        "type": "object",
+        "additionalProperties": {
+         "type": "integer"
+        }
+       },
+       "creators": {
+        "type": "object",
+        "additionalProperties": {
+         "type": "integer"
+        }
+       }
+      }
+     }
+    }
+   },
+   "ModelDetail": {
+    "type": "object",
+    "properties": {
+     "sha256": {
+      "type": "string"
+     },
+     "size": {
+      "type": "integer"
+     },
+     "state": {
+      "type": "string"
+     },
+     "base_model": {
+      "type": "string"
+     },
+     "names": {
+      "type": "array",
+      "items": {
+       "$ref": "#/components/schemas/AliasName"
+      }
+     },
+     "tensor_count": {
+      "type": [
+       "integer",
+       "null"
+      ]
+     },
+     "header_size": {
+      "type": [
+       "integer",
+       "null"
+      ]
+     },
+     "metadata": {
+      "type": "object",
+      "additionalProperties": {
+       "type": "string"
+      }
+     },
+     "sources": {
+      "type": "array",
+      "items": {
+       "type": "object",
+       "properties": {
+        "url": {
+         "type": "string"
+        },
+        "kind": {
+         "type": "string"
+        }
+       }
+      }
+     },
+     "civitai": {
+      "type": [
+       "object",
+       "null"
+      ],
+      "properties": {
+       "model_id": {
+        "type": "integer"
+       },
+       "version_id": {
+        "type": "integer"
+       },
+       "model_name": {
+        "type": "string"
+       },
+       "version_name": {
+        "type": "string"
+       },
+       "type": {
+        "type": "string"
+       },
+       "base_model": {
+        "type": [
+         "string",
+         "null"
+        ]
+       },
+       "creator": {
+        "type": [
+         "string",
+         "null"
+        ]
+       }
+      }
+     },
+     "trigger_words": {
+      "type": "array",
+      "items": {
+       "type": "string"
+      }
+     },
+     "example_prompts": {
+      "type": "array",
+      "items": {
+       "type": "object",
+       "properties": {
+        "image_url": {
+         "type": [
+          "string",
+          "null"
+         ]
+        },
+        "params": {
+         "type": "object",
+         "additionalProperties": {
+          "type": "string"
+         }
+        },
+        "resources": {
+         "type": "array",
+         "items": {
+          "type": "object"
+         }
+        }
+       }
+      }
+     }
+    }
+   },
+   "Stats": {
+    "type": "object",
+    "properties": {
+     "home": {
+      "type": "string"
+     },
+     "blobs": {
+      "type": "integer"
+     },
+     "remote_blobs": {
+      "type": "integer"
+     },
+     "quarantined_blobs": {
+      "type": "integer"
+     },
+     "aliases": {
+      "type": "integer"
+     },
+     "bytes_stored": {
+      "type": "integer"
+     },
+     "bytes_saved": {
+      "type": "integer"
+     },
+     "workflows": {
+      "type": "integer"
+     },
+     "downloads_active": {
+      "type": "integer"
+     },
+     "folders": {
+      "type": "array",
+      "items": {
+       "type": "object"
+      }
+     }
+    }
+   },
+   "Dependency": {
+    "type": "object",
+    "required": [
+     "filename"
+    ],
+    "properties": {
+     "filename": {
+      "type": "string"
+     },
+     "sha256": {
+      "type": "string"
+     },
+     "size": {
+      "type": "integer"
+     },
+     "urls": {
+      "type": "array",
+      "items": {
+       "type": "string"
+      }
+     },
+     "display_name": {
+      "type": "string"
+     },
+     "required": {
+      "type": "boolean"
+     },
+     "requires_auth": {
+      "type": "boolean"
+     },
+     "auth_provider": {
+      "type": "string",
+      "enum": [
+       "huggingface",
+       "civitai"
+      ]
+     }
+    }
+   },
+   "CheckEntry": {
+    "type": "object",
+    "properties": {
+     "folder": {
+      "type": "string"
+     },
+     "filename": {
+      "type": "string"
+     },
+     "sha256": {
+      "type": [
+       "string",
+       "null"
+      ]
+     },
+     "size": {
+      "type": [
+       "integer",
+       "null"
+      ]
+     },
+     "state": {
+      "type": "string",
+      "enum": [
+       "present",
+       "remote",
+       "unresolved"
+      ]
+     },
+     "action": {
+      "type": [
+       "string",
+       "null"
+      ],
+      "enum": [
+       "use_existing",
+       "symlink",
+       "download",
+       null
+      ]
+     },
+     "url": {
+      "type": [
+       "string",
+       "null"
+      ]
+     },
+     "display_name": {
+      "type": [
+       "string",
+       "null"
+      ]
+     },
+     "required": {
+      "type": "boolean"
+     },
+     "note": {
+      "type": [
+       "string",
+       "null"
+      ]
+     }
+    }
+   },
+   "Check": {
+    "type": "object",
+    "properties": {
+     "missing": {
+      "type": "array",
+      "items": {
+       "$ref": "#/components/schemas/CheckEntry"
+      }
+     },
+     "existing": {
+      "type": "array",
+      "items": {
+       "$ref": "#/components/schemas/CheckEntry"
+      }
+     },
+     "total_download_size": {
+      "type": "integer"
+     },
+     "total_saved_size": {
+      "type": "integer"
+     },
+     "problems": {
+      "type": "array",
+      "items": {
+       "type": "object",
+       "properties": {
+        "entry": {
+         "type": "string"
+        },
+        "message": {
+         "type": "string"
+        }
+       }
+      }
+     }
+    }
+   },
+   "Download": {
+    "type": "object",
+    "properties": {
+     "id": {
+      "type": "integer"
+     },
+     "file": {
+      "type": "string"
+     },
+     "source": {
+      "type": "string"
+     },
+     "workflow": {
+      "type": [
+       "string",
+       "null"
+      ]
+     },
+     "state": {
+      "type": "string",
+      "enum": [
+       "queued",
+       "downloading",
+       "completed",
+       "failed",
+       "cancelled"
+      ]
+     },
+     "bytes": {
+      "type": "integer"
+     },
+     "total_bytes": {
+      "type": [
+       "integer",
+       "null"
+      ]
+     },
+     "speed": {
+      "type": "integer",
+      "description": "bytes per second"
+     },
+     "sha256": {
+      "type": [
+       "string",
+       "null"
+      ]
+     },
+     "path": {
+      "type": [
+       "string",
+       "null"
+      ]
+     },
+     "error": {
+      "type": [
+       "string",
+       "null"
+      ]
+     },
+     "started_at": {
+      "type": "string",
+      "format": "date-time"
+     },
+     "finished_at": {
+      "type": [
+       "string",
+       "null"
+      ],
+      "format": "date-time"
+     }
+    }
+   },
+   "Workflow": {
+    "type": "object",
+    "properties": {
+     "name": {
+      "type": "string"
+     },
+     "format": {
+      "type": "string",
+      "enum": [
+       "seed",
+       "ui",
+       "api"
+      ]
+     },
+     "entries": {
+      "type": "integer"
+     },
+     "missing": {
+      "type": "integer"
+     },
+     "total_size": {
+      "type": "integer"
+     },
+     "updated_at": {
+      "type": "string",
+      "format": "date-time"
+     }
+    }
+   }
+  }
+ },
+ "security": [
+  {},
+  {
+   "bearer": []
+  }
+ ],
+ "paths": {
+  "/": {
+   "get": {
+    "summary": "The library web page (HTML, no external assets)",
+    "security": [
+     {}
+    ],
+    "responses": {
+     "200": {
+      "description": "HTML",
+      "content": {
+       "text/html": {}
+      }
+     }
+    }
+   }
+  },
+  "/openapi.json": {
+   "get": {
+    "summary": "This document",
+    "security": [
+     {}
+    ],
+    "responses": {
+     "200": {
+      "description": "OpenAPI 3.1"
+     }
+    }
+   }
+  },
+  "/stats": {
+   "get": {
+    "summary": "Blobs, names, bytes stored and saved",
+    "responses": {
+     "200": {
+      "description": "Totals",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Stats"
+        }
+       }
+      }
+     }
+    }
+   }
+  },
+  "/models": {
+   "get": {
+    "summary": "Models (one per blob) with their names, filtered",
+    "parameters": [
+     {
+      "name": "folder",
+      "in": "query",
+      "required": false,
+      "description": "A ComfyUI folder key",
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "base",
+      "in": "query",
+      "required": false,
+      "description": "Base model, or unknown",
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "creator",
+      "in": "query",
+      "required": false,
+      "description": "CivitAI creator, or unknown",
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "state",
+      "in": "query",
+      "required": false,
+      "description": "present | remote | quarantined",
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "text",
+      "in": "query",
+      "required": false,
+      "description": "Substring of a name, CivitAI name, creator or base model",
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "limit",
+      "in": "query",
+      "required": false,
+      "description": "1\u20265000 (200)",
+      "schema": {
+       "type": "integer"
+      }
+     },
+     {
+      "name": "offset",
+      "in": "query",
+      "required": false,
+      "description": "Models to skip",
+      "schema": {
+       "type": "integer"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "Models and facet counts",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/ModelList"
+        }
+       }
+      }
+     },
+     "400": {
+      "description": "A bad filter",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     }
+    }
+   }
+  },
+  "/models/{sha256}": {
+   "get": {
+    "summary": "One model: names, header metadata, sources, CivitAI info, trigger words, example prompts",
+    "parameters": [
+     {
+      "name": "sha256",
+      "in": "path",
+      "required": true,
+      "description": "64 hex digits",
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "The model",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/ModelDetail"
+        }
+       }
+      }
+     },
+     "400": {
+      "description": "Not a SHA-256",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
+     "404": {
+      "description": "Not in the library",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     }
+    }
+   }
+  },
+  "/models/check-dependencies": {
+   "post": {
+    "summary": "The seed's dependency check (registry only; nothing stored)",
+    "requestBody": {
+     "required": true,
+     "content": {
+      "application/json": {
+       "schema": {
+        "type": "object",
+        "required": [
+         "dependencies"
+        ],
+        "properties": {
+         "dependencies": {
+          "type": "object",
+          "additionalProperties": {
+           "type": "array",
+           "items": {
+            "$ref": "#/components/schemas/Dependency"
+           }
+          }
+         }
+        }
+       }
+      }
+     }
+    },
+    "responses": {
+     "200": {
+      "description": "What is missing and what is here",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Check"
+        }
+       }
+      }
+     },
+     "400": {
+      "description": "Not a dependencies object",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     }
+    }
+   }
+  },
+  "/models/download": {
+   "post": {
+    "summary": "Download one file (the seed's endpoint): NDJSON progress lines, then a completed or error line",
+    "requestBody": {
+     "required": true,
+     "content": {
+      "application/json": {
+       "schema": {
+        "type": "object",
+        "required": [
+         "url"
+        ],
+        "properties": {
+         "url": {
+          "type": "string",
+          "description": "https URL, hf://\u2026, civitai:\u2026"
+         },
+         "folder": {
+          "type": "string"
+         },
+         "filename": {
+          "type": "string"
+         },
+         "sha256": {
+          "type": "string"
+         },
+         "display_name": {
+          "type": "string"
+         },
+         "huggingface_token": {
+          "type": "string",
+          "description": "Used for this request only, never stored."
+         },
+         "civitai_api_key": {
+          "type": "string",
+          "description": "Used for this request only, never stored."
+         }
+        }
+       }
+      }
+     }
+    },
+    "responses": {
+     "200": {
+      "description": "NDJSON: {status: downloading, bytes, total_bytes, progress, speed, message} lines, then {status: completed, path, sha256} or {status: error, error}",
+      "content": {
+       "application/x-ndjson": {}
+      }
+     },
+     "400": {
+      "description": "A bad source, folder or name",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     }
+    }
+   }
+  },
+  "/workflows": {
+   "get": {
+    "summary": "Stored workflows with their counts",
+    "responses": {
+     "200": {
+      "description": "Workflows",
+      "content": {
+       "application/json": {
+        "schema": {
+         "type": "object",
+         "properties": {
+          "workflows": {
+           "type": "array",
+           "items": {
+            "$ref": "#/components/schemas/Workflow"
+           }
+          }
+         }
+        }
+       }
+      }
+     }
+    }
+   },
+   "post": {
+    "summary": "Store a workflow (seed, ComfyUI UI or API format) and register what it needs; asks the sources for hashes and sizes",
+    "parameters": [
+     {
+      "name": "name",
+      "in": "query",
+      "required": true,
+      "description": "The workflow's name (one path component)",
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "replace",
+      "in": "query",
+      "required": false,
+      "description": "true to replace one of the same name",
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "requestBody": {
+     "required": true,
+     "content": {
+      "application/json": {
+       "schema": {
+        "type": "object"
+       }
+      }
+     }
+    },
+    "responses": {
+     "201": {
+      "description": "Stored; what it needs",
+      "content": {
+       "application/json": {
+        "schema": {
+         "type": "object",
+         "properties": {
+          "name": {
+           "type": "string"
+          },
+          "format": {
+           "type": "string"
+          },
+          "check": {
+           "$ref": "#/components/schemas/Check"
+          }
+         }
+        }
+       }
+      }
+     },
+     "400": {
+      "description": "Not a workflow, or a bad name",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
+     "409": {
+      "description": "A workflow of that name exists",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     }
+    }
+   }
+  },
+  "/workflows/check": {
+   "post": {
+    "summary": "What a workflow JSON needs (registry only; nothing stored)",
+    "requestBody": {
+     "required": true,
+     "content": {
+      "application/json": {
+       "schema": {
+        "type": "object"
+       }
+      }
+     }
+    },
+    "responses": {
+     "200": {
+      "description": "What is missing and what is here",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Check"
+        }
+       }
+      }
+     },
+     "400": {
+      "description": "Not a workflow",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     }
+    }
+   }
+  },
+  "/workflows/{name}/check": {
+   "get": {
+    "summary": "What a stored workflow still needs",
+    "parameters": [
+     {
+      "name": "name",
+      "in": "path",
+      "required": true,
+      "description": "Workflow name",
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "Check",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Check"
+        }
+       }
+      }
+     },
+     "404": {
+      "description": "No such workflow",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     }
+    }
+   }
+  },
+  "/workflows/{name}/pull": {
+   "post": {
+    "summary": "Start downloading what a stored workflow needs; follow GET /downloads or its events",
+    "parameters": [
+     {
+      "name": "name",
+      "in": "path",
+      "required": true,
+      "description": "Workflow name",
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "requestBody": {
+     "required": false,
+     "content": {
+      "application/json": {
+       "schema": {
+        "type": "object",
+        "properties": {
+         "huggingface_token": {
+          "type": "string",
+          "description": "Used for this request only, never stored."
+         },
+         "civitai_api_key": {
+          "type": "string",
+          "description": "Used for this request only, never stored."
+         }
+        }
+       }
+      }
+     }
+    },
+    "responses": {
+     "202": {
+      "description": "Downloads started",
+      "content": {
+       "application/json": {
+        "schema": {
+         "type": "object",
+         "properties": {
+          "downloads": {
+           "type": "array",
+           "items": {
+            "$ref": "#/components/schemas/Download"
+           }
+          },
+          "unresolved": {
+           "type": "array",
+           "items": {
+            "type": "string"
+           }
+          }
+         }
+        }
+       }
+      }
+     },
+     "404": {
+      "description": "No such workflow",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     }
+    }
+   }
+  },
+  "/downloads": {
+   "get": {
+    "summary": "Active and recent downloads (newest first, last 100 finished kept)",
+    "responses": {
+     "200": {
+      "description": "Downloads",
+      "content": {
+       "application/json": {
+        "schema": {
+         "type": "object",
+         "properties": {
+          "downloads": {
+           "type": "array",
+           "items": {
+            "$ref": "#/components/schemas/Download"
+           }
+          }
+         }
+        }
+       }
+      }
+     }
+    }
+   }
+  },
+  "/downloads/events": {
+   "get": {
+    "summary": "Server-Sent Events: event download, data a Download; every current one first, then each change",
+    "responses": {
+     "200": {
+      "description": "text/event-stream",
+      "content": {
+       "text/event-stream": {}
+      }
+     }
+    }
+   }
+  },
+  "/downloads/{id}": {
+   "delete": {
+    "summary": "Cancel a download (bytes so far are kept for a resume)",
+    "parameters": [
+     {
+      "name": "id",
+      "in": "path",
+      "required": true,
+      "description": "Download id",
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "The download, being cancelled",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Download"
+        }
+       }
+      }
+     },
+     "404": {
+      "description": "No such download",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
+     "409": {
+      "description": "It has already ended",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     }
+    }
+   }
+  }
+ }
+}
+"""#
 }

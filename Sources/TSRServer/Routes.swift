@@ -108,6 +108,8 @@ struct Routes: Sendable {
     func download(_ request: Request) async throws -> Response {
         let body = try await JSONBody.decode(DownloadBody.self, from: request)
         let (spec, urlKey) = try SourceSpec.parse(body.url, settings: fetcher.settings)
+        // A URL the policy refuses is a bad request, answered before any stream starts.
+        if let url = spec.downloadURL(settings: fetcher.settings) { _ = try fetcher.settings.checkStart(url) }
         if let folder = body.folder {
             do { _ = try ModelPath.validateFolder(folder) } catch { throw APIError(.badRequest, "folder: \(error.description)") }
         }
