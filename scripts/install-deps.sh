@@ -13,6 +13,7 @@ packages=(
   btrfs-progs                   # a loop-mounted btrfs in the tests exercises reflink copies
   systemd                       # systemd-analyze verify checks the units in mount-helpers/
   python3-yaml                  # tests load extra_model_paths.yaml the way ComfyUI does (yaml.safe_load)
+  chromium chromium-driver python3-selenium  # the web page is tested in headless Chromium (Tests/Web)
 )
 missing=()
 for p in "${packages[@]}"; do

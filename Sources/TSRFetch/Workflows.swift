@@ -190,6 +190,25 @@ public struct WorkflowService: Sendable {
         return Self.summarise(reports, problems: problems)
     }
 
+    /// The same check after asking the sources of entries without a hash for their digest and
+    /// size (HEAD or a small range read each); nothing is stored. Entries whose sources do not
+    /// answer stay as the registry alone sees them.
+    public func check(_ parsed: ParsedWorkflow, resolvingSources: Bool) -> WorkflowCheck {
+        guard resolvingSources else { return check(parsed) }
+        var resolved = parsed
+        for index in resolved.dependencies.indices where resolved.dependencies[index].sha256 == nil {
+            for url in resolved.dependencies[index].urls {
+                guard let (spec, _) = try? SourceSpec.parse(url, settings: fetcher.settings),
+                    let file = try? fetcher.resolver.resolve(spec, readPrefix: false)
+                else { continue }
+                resolved.dependencies[index].sha256 = file.digest
+                resolved.dependencies[index].size = resolved.dependencies[index].size ?? file.size
+                break
+            }
+        }
+        return check(resolved)
+    }
+
     private func report(
         folder: String, name: String, digest: Digest?, size: Int64?, state: BlobState?, folderAlias: Digest?, url: String?,
         displayName: String?, required: Bool, note: String?

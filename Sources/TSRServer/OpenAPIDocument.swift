@@ -886,6 +886,24 @@ enum OpenAPIDocument {
       "schema": {
        "type": "string"
       }
+     },
+     {
+      "name": "X-Huggingface-Token",
+      "in": "header",
+      "required": false,
+      "description": "Hugging Face token for gated sources; used for this request only, never stored.",
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "X-Civitai-Api-Key",
+      "in": "header",
+      "required": false,
+      "description": "CivitAI API key; used for this request only, never stored.",
+      "schema": {
+       "type": "string"
+      }
      }
     ],
     "requestBody": {
@@ -945,7 +963,7 @@ enum OpenAPIDocument {
   },
   "/workflows/check": {
    "post": {
-    "summary": "What a workflow JSON needs (registry only; nothing stored)",
+    "summary": "What a workflow JSON needs; nothing stored. With resolve=true the sources of entries without a hash are asked for digest and size",
     "requestBody": {
      "required": true,
      "content": {
@@ -977,7 +995,36 @@ enum OpenAPIDocument {
        }
       }
      }
-    }
+    },
+    "parameters": [
+     {
+      "name": "resolve",
+      "in": "query",
+      "required": false,
+      "description": "true: ask the sources (HEAD / a small range read) for entries without a hash",
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "X-Huggingface-Token",
+      "in": "header",
+      "required": false,
+      "description": "Hugging Face token for gated sources; used for this request only, never stored.",
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "X-Civitai-Api-Key",
+      "in": "header",
+      "required": false,
+      "description": "CivitAI API key; used for this request only, never stored.",
+      "schema": {
+       "type": "string"
+      }
+     }
+    ]
    }
   },
   "/workflows/{name}/check": {

@@ -177,7 +177,8 @@ struct Routes: Sendable {
     }
 
     /// `POST /workflows?name=N[&replace=true]` with a workflow JSON body (any supported format):
-    /// registers it and what it needs (asking the sources for digests and sizes).
+    /// registers it and what it needs (asking the sources for digests and sizes). Keys for gated
+    /// sources may come in `X-Huggingface-Token` / `X-Civitai-Api-Key`.
     func addWorkflow(_ request: Request) async throws -> Response {
         guard let given = request.uri.queryParameters.get("name"), !given.isEmpty else {
             throw APIError(.badRequest, "name the workflow: POST /workflows?name=NAME")
@@ -188,15 +189,26 @@ struct Routes: Sendable {
         if !replace, try registry.workflows().contains(where: { $0.workflow.name == name }) {
             throw RegistryError.workflowExists(name)
         }
-        let service = WorkflowService(fetcher: fetcher)
+        // Keys for asking gated sources, in headers (the body is the workflow); never stored.
+        let service = WorkflowService(fetcher: keyed(request))
         let check = try await blocking { try service.add(parsed, name: name, replace: replace) }
         return try JSONBody.response(status: .created, AddedWorkflow(name: name, format: parsed.format.rawValue, check: check))
     }
 
-    /// `POST /workflows/check`: what a workflow JSON needs, from the registry only.
+    /// `POST /workflows/check[?resolve=true]`: what a workflow JSON needs, from the registry
+    /// only, or after asking the sources of entries without a hash for digest and size (keys in
+    /// the same headers as `POST /workflows`). Nothing is stored either way.
     func checkWorkflow(_ request: Request) async throws -> Response {
         let parsed = try WorkflowParser.parse(try await JSONBody.read(request))
-        return try JSONBody.response(WorkflowService(fetcher: fetcher).check(parsed))
+        let service = WorkflowService(fetcher: keyed(request))
+        guard request.uri.queryParameters.get("resolve") == "true" else { return try JSONBody.response(service.check(parsed)) }
+        return try JSONBody.response(try await blocking { service.check(parsed, resolvingSources: true) })
+    }
+
+    /// The fetcher with the keys of `X-Huggingface-Token` / `X-Civitai-Api-Key`, for this request.
+    func keyed(_ request: Request) -> Fetcher {
+        fetcher.with(credentials: credentials(
+            huggingFace: request.headers[.init("X-Huggingface-Token")!], civitai: request.headers[.init("X-Civitai-Api-Key")!]))
     }
 
     func checkStored(_ name: String) async throws -> Response {
