@@ -141,10 +141,14 @@ public final class Fetcher: Sendable {
         let group = DispatchGroup()
         let result = Mutex<Result<Committed, FetchError>?>(nil)
         let observers = Mutex<[DownloadProgress]>([])
+        /// The last progress reported, for callers that join later.
+        let last = Mutex<(bytes: Int64, total: Int64?)?>(nil)
     }
 
     private func report(_ key: String, _ bytes: Int64, _ total: Int64?) {
-        let observers = flights.withLock { $0[key]?.observers.withLock { $0 } } ?? []
+        let flight = flights.withLock { $0[key] }
+        flight?.last.withLock { $0 = (bytes, total) }
+        let observers = flight?.observers.withLock { $0 } ?? []
         for observer in observers { observer(bytes, total) }
     }
 
@@ -157,7 +161,11 @@ public final class Fetcher: Sendable {
             flights[key] = flight
             return (flight, true)
         }
-        if let progress { flight.observers.withLock { $0.append(progress) } }
+        if let progress {
+            flight.observers.withLock { $0.append(progress) }
+            // A caller joining a running download sees where it stands at once.
+            if !leader, let last = flight.last.withLock({ $0 }) { progress(last.bytes, last.total) }
+        }
         if leader {
             let outcome: Result<Committed, FetchError>
             do { outcome = .success(try work()) } catch { outcome = .failure(error) }
