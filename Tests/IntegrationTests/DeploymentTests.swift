@@ -71,6 +71,14 @@ import TSRTesting
         #expect(try Shell.run("/usr/bin/umount", [mountpoint]).status == 0)
         #expect(!TestMount.isMounted(mountpoint))
 
+        // api=: the daemon serves the HTTP API too (its log says where).
+        let withAPI = try Shell.run("/usr/bin/mount", ["-t", "fuse.tsr", home, mountpoint, "-o", "api=127.0.0.1:0"], timeout: 60)
+        #expect(withAPI.status == 0, "\(withAPI.stdout)\(withAPI.stderr)")
+        let base = try #require(APICLITests.waitForURL(in: home + "/logs/mount.log"), "the mount log says where the API listens")
+        let (status, stats) = try APICLITests.call("GET", base + "/stats")
+        #expect(status == 200 && stats.contains("\"home\":\"\(home)\""), "\(stats)")
+        #expect(try Shell.run("/usr/bin/umount", [mountpoint]).status == 0)
+
         // An fstab line, as users write them.
         let fstab = dir.path + "/fstab"
         try "\(home) \(mountpoint) fuse.tsr allow_other,noauto,nofail 0 0\n".write(toFile: fstab, atomically: true, encoding: .utf8)
