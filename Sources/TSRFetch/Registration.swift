@@ -2,16 +2,53 @@ import TSRLibrary
 import TSRRegistry
 import TSRStore
 
-/// Why a source could not be named or registered. `usage` means the request itself was wrong (a
-/// bad folder, name or hash); `refused` that it conflicts with what the registry holds or with
-/// what the source told.
+/// Why a source could not be named or registered. `description` words it for the command line
+/// (naming its flags), `apiMessage` for the HTTP API (naming request fields).
 public enum RegistrationError: Error, Sendable, CustomStringConvertible {
-    case usage(String)
-    case refused(String)
+    /// A folder or name that cannot be used (the message says why).
+    case badName(String)
+    case badDigest
+    case noFolder
+    /// The source tells a different SHA-256 than the one given.
+    case digestDisagrees(url: String, told: Digest, given: Digest)
+    /// The source tells no SHA-256 and none was given: it cannot be registered before downloading.
+    case noDigest(url: String)
+    case noSize(url: String)
+    /// The name already stands for other content.
+    case nameTaken(name: String, existing: Digest)
+
+    /// True when the request itself was wrong (exit 64 / HTTP 400), not a conflict.
+    public var isUsage: Bool {
+        switch self {
+        case .badName, .badDigest, .noFolder: return true
+        default: return false
+        }
+    }
 
     public var description: String {
         switch self {
-        case let .usage(message), let .refused(message): return message
+        case let .badName(message): return message
+        case .badDigest: return "--sha256 must be 64 hex digits"
+        case .noFolder: return "which folder should it go in? pass --folder (checkpoints, loras, vae, text_encoders, diffusion_models …)"
+        case let .digestDisagrees(url, told, given): return "\(url) says its SHA-256 is \(told), --sha256 says \(given); check which file you meant"
+        case let .noDigest(url):
+            return "\(url) does not tell its SHA-256, so it cannot be registered before downloading; give --sha256 HEX, or run `tsr pull` to download it now and trust those bytes"
+        case let .noSize(url):
+            return "\(url) did not tell its size (no Content-Length or Content-Range), so it cannot be listed before downloading; use `tsr pull`"
+        case let .nameTaken(name, existing):
+            return "\(name) already names other content (\(existing.short)…); pass --force to repoint it or --name to choose another name"
+        }
+    }
+
+    public var apiMessage: String {
+        switch self {
+        case let .badName(message): return message
+        case .badDigest: return "sha256 must be 64 hex digits"
+        case .noFolder: return "which folder should it go in? send \"folder\" (checkpoints, loras, vae, text_encoders, diffusion_models …)"
+        case let .digestDisagrees(url, told, given): return "\(url) says its SHA-256 is \(told), the request says \(given); check which file you meant"
+        case let .noDigest(url): return "\(url) does not tell its SHA-256; send \"sha256\""
+        case let .noSize(url): return "\(url) did not tell its size (no Content-Length or Content-Range)"
+        case let .nameTaken(name, existing): return "\(name) already names other content (\(existing.short)…); send another \"filename\""
         }
     }
 }
@@ -29,20 +66,13 @@ public struct Registration: Sendable {
     public static func make(file: RemoteFile, folder: String?, name: String?, sha256: String?) throws(RegistrationError) -> Registration {
         var digest = file.digest
         if let sha256 {
-            guard let given = Digest(rawValue: sha256.lowercased()) else { throw .usage("the SHA-256 must be 64 hex digits") }
-            if let digest, digest != given {
-                throw .refused("\(file.canonicalURL) says its SHA-256 is \(digest), the request says \(given); check which file you meant")
-            }
+            guard let given = Digest(rawValue: sha256.lowercased()) else { throw .badDigest }
+            if let digest, digest != given { throw .digestDisagrees(url: file.canonicalURL, told: digest, given: given) }
             digest = given
         }
         let (validFolder, validPath) = try Registration.name(for: file, folder: folder, name: name)
-        guard let digest else {
-            throw .refused(
-                "\(file.canonicalURL) does not tell its SHA-256, so it cannot be registered before downloading; give the SHA-256, or pull it now and trust those bytes")
-        }
-        guard file.size != nil else {
-            throw .refused("\(file.canonicalURL) did not tell its size (no Content-Length or Content-Range), so it cannot be listed before downloading; pull it instead")
-        }
+        guard let digest else { throw .noDigest(url: file.canonicalURL) }
+        guard file.size != nil else { throw .noSize(url: file.canonicalURL) }
         return Registration(folder: validFolder, path: validPath, file: file, digest: digest)
     }
 
@@ -50,16 +80,14 @@ public struct Registration: Sendable {
     /// a downloaded file gets, checked: a folder key, a safe relative path, a name ComfyUI lists
     /// in that folder.
     public static func name(for file: RemoteFile, folder: String?, name: String?) throws(RegistrationError) -> (folder: String, path: String) {
-        guard let chosen = folder ?? file.folderHint else {
-            throw .usage("which folder should it go in? name one (checkpoints, loras, vae, text_encoders, diffusion_models …)")
-        }
+        guard let chosen = folder ?? file.folderHint else { throw .noFolder }
         do {
             let validFolder = try ModelPath.validateFolder(chosen)
             let validPath = try ModelPath.validateRelativePath(name ?? file.fileName)
             try ModelPath.validateListable(validPath, folder: validFolder)
             return (validFolder, validPath)
         } catch {
-            throw .usage(error.description)
+            throw .badName(error.description)
         }
     }
 
@@ -74,8 +102,7 @@ public struct Registration: Sendable {
         case .unchanged: return "unchanged"
         case .replaced: return "replaced"
         case let .conflict(existing):
-            throw RegistrationError.refused(
-                "\(folder)/\(path) already names other content (\(existing.short)…); repoint it (--force) or choose another name")
+            throw RegistrationError.nameTaken(name: "\(folder)/\(path)", existing: existing)
         }
     }
 }
@@ -123,7 +150,7 @@ extension Fetcher {
         // Trust on first download: the bytes name themselves.
         let (folder, path) = try Registration.name(for: file, folder: request.folder, name: request.name)
         if !request.force, let existing = try library.registry.alias(folder: folder, path: path) {
-            throw RegistrationError.refused("\(folder)/\(path) already names \(existing.sha256.short)…; repoint it (--force) or choose another name")
+            throw RegistrationError.nameTaken(name: "\(folder)/\(path)", existing: existing.sha256)
         }
         let committed = try download(file, progress: progress, cancel: cancel)
         _ = try library.record(committed, folder: folder, path: path)

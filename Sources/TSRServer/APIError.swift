@@ -30,9 +30,7 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
             let message = error.body ?? (error.status == .notFound ? "no such endpoint; see /openapi.json" : error.status.reasonPhrase)
             return APIError(error.status, message)
         case let error as FetchError: return from(fetch: error)
-        case let error as RegistrationError:
-            if case .usage = error { return APIError(.badRequest, error.description) }
-            return APIError(.conflict, error.description)
+        case let error as RegistrationError: return APIError(error.isUsage ? .badRequest : .conflict, error.apiMessage)
         case let error as WorkflowError: return APIError(.badRequest, error.description)
         case let error as RegistryError: return from(registry: error)
         case let error as LibraryError:

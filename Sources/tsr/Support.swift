@@ -64,8 +64,8 @@ func runReporting(json: Bool, _ body: () throws -> Void) throws {
         throw error
     } catch let error as ValidationError {
         throw error
-    } catch let RegistrationError.usage(message) {
-        throw ValidationError(message)
+    } catch let error as RegistrationError where error.isUsage {
+        throw ValidationError(error.description)
     } catch {
         let message = String(describing: error)
         if json {
