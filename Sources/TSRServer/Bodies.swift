@@ -30,25 +30,6 @@ struct KeysBody: Decodable {
     }
 }
 
-struct StatsBody: Encodable {
-    var home: String
-    var blobs: Int
-    var remoteBlobs: Int
-    var quarantinedBlobs: Int
-    var aliases: Int
-    var bytesStored: Int64
-    var bytesSaved: Int64
-    var folders: [RegistryStats.Folder]
-    var workflows: Int
-    var downloadsActive: Int
-
-    enum CodingKeys: String, CodingKey {
-        case home, blobs, aliases, folders, workflows
-        case remoteBlobs = "remote_blobs", quarantinedBlobs = "quarantined_blobs"
-        case bytesStored = "bytes_stored", bytesSaved = "bytes_saved", downloadsActive = "downloads_active"
-    }
-}
-
 struct ModelSummary: Encodable {
     var sha256: String
     var size: Int64

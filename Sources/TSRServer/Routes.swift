@@ -34,11 +34,9 @@ struct Routes: Sendable {
     // MARK: Library
 
     func stats() throws -> Response {
-        let stats = try registry.stats()
-        return try JSONBody.response(StatsBody(
-            home: library.layout.home, blobs: stats.blobs, remoteBlobs: stats.remoteBlobs, quarantinedBlobs: stats.quarantinedBlobs,
-            aliases: stats.aliases, bytesStored: stats.bytesStored, bytesSaved: stats.bytesSaved, folders: stats.folders,
-            workflows: try registry.workflows().count, downloadsActive: server.downloads.list().filter { !$0.state.isFinished }.count))
+        var report = try library.statsReport()
+        report.downloadsActive = server.downloads.list().filter { !$0.state.isFinished }.count
+        return try JSONBody.response(report)
     }
 
     func models(_ request: Request) throws -> Response {

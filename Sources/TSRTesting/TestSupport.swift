@@ -152,3 +152,37 @@ public enum BuildProducts {
 public func readBytes(_ path: String) throws -> [UInt8] {
     [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
 }
+
+/// Deterministic pseudo-random bytes (xorshift), the same for the same seed.
+public func testBytes(_ count: Int, seed: UInt64 = 1) -> [UInt8] {
+    var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
+    return (0..<count).map { _ in
+        state ^= state << 13
+        state ^= state >> 7
+        state ^= state << 17
+        return UInt8(truncatingIfNeeded: state)
+    }
+}
+
+/// Every file under `root`, read whole and concatenated (for "no secret written" checks).
+public func everyByte(under root: String) -> [UInt8] {
+    var all: [UInt8] = []
+    let walker = FileManager.default.enumerator(atPath: root)
+    while let relative = walker?.nextObject() as? String {
+        var isDirectory: ObjCBool = false
+        let path = root + "/" + relative
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }
+        if let data = FileManager.default.contents(atPath: path) { all += data }
+    }
+    return all
+}
+
+extension [UInt8] {
+    /// True when the UTF-8 bytes of `needle` occur somewhere in these bytes.
+    public func contains(_ needle: String) -> Bool {
+        let n = Array(needle.utf8)
+        guard !n.isEmpty, count >= n.count else { return false }
+        for i in 0...(count - n.count) where self[i] == n[0] && Array(self[i..<(i + n.count)]) == n { return true }
+        return false
+    }
+}

@@ -30,31 +30,9 @@ struct FetchHome {
     }
 
     /// Every file under the home, read whole (for the "no secret written" checks).
-    func everyByte() throws -> [UInt8] {
-        var all: [UInt8] = []
-        let root = library.layout.home
-        let walker = FileManager.default.enumerator(atPath: root)
-        while let relative = walker?.nextObject() as? String {
-            let path = root + "/" + relative
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }
-            all += (try? readBytes(path)) ?? []
-        }
-        return all
-    }
+    func everyByte() throws -> [UInt8] { TSRTesting.everyByte(under: library.layout.home) }
 
     func remove() { dir.remove() }
-}
-
-/// Deterministic pseudo-random bytes.
-func testBytes(_ count: Int, seed: UInt64 = 1) -> [UInt8] {
-    var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
-    return (0..<count).map { _ in
-        state ^= state << 13
-        state ^= state >> 7
-        state ^= state << 17
-        return UInt8(truncatingIfNeeded: state)
-    }
 }
 
 /// A counter handlers can share.
@@ -63,13 +41,4 @@ final class Counter: Sendable {
     /// Increments and returns the new value.
     @discardableResult func next() -> Int { value.add(1, ordering: .relaxed).newValue }
     var count: Int { value.load(ordering: .relaxed) }
-}
-
-extension [UInt8] {
-    func contains(_ needle: String) -> Bool {
-        let n = Array(needle.utf8)
-        guard !n.isEmpty, count >= n.count else { return false }
-        for i in 0...(count - n.count) where self[i] == n[0] && Array(self[i..<(i + n.count)]) == n { return true }
-        return false
-    }
 }

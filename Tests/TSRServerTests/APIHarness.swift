@@ -128,30 +128,11 @@ final class APIHarness: Sendable {
     }
 
     /// Every file under the home, read whole (for the "no secret written" checks).
-    func everyByte() -> [UInt8] {
-        var all: [UInt8] = []
-        let root = library.layout.home
-        let walker = FileManager.default.enumerator(atPath: root)
-        while let relative = walker?.nextObject() as? String {
-            if let data = FileManager.default.contents(atPath: root + "/" + relative) { all += data }
-        }
-        return all
-    }
+    func everyByte() -> [UInt8] { TSRTesting.everyByte(under: library.layout.home) }
 }
 
 struct SocketError: Error {
     var message: String
-}
-
-/// Deterministic pseudo-random bytes.
-func testBytes(_ count: Int, seed: UInt64 = 1) -> [UInt8] {
-    var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
-    return (0..<count).map { _ in
-        state ^= state << 13
-        state ^= state >> 7
-        state ^= state << 17
-        return UInt8(truncatingIfNeeded: state)
-    }
 }
 
 /// A minimal valid safetensors file: an 8-byte header length, a JSON header, then `payload` bytes.
@@ -163,13 +144,4 @@ func safetensors(metadata: [String: String] = [:], payload: Int) -> [UInt8] {
     var length = UInt64(json.count).littleEndian
     let prefix = withUnsafeBytes(of: &length) { Array($0) }
     return prefix + json + testBytes(payload, seed: UInt64(payload))
-}
-
-extension [UInt8] {
-    func contains(_ needle: String) -> Bool {
-        let n = Array(needle.utf8)
-        guard !n.isEmpty, count >= n.count else { return false }
-        for i in 0...(count - n.count) where self[i] == n[0] && Array(self[i..<(i + n.count)]) == n { return true }
-        return false
-    }
 }

@@ -44,6 +44,21 @@ def rows():
     return driver.find_elements(By.CSS_SELECTOR, "#models tbody tr")
 
 
+def click(selector):
+    """Clicks, finding the element again if the page re-rendered it in between."""
+    def attempt():
+        driver.find_element(By.CSS_SELECTOR, selector).click()
+        return True
+    deadline = time.time() + 10
+    while True:
+        try:
+            return attempt()
+        except Exception:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def text(selector):
     return driver.find_element(By.CSS_SELECTOR, selector).text
 
@@ -56,7 +71,7 @@ try:
     search = driver.find_element(By.ID, "search")
     search.send_keys(expected["search"])
     wait("search keeps one model", lambda: len(rows()) == 1 and expected["search_hit"] in rows()[0].text)
-    rows()[0].click()
+    click("#models tbody tr")
     wait("the model page shows trigger words", lambda: expected["trigger"] in text("#triggers"))
     wait("the model page shows the creator", lambda: expected["creator"] in text("#detail"))
     wait("the model page shows an example prompt", lambda: len(driver.find_elements(By.CSS_SELECTOR, "#detail .prompt")) > 0)
@@ -66,15 +81,16 @@ try:
     driver.execute_script("document.getElementById('search').dispatchEvent(new Event('input'))")
     wait("clearing the search lists everything again", lambda: len(rows()) == expected["models"])
 
-    driver.find_element(By.CSS_SELECTOR, '#facet-folder button[data-value="loras"]').click()
+    click('#facet-folder button[data-value="loras"]')
     wait("the loras folder filter", lambda: len(rows()) == expected["loras"])
-    driver.find_element(By.CSS_SELECTOR, f'#facet-creator button[data-value="{expected["creator"]}"]').click()
+    click(f'#facet-creator button[data-value="{expected["creator"]}"]')
     wait("folder and creator together", lambda: len(rows()) == 1)
-    driver.find_element(By.CSS_SELECTOR, "#facet-creator li:first-child button").click()
-    driver.find_element(By.CSS_SELECTOR, "#facet-folder li:first-child button").click()
+    click("#facet-creator li:first-child button")
+    wait("any creator again", lambda: len(rows()) == expected["loras"])
+    click("#facet-folder li:first-child button")
     wait("back to all models", lambda: len(rows()) == expected["models"])
 
-    driver.find_element(By.CSS_SELECTOR, 'nav.tabs button[data-tab="workflow"]').click()
+    click('nav.tabs button[data-tab="workflow"]')
     assert "never saved" in driver.find_element(By.CSS_SELECTOR, ".keys").get_attribute("textContent"), "the key fields say they are never saved"
     content = open(workflow_path).read()
     driver.execute_script(
@@ -93,10 +109,10 @@ try:
     wait("the workflow is named after the file", lambda: driver.find_element(By.ID, "wfname").get_attribute("value") == "portrait")
     missing_row = f'#wfentries tr[data-file="{expected["missing_file"]}"]'
     assert "remote" in text(missing_row + " .status"), text(missing_row)
-    driver.find_element(By.ID, "download").click()
+    click("#download")
     wait("the missing file downloads with live progress", lambda: "completed" in text(missing_row + " .status"), timeout=60)
     wait("the download reports its end", lambda: "All 1 downloaded" in text("#dlstatus"))
-    driver.find_element(By.CSS_SELECTOR, 'nav.tabs button[data-tab="downloads"]').click()
+    click('nav.tabs button[data-tab="downloads"]')
     wait("the downloads tab lists it", lambda: "completed" in text("#downloads tbody"))
     wait("the library counts it", lambda: f"{expected['present'] + 1} models here" in text("#stats"))
 

@@ -8,30 +8,10 @@ struct StatsCommand: ParsableCommand {
     @OptionGroup var homeOptions: HomeOptions
     @OptionGroup var output: OutputOptions
 
-    struct Report: Codable {
-        var home: String
-        var blobs: Int
-        var remoteBlobs: Int
-        var quarantinedBlobs: Int
-        var aliases: Int
-        var bytesStored: Int64
-        var bytesSaved: Int64
-        var folders: [RegistryStats.Folder]
-
-        enum CodingKeys: String, CodingKey {
-            case home, blobs, aliases, folders
-            case remoteBlobs = "remote_blobs", quarantinedBlobs = "quarantined_blobs"
-            case bytesStored = "bytes_stored", bytesSaved = "bytes_saved"
-        }
-    }
-
     func run() throws {
         try runReporting(json: output.json) {
             let library = try homeOptions.open()
-            let stats = try library.registry.stats()
-            let report = Report(
-                home: library.layout.home, blobs: stats.blobs, remoteBlobs: stats.remoteBlobs, quarantinedBlobs: stats.quarantinedBlobs,
-                aliases: stats.aliases, bytesStored: stats.bytesStored, bytesSaved: stats.bytesSaved, folders: stats.folders)
+            let report = try library.statsReport()
             if output.json {
                 try Out.json(report)
                 return
