@@ -13,6 +13,10 @@ final class PendingWrite: @unchecked Sendable {
     var committed: Digest?
     var openHandles = 0
     var dirty = false
+    /// A write or truncate failed (a full disk, say): the bytes so far are discarded at once, and
+    /// every later write, truncate and commit of this transaction fails the same way, so a file
+    /// with a hole or a missing tail never gets a name. A new open for writing starts afresh.
+    private var failure: (any Error)?
     let createdNs: Int64
 
     init(key: AliasKey, writer: BlobWriter, createdNs: Int64) {
@@ -29,9 +33,12 @@ final class PendingWrite: @unchecked Sendable {
     /// Returns whether it had to (the name is then being written again).
     func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64, store: BlobStore) throws -> Bool {
         try lock.withLock {
+            if let failure { throw failure }
             let restarted = writer == nil
-            let writer = try currentWriter(store: store)
-            try writer.write(bytes, at: offset)
+            try failing {
+                let writer = try currentWriter(store: store)
+                try writer.write(bytes, at: offset)
+            }
             dirty = true
             return restarted
         }
@@ -39,9 +46,29 @@ final class PendingWrite: @unchecked Sendable {
 
     func truncate(to size: Int64, store: BlobStore) throws {
         try lock.withLock {
-            try currentWriter(store: store).truncate(to: size)
+            if let failure { throw failure }
+            try failing { try currentWriter(store: store).truncate(to: size) }
             dirty = true
         }
+    }
+
+    /// Runs `body`; if it throws, the transaction is poisoned (see `failure`). Holds `lock`.
+    private func failing(_ body: () throws -> Void) throws {
+        do {
+            try body()
+        } catch {
+            failure = error
+            writer?.abort()
+            writer = nil
+            dirty = false
+            throw error
+        }
+    }
+
+    /// Forgets an earlier failure: the next write starts a new transaction (a new open for
+    /// writing, e.g. after the user freed space).
+    func clearFailure() {
+        lock.withLock { failure = nil }
     }
 
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64, store: BlobStore) throws -> Int {
@@ -57,6 +84,7 @@ final class PendingWrite: @unchecked Sendable {
     /// Commits the bytes; returns the result, or nil when there was nothing new to commit.
     func commit() throws -> Committed? {
         try lock.withLock {
+            if let failure { throw failure }
             guard dirty, let writer else { return nil }
             self.writer = nil
             dirty = false

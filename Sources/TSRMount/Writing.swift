@@ -30,6 +30,8 @@ extension TensorsFileSystem {
         if let current = state.withLock({ $0.writes[key] }) {
             current.lock.withLock { current.openHandles += 1 }
             if truncate {
+                // Emptying the file starts afresh, even after a failed write (a full disk).
+                current.clearFailure()
                 try current.truncate(to: 0, store: library.store)
                 try rebuild { overlay in overlay.pending[key] = (0, Self.nowNs) }
             }
@@ -150,6 +152,11 @@ extension TensorsFileSystem {
             request.replyOK()
         } catch {
             logger.error("commit of \(write.key?.description ?? "an unlinked file") failed: \(error)")
+            // A new file that never committed disappears with the failed close: its name is not
+            // left showing while the kernel gets round to releasing the handle.
+            if let key = write.lock.withLock({ write.committed == nil ? write.key : nil }) {
+                try? rebuild { overlay in overlay.pending[key] = nil }
+            }
             request.reply(error: ErrnoMapping.errno(for: error))
         }
     }
