@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Fuzzes tensors' parsers with libFuzzer for a bounded time:
 #   scripts/fuzz.sh [SECONDS] [safetensors|workflows|all]     (default: 60 s, all)
-# Each target's new interesting inputs land in fuzz/corpus/<target> (commit the useful ones); a
-# crash is written to fuzz/crashes/ and fails the script.
+# Each target's new interesting inputs land in fuzz/corpus/<target> (commit the useful ones), or
+# in $TSR_FUZZ_CORPUS/<target> when set (the test script fuzzes a copy); a crash is written to
+# fuzz/crashes/ and fails the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
@@ -12,9 +13,10 @@ swift build --product TSRFuzz --build-path .build-fuzz \
 mkdir -p fuzz/crashes
 for target in safetensors workflows; do
   [ "$which" = all ] || [ "$which" = "$target" ] || continue
-  mkdir -p "fuzz/corpus/$target"
+  corpus="${TSR_FUZZ_CORPUS:-fuzz/corpus}/$target"
+  mkdir -p "$corpus"
   max_len=4096
   [ "$target" = workflows ] && max_len=16384
-  TSR_FUZZ_TARGET="$target" .build-fuzz/debug/TSRFuzz "fuzz/corpus/$target" \
+  TSR_FUZZ_TARGET="$target" .build-fuzz/debug/TSRFuzz "$corpus" \
     -max_total_time="$seconds" -max_len="$max_len" -artifact_prefix="fuzz/crashes/$target-" -print_final_stats=1
 done
