@@ -80,10 +80,13 @@ public final class APIServer: Sendable {
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "tensors"),
             onServerRunning: { channel in await ready(channel.localAddress?.port ?? 0) },
             logger: serverLogger)
-        if gracefulShutdownSignals {
-            try await app.runService()
-        } else {
-            try await app.run()
+        // Connections and handlers run on the API's own threads (child tasks inherit this).
+        try await withTaskExecutorPreference(ThreadExecutor.api) {
+            if gracefulShutdownSignals {
+                try await app.runService()
+            } else {
+                try await app.run()
+            }
         }
     }
 }

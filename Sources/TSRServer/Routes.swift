@@ -245,12 +245,12 @@ struct Routes: Sendable {
         let current = server.downloads.list()
         let updates = server.downloads.events()
         let (stream, continuation) = AsyncStream<[UInt8]>.makeStream()
-        let forward = Task {
+        let forward = Task(executorPreference: ThreadExecutor.api) {
             for status in current.reversed() { continuation.yield(Self.sseEvent(status)) }
             for await status in updates { continuation.yield(Self.sseEvent(status)) }
             continuation.finish()
         }
-        let heartbeat = Task {
+        let heartbeat = Task(executorPreference: ThreadExecutor.api) {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(15))
                 continuation.yield(Array(": keep-alive\n\n".utf8))

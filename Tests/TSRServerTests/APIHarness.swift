@@ -25,7 +25,7 @@ final class APIHarness: Sendable {
         server = try APIServer(fetcher: fetcher, configuration: APIConfiguration(host: "127.0.0.1", port: 0, token: token), downloads: DownloadCenter(eventInterval: .milliseconds(20)))
         let (ports, continuation) = AsyncStream<Int>.makeStream()
         let server = self.server
-        task = Task { try await server.run { port in continuation.yield(port) } }
+        task = Task(executorPreference: ThreadExecutor.api) { try await server.run { port in continuation.yield(port) } }
         var bound = 0
         for await port in ports {
             bound = port
@@ -129,6 +129,12 @@ final class APIHarness: Sendable {
 
     /// Every file under the home, read whole (for the "no secret written" checks).
     func everyByte() -> [UInt8] { TSRTesting.everyByte(under: library.layout.home) }
+}
+
+/// Runs a test body on the API's own threads: its awaits resume there, so tests elsewhere in the
+/// process that block Swift's shared pool (FUSE and CLI tests wait on processes) cannot stall it.
+func onAPIThreads<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+    try await withTaskExecutorPreference(ThreadExecutor.api) { try await body() }
 }
 
 struct SocketError: Error {

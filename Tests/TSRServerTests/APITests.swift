@@ -11,313 +11,331 @@ import TSRTesting
 /// The API against a live server on port 0, with the Hugging Face emulator behind it.
 @Suite(.serialized) struct APITests {
     @Test func seedDownloadStreamsProgressThenCompletesAndTheLibraryShowsIt() async throws {
-        let bytes = safetensors(metadata: ["ss_base_model_version": "sdxl_base_v1-0"], payload: 6 << 20)
-        let hf = try HuggingFaceFixture(files: ["org/repo/styles/ink.safetensors": .init(bytes: bytes)])
-        let api = try await APIHarness(settings: APIHarness.settings(hf: hf))
-        let digest = try SHA256Hasher.digest(bytes).rawValue
-        let reply = try await api.request("POST", "/models/download", json: [
-            "url": "https://huggingface.co/org/repo/resolve/main/styles/ink.safetensors?download=true", "folder": "loras", "sha256": digest,
-        ])
-        #expect(reply.status == 200 && reply.headers["content-type"] == "application/x-ndjson")
-        let lines = reply.lines
-        let last = try #require(lines.last)
-        #expect(last["status"] as? String == "completed" && last["sha256"] as? String == digest, "\(reply.text)")
-        #expect(last["path"] as? String == "loras/ink.safetensors" && (last["total_bytes"] as? Int) == bytes.count)
-        #expect(lines.dropLast().contains { $0["status"] as? String == "downloading" && $0["total_bytes"] as? Int == bytes.count })
-        #expect(lines.dropLast().allSatisfy { $0["status"] as? String == "downloading" })
-        #expect(api.library.store.contains(try #require(Digest(rawValue: digest))))
+        try await onAPIThreads {
+            let bytes = safetensors(metadata: ["ss_base_model_version": "sdxl_base_v1-0"], payload: 6 << 20)
+            let hf = try HuggingFaceFixture(files: ["org/repo/styles/ink.safetensors": .init(bytes: bytes)])
+            let api = try await APIHarness(settings: APIHarness.settings(hf: hf))
+            let digest = try SHA256Hasher.digest(bytes).rawValue
+            let reply = try await api.request("POST", "/models/download", json: [
+                "url": "https://huggingface.co/org/repo/resolve/main/styles/ink.safetensors?download=true", "folder": "loras", "sha256": digest,
+            ])
+            #expect(reply.status == 200 && reply.headers["content-type"] == "application/x-ndjson")
+            let lines = reply.lines
+            let last = try #require(lines.last)
+            #expect(last["status"] as? String == "completed" && last["sha256"] as? String == digest, "\(reply.text)")
+            #expect(last["path"] as? String == "loras/ink.safetensors" && (last["total_bytes"] as? Int) == bytes.count)
+            #expect(lines.dropLast().contains { $0["status"] as? String == "downloading" && $0["total_bytes"] as? Int == bytes.count })
+            #expect(lines.dropLast().allSatisfy { $0["status"] as? String == "downloading" })
+            #expect(api.library.store.contains(try #require(Digest(rawValue: digest))))
 
-        let list = try await api.request("GET", "/models?folder=loras").json
-        let models = try #require(list["models"] as? [[String: Any]])
-        #expect(list["total"] as? Int == 1 && models.first?["sha256"] as? String == digest && models.first?["state"] as? String == "present")
-        #expect(models.first?["base_model"] as? String == "SDXL 1.0")
-        #expect((list["facets"] as? [String: Any])?["folders"] as? [String: Int] == ["loras": 1])
+            let list = try await api.request("GET", "/models?folder=loras").json
+            let models = try #require(list["models"] as? [[String: Any]])
+            #expect(list["total"] as? Int == 1 && models.first?["sha256"] as? String == digest && models.first?["state"] as? String == "present")
+            #expect(models.first?["base_model"] as? String == "SDXL 1.0")
+            #expect((list["facets"] as? [String: Any])?["folders"] as? [String: Int] == ["loras": 1])
 
-        let detail = try await api.request("GET", "/models/\(digest)").json
-        #expect((detail["names"] as? [[String: String]]) == [["folder": "loras", "path": "ink.safetensors"]])
-        #expect((detail["metadata"] as? [String: String])?["ss_base_model_version"] == "sdxl_base_v1-0" && detail["tensor_count"] as? Int == 1)
-        #expect((detail["sources"] as? [[String: String]])?.first?["url"] == "https://huggingface.co/org/repo/resolve/main/styles/ink.safetensors")
-        let stats = try await api.request("GET", "/stats").json
-        #expect(stats["blobs"] as? Int == 1 && stats["aliases"] as? Int == 1 && stats["bytes_stored"] as? Int == bytes.count)
-        #expect(try await api.request("GET", "/downloads").json["downloads"].flatMap { $0 as? [[String: Any]] }?.first?["state"] as? String == "completed")
-        await api.stop()
+            let detail = try await api.request("GET", "/models/\(digest)").json
+            #expect((detail["names"] as? [[String: String]]) == [["folder": "loras", "path": "ink.safetensors"]])
+            #expect((detail["metadata"] as? [String: String])?["ss_base_model_version"] == "sdxl_base_v1-0" && detail["tensor_count"] as? Int == 1)
+            #expect((detail["sources"] as? [[String: String]])?.first?["url"] == "https://huggingface.co/org/repo/resolve/main/styles/ink.safetensors")
+            let stats = try await api.request("GET", "/stats").json
+            #expect(stats["blobs"] as? Int == 1 && stats["aliases"] as? Int == 1 && stats["bytes_stored"] as? Int == bytes.count)
+            #expect(try await api.request("GET", "/downloads").json["downloads"].flatMap { $0 as? [[String: Any]] }?.first?["state"] as? String == "completed")
+            await api.stop()
+        }
     }
 
     @Test func aGatedFileAsksForTheKeyTheKeyWorksForThatRequestAndIsNeverWritten() async throws {
-        let bytes = safetensors(payload: 300_000)
-        let hf = try HuggingFaceFixture(files: ["org/gated/m.safetensors": .init(bytes: bytes, gated: true)])
-        let api = try await APIHarness(settings: APIHarness.settings(hf: hf))
-        let refused = try await api.request("POST", "/models/download", json: ["url": "hf://org/gated/m.safetensors", "folder": "checkpoints"])
-        let error = try #require(refused.lines.last)
-        #expect(error["status"] as? String == "error")
-        #expect((error["error"] as? String)?.contains("send huggingface_token") == true, "\(refused.text)")
-        #expect((error["error"] as? String)?.contains("--token-stdin") == false)
+        try await onAPIThreads {
+            let bytes = safetensors(payload: 300_000)
+            let hf = try HuggingFaceFixture(files: ["org/gated/m.safetensors": .init(bytes: bytes, gated: true)])
+            let api = try await APIHarness(settings: APIHarness.settings(hf: hf))
+            let refused = try await api.request("POST", "/models/download", json: ["url": "hf://org/gated/m.safetensors", "folder": "checkpoints"])
+            let error = try #require(refused.lines.last)
+            #expect(error["status"] as? String == "error")
+            #expect((error["error"] as? String)?.contains("send huggingface_token") == true, "\(refused.text)")
+            #expect((error["error"] as? String)?.contains("--token-stdin") == false)
 
-        let done = try await api.request("POST", "/models/download", json: [
-            "url": "hf://org/gated/m.safetensors", "folder": "checkpoints", "huggingface_token": hf.token,
-        ])
-        #expect(done.lines.last?["status"] as? String == "completed", "\(done.text)")
-        // The key was not kept: the next request without it is refused again.
-        try api.library.registry.setState(try SHA256Hasher.digest(bytes), .remote)
-        _ = try? FileManager.default.removeItem(atPath: api.library.layout.blobPath(try SHA256Hasher.digest(bytes)))
-        let again = try await api.request("POST", "/models/download", json: ["url": "hf://org/gated/m.safetensors", "folder": "checkpoints"])
-        #expect(again.lines.last?["status"] as? String == "error")
-        #expect(!api.everyByte().contains(hf.token), "the key is nowhere in the home")
-        #expect(hf.cdn.requests.allSatisfy { $0.header("authorization") == nil }, "the key goes to its own origin only")
-        await api.stop()
+            let done = try await api.request("POST", "/models/download", json: [
+                "url": "hf://org/gated/m.safetensors", "folder": "checkpoints", "huggingface_token": hf.token,
+            ])
+            #expect(done.lines.last?["status"] as? String == "completed", "\(done.text)")
+            // The key was not kept: the next request without it is refused again.
+            try api.library.registry.setState(try SHA256Hasher.digest(bytes), .remote)
+            _ = try? FileManager.default.removeItem(atPath: api.library.layout.blobPath(try SHA256Hasher.digest(bytes)))
+            let again = try await api.request("POST", "/models/download", json: ["url": "hf://org/gated/m.safetensors", "folder": "checkpoints"])
+            #expect(again.lines.last?["status"] as? String == "error")
+            #expect(!api.everyByte().contains(hf.token), "the key is nowhere in the home")
+            #expect(hf.cdn.requests.allSatisfy { $0.header("authorization") == nil }, "the key goes to its own origin only")
+            await api.stop()
+        }
     }
 
     @Test func checkDependenciesAnswersInTheSeedsShape() async throws {
-        let here = safetensors(payload: 4096)
-        let api = try await APIHarness()
-        let dir = try TempDirectory("tsr-api-files")
-        defer { dir.remove() }
-        _ = try dir.write("models/checkpoints/base.safetensors", here)
-        var options = ImportOptions()
-        options.mode = .copy
-        _ = try Importer(library: api.library).run(root: dir.path + "/models", options: options)
-        let hereDigest = try SHA256Hasher.digest(here).rawValue
-        let missingDigest = String(repeating: "ab", count: 32)
-        let reply = try await api.request("POST", "/models/check-dependencies", json: [
-            "dependencies": [
-                "checkpoints": [
-                    ["filename": "base.safetensors", "sha256": hereDigest, "size": here.count, "urls": []],
-                    ["filename": "other-name.safetensors", "sha256": hereDigest, "size": here.count, "urls": []],
+        try await onAPIThreads {
+            let here = safetensors(payload: 4096)
+            let api = try await APIHarness()
+            let dir = try TempDirectory("tsr-api-files")
+            defer { dir.remove() }
+            _ = try dir.write("models/checkpoints/base.safetensors", here)
+            var options = ImportOptions()
+            options.mode = .copy
+            _ = try Importer(library: api.library).run(root: dir.path + "/models", options: options)
+            let hereDigest = try SHA256Hasher.digest(here).rawValue
+            let missingDigest = String(repeating: "ab", count: 32)
+            let reply = try await api.request("POST", "/models/check-dependencies", json: [
+                "dependencies": [
+                    "checkpoints": [
+                        ["filename": "base.safetensors", "sha256": hereDigest, "size": here.count, "urls": []],
+                        ["filename": "other-name.safetensors", "sha256": hereDigest, "size": here.count, "urls": []],
+                    ],
+                    "loras": [["filename": "new.safetensors", "sha256": missingDigest, "size": 1234, "urls": ["https://huggingface.co/o/r/resolve/main/new.safetensors"]]],
                 ],
-                "loras": [["filename": "new.safetensors", "sha256": missingDigest, "size": 1234, "urls": ["https://huggingface.co/o/r/resolve/main/new.safetensors"]]],
-            ],
-        ])
-        #expect(reply.status == 200)
-        let json = reply.json
-        let existing = try #require(json["existing"] as? [[String: Any]])
-        let missing = try #require(json["missing"] as? [[String: Any]])
-        #expect(Set(existing.compactMap { $0["action"] as? String }) == ["use_existing", "symlink"])
-        #expect(missing.count == 1 && missing.first?["filename"] as? String == "new.safetensors" && missing.first?["action"] as? String == "download")
-        #expect(json["total_download_size"] as? Int == 1234 && json["total_saved_size"] as? Int == 2 * here.count)
-        // Nothing was stored by a check.
-        #expect(try api.library.registry.blob(try #require(Digest(rawValue: missingDigest))) == nil)
-        let bad = try await api.request("POST", "/models/check-dependencies", json: ["nodes": []])
-        #expect(bad.status == 400 && (bad.json["error"] as? String)?.contains("dependencies") == true)
-        await api.stop()
+            ])
+            #expect(reply.status == 200)
+            let json = reply.json
+            let existing = try #require(json["existing"] as? [[String: Any]])
+            let missing = try #require(json["missing"] as? [[String: Any]])
+            #expect(Set(existing.compactMap { $0["action"] as? String }) == ["use_existing", "symlink"])
+            #expect(missing.count == 1 && missing.first?["filename"] as? String == "new.safetensors" && missing.first?["action"] as? String == "download")
+            #expect(json["total_download_size"] as? Int == 1234 && json["total_saved_size"] as? Int == 2 * here.count)
+            // Nothing was stored by a check.
+            #expect(try api.library.registry.blob(try #require(Digest(rawValue: missingDigest))) == nil)
+            let bad = try await api.request("POST", "/models/check-dependencies", json: ["nodes": []])
+            #expect(bad.status == 400 && (bad.json["error"] as? String)?.contains("dependencies") == true)
+            await api.stop()
+        }
     }
 
     @Test func aWorkflowIsAddedCheckedAndPulledWithLiveEvents() async throws {
-        let model = safetensors(payload: 2 << 20)
-        let hf = try HuggingFaceFixture(files: ["org/repo/vae/tiny_vae.safetensors": .init(bytes: model)])
-        let api = try await APIHarness(settings: APIHarness.settings(hf: hf))
-        let workflow: [String: Any] = [
-            "nodes": [["id": 1, "type": "VAELoader", "properties": ["models": [
-                ["name": "tiny_vae.safetensors", "url": "https://huggingface.co/org/repo/resolve/main/vae/tiny_vae.safetensors", "directory": "vae"],
-            ]]]],
-        ]
-        let preview = try await api.request("POST", "/workflows/check", json: workflow).json
-        #expect((preview["missing"] as? [[String: Any]])?.count == 1 && (preview["existing"] as? [Any])?.isEmpty == true)
-        #expect(try api.library.registry.workflows().isEmpty, "a check stores nothing")
+        try await onAPIThreads {
+            let model = safetensors(payload: 2 << 20)
+            let hf = try HuggingFaceFixture(files: ["org/repo/vae/tiny_vae.safetensors": .init(bytes: model)])
+            let api = try await APIHarness(settings: APIHarness.settings(hf: hf))
+            let workflow: [String: Any] = [
+                "nodes": [["id": 1, "type": "VAELoader", "properties": ["models": [
+                    ["name": "tiny_vae.safetensors", "url": "https://huggingface.co/org/repo/resolve/main/vae/tiny_vae.safetensors", "directory": "vae"],
+                ]]]],
+            ]
+            let preview = try await api.request("POST", "/workflows/check", json: workflow).json
+            #expect((preview["missing"] as? [[String: Any]])?.count == 1 && (preview["existing"] as? [Any])?.isEmpty == true)
+            #expect(try api.library.registry.workflows().isEmpty, "a check stores nothing")
 
-        let added = try await api.request("POST", "/workflows?name=portrait", json: workflow)
-        #expect(added.status == 201 && added.json["format"] as? String == "ui", "\(added.text)")
-        #expect(((added.json["check"] as? [String: Any])?["total_download_size"] as? Int) == model.count)
-        let twice = try await api.request("POST", "/workflows?name=portrait", json: workflow)
-        #expect(twice.status == 409 && (twice.json["error"] as? String)?.contains("replace=true") == true)
-        let listed = try await api.request("GET", "/workflows").json["workflows"] as? [[String: Any]]
-        #expect(listed?.first?["name"] as? String == "portrait" && listed?.first?["missing"] as? Int == 1)
+            let added = try await api.request("POST", "/workflows?name=portrait", json: workflow)
+            #expect(added.status == 201 && added.json["format"] as? String == "ui", "\(added.text)")
+            #expect(((added.json["check"] as? [String: Any])?["total_download_size"] as? Int) == model.count)
+            let twice = try await api.request("POST", "/workflows?name=portrait", json: workflow)
+            #expect(twice.status == 409 && (twice.json["error"] as? String)?.contains("replace=true") == true)
+            let listed = try await api.request("GET", "/workflows").json["workflows"] as? [[String: Any]]
+            #expect(listed?.first?["name"] as? String == "portrait" && listed?.first?["missing"] as? Int == 1)
 
-        // Watch the event stream while the pull runs.
-        let digest = try SHA256Hasher.digest(model).rawValue
-        let stream = Task.detached { [api] in
-            try api.raw("GET /downloads/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", until: { $0.contains("\"state\":\"completed\"") })
+            // Watch the event stream while the pull runs.
+            let digest = try SHA256Hasher.digest(model).rawValue
+            let stream = Task(executorPreference: ThreadExecutor.api) { [api] in
+                try await onThread { try api.raw("GET /downloads/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", until: { $0.contains("\"state\":\"completed\"") }) }
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            let pull = try await api.request("POST", "/workflows/portrait/pull")
+            #expect(pull.status == 202)
+            let started = try #require(pull.json["downloads"] as? [[String: Any]])
+            #expect(started.count == 1 && started.first?["workflow"] as? String == "portrait")
+            let events = try await stream.value
+            #expect(events.hasPrefix("HTTP/1.1 200") && events.lowercased().contains("content-type: text/event-stream"))
+            #expect(events.contains("event: download\ndata: {") && events.contains("\"sha256\":\"\(digest)\""))
+            #expect(events.contains("\"state\":\"downloading\""), "progress events arrive before the end")
+
+            let check = try await api.request("GET", "/workflows/portrait/check").json
+            #expect((check["existing"] as? [[String: Any]])?.first?["filename"] as? String == "tiny_vae.safetensors")
+            #expect((check["missing"] as? [Any])?.isEmpty == true)
+            #expect(try await api.request("GET", "/workflows/none/check").status == 404)
+            await api.stop()
         }
-        try await Task.sleep(for: .milliseconds(300))
-        let pull = try await api.request("POST", "/workflows/portrait/pull")
-        #expect(pull.status == 202)
-        let started = try #require(pull.json["downloads"] as? [[String: Any]])
-        #expect(started.count == 1 && started.first?["workflow"] as? String == "portrait")
-        let events = try await stream.value
-        #expect(events.hasPrefix("HTTP/1.1 200") && events.lowercased().contains("content-type: text/event-stream"))
-        #expect(events.contains("event: download\ndata: {") && events.contains("\"sha256\":\"\(digest)\""))
-        #expect(events.contains("\"state\":\"downloading\""), "progress events arrive before the end")
-
-        let check = try await api.request("GET", "/workflows/portrait/check").json
-        #expect((check["existing"] as? [[String: Any]])?.first?["filename"] as? String == "tiny_vae.safetensors")
-        #expect((check["missing"] as? [Any])?.isEmpty == true)
-        #expect(try await api.request("GET", "/workflows/none/check").status == 404)
-        await api.stop()
     }
 
     @Test func aStalledDownloadIsCancelledPromptlyAndItsBytesKept() async throws {
-        let bytes = testBytes(4 << 20)
-        let release = Flag()
-        let stalled = try FixtureServer { request, connection in
-            if request.method == "HEAD" { return connection.respond(200, headers: [("Content-Length", "\(bytes.count)")]) }
-            // The registration's header read (a range) is answered; the download stalls.
-            if request.header("range") != nil { return connection.serveFile(bytes, request: request, etag: "\"v1\"") }
-            _ = connection.head(200, [("Content-Length", "\(bytes.count)"), ("ETag", "\"v1\"")])
-            _ = connection.write(Array(bytes.prefix(1 << 20)))
-            for _ in 0..<400 where !release.isSet { usleep(50_000) }
+        try await onAPIThreads {
+            let bytes = testBytes(4 << 20)
+            let release = Flag()
+            let stalled = try FixtureServer { request, connection in
+                if request.method == "HEAD" { return connection.respond(200, headers: [("Content-Length", "\(bytes.count)")]) }
+                // The registration's header read (a range) is answered; the download stalls.
+                if request.header("range") != nil { return connection.serveFile(bytes, request: request, etag: "\"v1\"") }
+                _ = connection.head(200, [("Content-Length", "\(bytes.count)"), ("ETag", "\"v1\"")])
+                _ = connection.write(Array(bytes.prefix(1 << 20)))
+                for _ in 0..<400 where !release.isSet { usleep(50_000) }
+            }
+            defer {
+                release.set(true)
+                stalled.stop()
+            }
+            var settings = APIHarness.settings()
+            settings.limits.lowSpeedTime = .seconds(60)
+            let api = try await APIHarness(settings: settings)
+            let digest = try SHA256Hasher.digest(bytes).rawValue
+            let download = Task(executorPreference: ThreadExecutor.api) { [api] in
+                try await api.request("POST", "/models/download", json: ["url": stalled.localhostURL + "/big.safetensors", "folder": "loras", "sha256": digest])
+            }
+            var id = 0
+            #expect(try await api.eventually {
+                let list = try await api.request("GET", "/downloads").json["downloads"] as? [[String: Any]] ?? []
+                guard let entry = list.first, entry["state"] as? String == "downloading", (entry["bytes"] as? Int ?? 0) >= 1 << 20 else { return false }
+                id = entry["id"] as? Int ?? 0
+                return true
+            })
+            let asked = ContinuousClock.now
+            let cancelled = try await api.request("DELETE", "/downloads/\(id)")
+            #expect(cancelled.status == 200)
+            let reply = try await download.value
+            #expect(ContinuousClock.now - asked < .seconds(5), "cancelled without waiting for the stall timeout")
+            #expect(reply.lines.last?["status"] as? String == "error" && (reply.lines.last?["error"] as? String) == "cancelled")
+            let after = try await api.request("GET", "/downloads").json["downloads"] as? [[String: Any]]
+            #expect(after?.first?["state"] as? String == "cancelled", "\(after ?? [])")
+            #expect(try await api.request("DELETE", "/downloads/\(id)").status == 409)
+            #expect(try await api.request("DELETE", "/downloads/9999").status == 404)
+            #expect(api.library.store.partialSize(digest) == 1 << 20, "the bytes so far are kept for a resume")
+            #expect(try api.library.registry.blob(try #require(Digest(rawValue: digest)))?.state == .remote)
+            await api.stop()
         }
-        defer {
-            release.set(true)
-            stalled.stop()
-        }
-        var settings = APIHarness.settings()
-        settings.limits.lowSpeedTime = .seconds(60)
-        let api = try await APIHarness(settings: settings)
-        let digest = try SHA256Hasher.digest(bytes).rawValue
-        let download = Task { [api] in
-            try await api.request("POST", "/models/download", json: ["url": stalled.localhostURL + "/big.safetensors", "folder": "loras", "sha256": digest])
-        }
-        var id = 0
-        #expect(try await api.eventually {
-            let list = try await api.request("GET", "/downloads").json["downloads"] as? [[String: Any]] ?? []
-            guard let entry = list.first, entry["state"] as? String == "downloading", (entry["bytes"] as? Int ?? 0) >= 1 << 20 else { return false }
-            id = entry["id"] as? Int ?? 0
-            return true
-        })
-        let asked = ContinuousClock.now
-        let cancelled = try await api.request("DELETE", "/downloads/\(id)")
-        #expect(cancelled.status == 200)
-        let reply = try await download.value
-        #expect(ContinuousClock.now - asked < .seconds(5), "cancelled without waiting for the stall timeout")
-        #expect(reply.lines.last?["status"] as? String == "error" && (reply.lines.last?["error"] as? String) == "cancelled")
-        let after = try await api.request("GET", "/downloads").json["downloads"] as? [[String: Any]]
-        #expect(after?.first?["state"] as? String == "cancelled", "\(after ?? [])")
-        #expect(try await api.request("DELETE", "/downloads/\(id)").status == 409)
-        #expect(try await api.request("DELETE", "/downloads/9999").status == 404)
-        #expect(api.library.store.partialSize(digest) == 1 << 20, "the bytes so far are kept for a resume")
-        #expect(try api.library.registry.blob(try #require(Digest(rawValue: digest)))?.state == .remote)
-        await api.stop()
     }
 
     @Test func aLinkedModelShowsItsCivitAIInfoTriggerWordsAndPrompts() async throws {
-        let api = try await APIHarness()
-        let json = try JSONSerialization.jsonObject(with: Data(try CivitAIFixture.sharedFixture("version-1255556-with-creator.json").utf8)) as! [String: Any]
-        let cached = try #require(CivitAIMapping.versionResponse(json))
-        try api.library.registry.cacheModel(cached)
-        let digest = try #require(Digest(rawValue: "3202778c3ebe5cf7ebe5fc51561deae8611f4362036eb7c02efa033c705e6240"))
-        _ = try api.library.registerRemote(
-            digest: digest, size: 39_760_704, folder: "loras", path: "whimsy.safetensors", replace: false, url: "https://civitai.com/api/download/models/1255556",
-            kind: "civitai", prefix: nil)
-        let other = try #require(Digest(rawValue: String(repeating: "cd", count: 32)))
-        _ = try api.library.registerRemote(
-            digest: other, size: 10, folder: "checkpoints", path: "plain.safetensors", replace: false, url: "https://huggingface.co/o/r/resolve/main/plain.safetensors",
-            kind: "huggingface", prefix: nil)
+        try await onAPIThreads {
+            let api = try await APIHarness()
+            let json = try JSONSerialization.jsonObject(with: Data(try CivitAIFixture.sharedFixture("version-1255556-with-creator.json").utf8)) as! [String: Any]
+            let cached = try #require(CivitAIMapping.versionResponse(json))
+            try api.library.registry.cacheModel(cached)
+            let digest = try #require(Digest(rawValue: "3202778c3ebe5cf7ebe5fc51561deae8611f4362036eb7c02efa033c705e6240"))
+            _ = try api.library.registerRemote(
+                digest: digest, size: 39_760_704, folder: "loras", path: "whimsy.safetensors", replace: false, url: "https://civitai.com/api/download/models/1255556",
+                kind: "civitai", prefix: nil)
+            let other = try #require(Digest(rawValue: String(repeating: "cd", count: 32)))
+            _ = try api.library.registerRemote(
+                digest: other, size: 10, folder: "checkpoints", path: "plain.safetensors", replace: false, url: "https://huggingface.co/o/r/resolve/main/plain.safetensors",
+                kind: "huggingface", prefix: nil)
 
-        let detail = try await api.request("GET", "/models/\(digest.rawValue)").json
-        let civitai = try #require(detail["civitai"] as? [String: Any])
-        #expect(civitai["creator"] as? String == "PixelPawsAI" && civitai["model_name"] as? String == "Enchanted Whimsy style (Flux)")
-        #expect(detail["base_model"] as? String == "Flux.1 D" && detail["state"] as? String == "remote")
-        #expect(detail["trigger_words"] as? [String] == ["in the style of ppWhimsy"])
-        let prompts = try #require(detail["example_prompts"] as? [[String: Any]])
-        #expect(!prompts.isEmpty && ((prompts.first?["params"] as? [String: String])?["prompt"]?.isEmpty == false))
+            let detail = try await api.request("GET", "/models/\(digest.rawValue)").json
+            let civitai = try #require(detail["civitai"] as? [String: Any])
+            #expect(civitai["creator"] as? String == "PixelPawsAI" && civitai["model_name"] as? String == "Enchanted Whimsy style (Flux)")
+            #expect(detail["base_model"] as? String == "Flux.1 D" && detail["state"] as? String == "remote")
+            #expect(detail["trigger_words"] as? [String] == ["in the style of ppWhimsy"])
+            let prompts = try #require(detail["example_prompts"] as? [[String: Any]])
+            #expect(!prompts.isEmpty && ((prompts.first?["params"] as? [String: String])?["prompt"]?.isEmpty == false))
 
-        // Filters: creator, base, state, text, folder; unknown for models without a link.
-        func names(_ query: String) async throws -> [String] {
-            let models = try await api.request("GET", "/models?\(query)").json["models"] as? [[String: Any]] ?? []
-            return models.compactMap { ($0["names"] as? [[String: String]])?.first?["path"] }
+            // Filters: creator, base, state, text, folder; unknown for models without a link.
+            func names(_ query: String) async throws -> [String] {
+                let models = try await api.request("GET", "/models?\(query)").json["models"] as? [[String: Any]] ?? []
+                return models.compactMap { ($0["names"] as? [[String: String]])?.first?["path"] }
+            }
+            #expect(try await names("creator=pixelpawsai") == ["whimsy.safetensors"])
+            #expect(try await names("creator=unknown") == ["plain.safetensors"])
+            #expect(try await names("base=Flux.1%20D") == ["whimsy.safetensors"])
+            #expect(try await names("text=enchanted") == ["whimsy.safetensors"])
+            #expect(try await names("text=PLAIN") == ["plain.safetensors"])
+            #expect(try await names("folder=checkpoints") == ["plain.safetensors"])
+            #expect(try await names("state=present").isEmpty)
+            #expect(try await names("limit=1&offset=1") == ["whimsy.safetensors"])
+            let facets = try await api.request("GET", "/models").json["facets"] as? [String: [String: Int]]
+            #expect(facets?["creators"] == ["PixelPawsAI": 1, "unknown": 1] && facets?["base_models"]?["Flux.1 D"] == 1)
+            await api.stop()
         }
-        #expect(try await names("creator=pixelpawsai") == ["whimsy.safetensors"])
-        #expect(try await names("creator=unknown") == ["plain.safetensors"])
-        #expect(try await names("base=Flux.1%20D") == ["whimsy.safetensors"])
-        #expect(try await names("text=enchanted") == ["whimsy.safetensors"])
-        #expect(try await names("text=PLAIN") == ["plain.safetensors"])
-        #expect(try await names("folder=checkpoints") == ["plain.safetensors"])
-        #expect(try await names("state=present").isEmpty)
-        #expect(try await names("limit=1&offset=1") == ["whimsy.safetensors"])
-        let facets = try await api.request("GET", "/models").json["facets"] as? [String: [String: Int]]
-        #expect(facets?["creators"] == ["PixelPawsAI": 1, "unknown": 1] && facets?["base_models"]?["Flux.1 D"] == 1)
-        await api.stop()
     }
 
     @Test func badRequestsGetAJSONErrorThatSaysWhatIsWrong() async throws {
-        let api = try await APIHarness()
-        let cases: [(String, String, Any?, Int, String)] = [
-            ("GET", "/models/zzz", nil, 400, "not a SHA-256"),
-            ("GET", "/models/" + String(repeating: "0", count: 64), nil, 404, "no model"),
-            ("GET", "/models?state=bogus", nil, 400, "state must be"),
-            ("GET", "/models?limit=0", nil, 400, "limit"),
-            ("GET", "/models?folder=..", nil, 400, "folder"),
-            ("GET", "/nowhere", nil, 404, "openapi.json"),
-            ("POST", "/workflows", ["nodes": []], 400, "name the workflow"),
-            ("POST", "/workflows?name=..", ["nodes": []], 400, "workflow name"),
-            ("POST", "/workflows?name=a%2Fb", ["nodes": []], 400, "workflow name"),
-            ("POST", "/workflows?name=ok", ["hello": 1], 400, "not a workflow"),
-            ("POST", "/models/download", ["folder": "loras"], 400, "lacks \"url\""),
-            ("POST", "/models/download", ["url": 5], 400, "wrong type"),
-            ("POST", "/models/download", ["url": "ftp://example.org/x.safetensors"], 400, "not a URL"),
-            ("POST", "/models/download", ["url": "https://evil.example/x.safetensors", "folder": "loras"], 400, "allowlist"),
-            ("POST", "/models/download", ["url": "hf://o/r/x.safetensors", "folder": "../etc"], 400, "folder"),
-            ("DELETE", "/downloads/abc", nil, 400, "not a download id"),
-        ]
-        for (method, path, body, status, message) in cases {
-            let reply = try await api.request(method, path, json: body)
-            #expect(reply.status == status, "\(method) \(path): \(reply.status) \(reply.text)")
-            #expect(reply.headers["content-type"] == "application/json", "\(method) \(path)")
-            let error = reply.json["error"] as? String ?? ""
-            #expect(!error.isEmpty && error.contains(message), "\(method) \(path): \(error)")
+        try await onAPIThreads {
+            let api = try await APIHarness()
+            let cases: [(String, String, Any?, Int, String)] = [
+                ("GET", "/models/zzz", nil, 400, "not a SHA-256"),
+                ("GET", "/models/" + String(repeating: "0", count: 64), nil, 404, "no model"),
+                ("GET", "/models?state=bogus", nil, 400, "state must be"),
+                ("GET", "/models?limit=0", nil, 400, "limit"),
+                ("GET", "/models?folder=..", nil, 400, "folder"),
+                ("GET", "/nowhere", nil, 404, "openapi.json"),
+                ("POST", "/workflows", ["nodes": []], 400, "name the workflow"),
+                ("POST", "/workflows?name=..", ["nodes": []], 400, "workflow name"),
+                ("POST", "/workflows?name=a%2Fb", ["nodes": []], 400, "workflow name"),
+                ("POST", "/workflows?name=ok", ["hello": 1], 400, "not a workflow"),
+                ("POST", "/models/download", ["folder": "loras"], 400, "lacks \"url\""),
+                ("POST", "/models/download", ["url": 5], 400, "wrong type"),
+                ("POST", "/models/download", ["url": "ftp://example.org/x.safetensors"], 400, "not a URL"),
+                ("POST", "/models/download", ["url": "https://evil.example/x.safetensors", "folder": "loras"], 400, "allowlist"),
+                ("POST", "/models/download", ["url": "hf://o/r/x.safetensors", "folder": "../etc"], 400, "folder"),
+                ("DELETE", "/downloads/abc", nil, 400, "not a download id"),
+            ]
+            for (method, path, body, status, message) in cases {
+                let reply = try await api.request(method, path, json: body)
+                #expect(reply.status == status, "\(method) \(path): \(reply.status) \(reply.text)")
+                #expect(reply.headers["content-type"] == "application/json", "\(method) \(path)")
+                let error = reply.json["error"] as? String ?? ""
+                #expect(!error.isEmpty && error.contains(message), "\(method) \(path): \(error)")
+            }
+            let notJSON = try await api.request("POST", "/models/download", body: Data("{".utf8))
+            #expect(notJSON.status == 400 && (notJSON.json["error"] as? String)?.contains("not valid JSON") == true)
+            #expect(try api.library.registry.workflows().isEmpty && (try api.library.registry.stats().aliases) == 0, "nothing was stored")
+            await api.stop()
         }
-        let notJSON = try await api.request("POST", "/models/download", body: Data("{".utf8))
-        #expect(notJSON.status == 400 && (notJSON.json["error"] as? String)?.contains("not valid JSON") == true)
-        #expect(try api.library.registry.workflows().isEmpty && (try api.library.registry.stats().aliases) == 0, "nothing was stored")
-        await api.stop()
     }
 
     @Test func onlyLocalHostsAndThisOriginWithoutATokenAndEverythingButThePageNeedsTheToken() async throws {
-        let open = try await APIHarness()
-        let evilHost = try open.raw("GET /stats HTTP/1.1\r\nHost: attacker.example:80\r\nConnection: close\r\n\r\n")
-        #expect(evilHost.hasPrefix("HTTP/1.1 403") && evilHost.contains("localhost"))
-        let local = try open.raw("GET /stats HTTP/1.1\r\nHost: localhost:\(open.port)\r\nConnection: close\r\n\r\n")
-        #expect(local.hasPrefix("HTTP/1.1 200"))
-        let crossOrigin = try open.raw(
-            "POST /workflows/check HTTP/1.1\r\nHost: 127.0.0.1:\(open.port)\r\nOrigin: http://attacker.example\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
-        #expect(crossOrigin.hasPrefix("HTTP/1.1 403") && crossOrigin.contains("may not change anything"))
-        let sameOrigin = try open.raw(
-            "POST /workflows/check HTTP/1.1\r\nHost: 127.0.0.1:\(open.port)\r\nOrigin: http://127.0.0.1:\(open.port)\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
-        #expect(sameOrigin.hasPrefix("HTTP/1.1 400"), "reaches the route (which finds no workflow in {})")
-        await open.stop()
+        try await onAPIThreads {
+            let open = try await APIHarness()
+            let evilHost = try open.raw("GET /stats HTTP/1.1\r\nHost: attacker.example:80\r\nConnection: close\r\n\r\n")
+            #expect(evilHost.hasPrefix("HTTP/1.1 403") && evilHost.contains("localhost"))
+            let local = try open.raw("GET /stats HTTP/1.1\r\nHost: localhost:\(open.port)\r\nConnection: close\r\n\r\n")
+            #expect(local.hasPrefix("HTTP/1.1 200"))
+            let crossOrigin = try open.raw(
+                "POST /workflows/check HTTP/1.1\r\nHost: 127.0.0.1:\(open.port)\r\nOrigin: http://attacker.example\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+            #expect(crossOrigin.hasPrefix("HTTP/1.1 403") && crossOrigin.contains("may not change anything"))
+            let sameOrigin = try open.raw(
+                "POST /workflows/check HTTP/1.1\r\nHost: 127.0.0.1:\(open.port)\r\nOrigin: http://127.0.0.1:\(open.port)\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+            #expect(sameOrigin.hasPrefix("HTTP/1.1 400"), "reaches the route (which finds no workflow in {})")
+            await open.stop()
 
-        let token = "api-secret-token-123"
-        let guarded = try await APIHarness(token: token)
-        #expect(try await guarded.request("GET", "/stats").status == 401)
-        #expect(try await guarded.request("GET", "/stats").headers["www-authenticate"]?.hasPrefix("Bearer") == true)
-        #expect(try await guarded.request("GET", "/stats", headers: ["Authorization": "Bearer wrong-token-0000000"]).status == 401)
-        #expect(try await guarded.request("GET", "/stats", headers: ["Authorization": "Bearer \(token)"]).status == 200)
-        let page = try await guarded.request("GET", "/")
-        #expect(page.status == 200 && page.headers["content-type"]?.hasPrefix("text/html") == true)
-        #expect(try await guarded.request("GET", "/openapi.json").status == 200)
-        await guarded.stop()
+            let token = "api-secret-token-123"
+            let guarded = try await APIHarness(token: token)
+            #expect(try await guarded.request("GET", "/stats").status == 401)
+            #expect(try await guarded.request("GET", "/stats").headers["www-authenticate"]?.hasPrefix("Bearer") == true)
+            #expect(try await guarded.request("GET", "/stats", headers: ["Authorization": "Bearer wrong-token-0000000"]).status == 401)
+            #expect(try await guarded.request("GET", "/stats", headers: ["Authorization": "Bearer \(token)"]).status == 200)
+            let page = try await guarded.request("GET", "/")
+            #expect(page.status == 200 && page.headers["content-type"]?.hasPrefix("text/html") == true)
+            #expect(try await guarded.request("GET", "/openapi.json").status == 200)
+            await guarded.stop()
 
-        #expect(throws: APIError.self) { try APIConfiguration.parse("0.0.0.0:8189", token: nil) }
-        #expect(try APIConfiguration.parse("0.0.0.0:8189", token: "t").host == "0.0.0.0")
-        #expect(try APIConfiguration.parse(":9000", token: nil).port == 9000)
-        #expect(try APIConfiguration.parse("[::1]:9000", token: nil).host == "::1")
-        #expect(throws: APIError.self) { try APIConfiguration.parse("localhost:http", token: nil) }
-        #expect(throws: APIError.self) { try APIConfiguration.parse("70000", token: nil) }
+            #expect(throws: APIError.self) { try APIConfiguration.parse("0.0.0.0:8189", token: nil) }
+            #expect(try APIConfiguration.parse("0.0.0.0:8189", token: "t").host == "0.0.0.0")
+            #expect(try APIConfiguration.parse(":9000", token: nil).port == 9000)
+            #expect(try APIConfiguration.parse("[::1]:9000", token: nil).host == "::1")
+            #expect(throws: APIError.self) { try APIConfiguration.parse("localhost:http", token: nil) }
+            #expect(throws: APIError.self) { try APIConfiguration.parse("70000", token: nil) }
+        }
     }
 
     @Test func theOpenAPIDocumentListsEveryRoute() async throws {
-        let api = try await APIHarness()
-        let document = try await api.request("GET", "/openapi.json").json
-        #expect((document["openapi"] as? String)?.hasPrefix("3.") == true)
-        let paths = try #require(document["paths"] as? [String: [String: Any]])
-        let expected: [String: Set<String>] = [
-            "/": ["get"], "/openapi.json": ["get"], "/stats": ["get"], "/models": ["get"], "/models/{sha256}": ["get"],
-            "/models/check-dependencies": ["post"], "/models/download": ["post"], "/workflows": ["get", "post"],
-            "/workflows/check": ["post"], "/workflows/{name}/check": ["get"], "/workflows/{name}/pull": ["post"],
-            "/downloads": ["get"], "/downloads/events": ["get"], "/downloads/{id}": ["delete"],
-        ]
-        #expect(Set(paths.keys) == Set(expected.keys))
-        for (path, methods) in expected {
-            let declared = Set((paths[path] ?? [:]).keys)
-            #expect(declared.isSuperset(of: methods), "\(path)")
-            for method in methods {
-                let operation = paths[path]?[method] as? [String: Any]
-                #expect(operation?["summary"] as? String != nil && operation?["responses"] != nil, "\(method) \(path)")
+        try await onAPIThreads {
+            let api = try await APIHarness()
+            let document = try await api.request("GET", "/openapi.json").json
+            #expect((document["openapi"] as? String)?.hasPrefix("3.") == true)
+            let paths = try #require(document["paths"] as? [String: [String: Any]])
+            let expected: [String: Set<String>] = [
+                "/": ["get"], "/openapi.json": ["get"], "/stats": ["get"], "/models": ["get"], "/models/{sha256}": ["get"],
+                "/models/check-dependencies": ["post"], "/models/download": ["post"], "/workflows": ["get", "post"],
+                "/workflows/check": ["post"], "/workflows/{name}/check": ["get"], "/workflows/{name}/pull": ["post"],
+                "/downloads": ["get"], "/downloads/events": ["get"], "/downloads/{id}": ["delete"],
+            ]
+            #expect(Set(paths.keys) == Set(expected.keys))
+            for (path, methods) in expected {
+                let declared = Set((paths[path] ?? [:]).keys)
+                #expect(declared.isSuperset(of: methods), "\(path)")
+                for method in methods {
+                    let operation = paths[path]?[method] as? [String: Any]
+                    #expect(operation?["summary"] as? String != nil && operation?["responses"] != nil, "\(method) \(path)")
+                }
             }
+            // Every documented route answers something other than "no such endpoint".
+            for path in ["/stats", "/models", "/workflows", "/downloads"] {
+                #expect(try await api.request("GET", path).status == 200, "\(path)")
+            }
+            await api.stop()
         }
-        // Every documented route answers something other than "no such endpoint".
-        for path in ["/stats", "/models", "/workflows", "/downloads"] {
-            #expect(try await api.request("GET", path).status == 200, "\(path)")
-        }
-        await api.stop()
     }
 }
