@@ -61,12 +61,15 @@ enum Background {
         }
     }
 
-    /// Waits until the kernel lists the mount, or the daemon exits (its log says why).
+    /// Waits until the kernel lists the mount, or the daemon exits (its log says why). A large
+    /// registry takes a while to load: after 15 s it says so and waits on while the daemon lives
+    /// (10 minutes at most, then the daemon is stopped so nothing mounts behind the user's back).
     static func waitForMount(_ mountpoint: String, pid: pid_t, home: String) throws {
         let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: mountpoint)) ?? mountpoint
         let resolved = URL(fileURLWithPath: target).standardizedFileURL.path
-        let deadline = Date().addingTimeInterval(15)
-        while Date() < deadline {
+        let start = Date()
+        var told = false
+        while Date().timeIntervalSince(start) < 600 {
             if LiveMount.all().contains(where: { $0.mountpoint == resolved || $0.mountpoint == mountpoint }) { return }
             var status: Int32 = 0
             if waitpid(pid, &status, WNOHANG) == pid {
@@ -74,8 +77,13 @@ enum Background {
                 let tail = log.split(separator: "\n").suffix(3).joined(separator: "\n")
                 throw Failure("the mount daemon exited before mounting:\n\(tail)")
             }
+            if !told && Date().timeIntervalSince(start) > 15 {
+                told = true
+                Out.error("still loading the registry (pid \(pid)); waiting for the mount to appear (log: \(logPath(home)))")
+            }
             usleep(50_000)
         }
-        throw Failure("the mount did not appear within 15 s; see \(logPath(home))")
+        kill(pid, SIGTERM)
+        throw Failure("the mount did not appear within 10 minutes; the daemon was stopped; see \(logPath(home))")
     }
 }
