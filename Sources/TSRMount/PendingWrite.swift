@@ -12,6 +12,11 @@ final class PendingWrite: @unchecked Sendable {
     /// The content last committed from this write, for reads after commit.
     var committed: Digest?
     var openHandles = 0
+    /// The last handle is gone (see `leave`): nothing may join it any more.
+    private(set) var finished = false
+    /// The content it was copied from (copy-on-write of an existing file), for an open that
+    /// comes too late to join.
+    let base: Digest?
     var dirty = false
     /// A write or truncate failed (a full disk, say): the bytes so far are discarded at once, and
     /// every later write, truncate and commit of this transaction fails the same way, so a file
@@ -19,36 +24,63 @@ final class PendingWrite: @unchecked Sendable {
     private var failure: (any Error)?
     let createdNs: Int64
 
-    init(key: AliasKey, writer: BlobWriter, createdNs: Int64) {
+    init(key: AliasKey, writer: BlobWriter, createdNs: Int64, base: Digest? = nil) {
         self.key = key
         self.writer = writer
         self.createdNs = createdNs
+        self.base = base
     }
+
+    /// Adds an open handle; false when the write is finished (its last handle was released).
+    func join() -> Bool {
+        lock.withLock {
+            if finished { return false }
+            openHandles += 1
+            return true
+        }
+    }
+
+    /// Removes an open handle; true for the last one, after which the write is finished.
+    func leave() -> Bool {
+        lock.withLock {
+            openHandles -= 1
+            if openHandles <= 0 { finished = true }
+            return finished
+        }
+    }
+
+    /// What an open that comes after the last close should read: the committed content, else
+    /// the content it started from (nil: a new file that never got a name).
+    var outcome: Digest? { lock.withLock { committed ?? base } }
 
     var size: Int64 { lock.withLock { writer?.written ?? committedSize } }
     /// Size of the last commit.
     var committedSize: Int64 = 0
 
     /// Writes at an offset; starts a new transaction seeded from the last commit if needed.
-    /// Returns whether it had to (the name is then being written again).
+    /// Returns whether this is the first change since the open or the last commit (the name is
+    /// then shown as being written).
     func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64, store: BlobStore) throws -> Bool {
         try lock.withLock {
             if let failure { throw failure }
-            let restarted = writer == nil
+            let first = !dirty
             try failing {
                 let writer = try currentWriter(store: store)
                 try writer.write(bytes, at: offset)
             }
             dirty = true
-            return restarted
+            return first
         }
     }
 
-    func truncate(to size: Int64, store: BlobStore) throws {
+    /// Truncates or extends; returns whether this is the first change (as `write`).
+    func truncate(to size: Int64, store: BlobStore) throws -> Bool {
         try lock.withLock {
             if let failure { throw failure }
+            let first = !dirty
             try failing { try currentWriter(store: store).truncate(to: size) }
             dirty = true
+            return first
         }
     }
 

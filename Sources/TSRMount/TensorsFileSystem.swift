@@ -318,9 +318,16 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
             if wantsWrite {
                 guard entry.writable, !settings.readOnly, let key = entry.alias else { return request.reply(error: .readOnlyFileSystem) }
                 handle = .pending(try beginWrite(key: key, existing: entry, truncate: file.flags & O_TRUNC != 0), writable: true)
-            } else if entry.pending, let key = entry.alias, let write = state.withLock({ $0.writes[key] }) {
-                write.lock.withLock { write.openHandles += 1 }
-                handle = .pending(write, writable: false)
+            } else if entry.pending, let key = entry.alias {
+                guard let write = state.withLock({ $0.writes[key] }) else { return request.reply(error: .noEntry) }
+                if write.join() {
+                    handle = .pending(write, writable: false)
+                } else if let digest = write.outcome {
+                    // Its last writer closed meanwhile: read what the write left under the name.
+                    handle = .blob(try SystemCallsBridge.openBlob(store: library.store, digest: digest), digest)
+                } else {
+                    return request.reply(error: .noEntry)
+                }
             } else if let digest = entry.sha256, entry.state == .present {
                 handle = .blob(try SystemCallsBridge.openBlob(store: library.store, digest: digest), digest)
             } else if let digest = entry.sha256 {
@@ -398,10 +405,7 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         case let .blob(fd, _)?:
             try? fd.close()
         case let .pending(write, writable)?:
-            let remaining = write.lock.withLock { () -> Int in
-                write.openHandles -= 1
-                return write.openHandles
-            }
+            let last = write.leave()
             if writable {
                 do {
                     try commit(write, invalidateNow: true)
@@ -409,7 +413,7 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
                     logger.error("commit on release of \(write.key?.description ?? "an unlinked file") failed: \(error)")
                 }
             }
-            if remaining == 0 { finish(write) }
+            if last { finish(write) }
         default:
             break
         }

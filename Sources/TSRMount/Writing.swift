@@ -27,13 +27,12 @@ extension TensorsFileSystem {
 
     /// Starts (or joins) the write transaction of a name.
     func beginWrite(key: AliasKey, existing: FileNode?, truncate: Bool) throws -> PendingWrite {
-        if let current = state.withLock({ $0.writes[key] }) {
-            current.lock.withLock { current.openHandles += 1 }
+        if let current = state.withLock({ $0.writes[key] }), current.join() {
             if truncate {
                 // Emptying the file starts afresh, even after a failed write (a full disk).
                 current.clearFailure()
-                try current.truncate(to: 0, store: library.store)
-                try rebuild { overlay in overlay.pending[key] = (0, Self.nowNs) }
+                _ = try current.truncate(to: 0, store: library.store)
+                try showWriting(current)
             }
             return current
         }
@@ -46,15 +45,39 @@ extension TensorsFileSystem {
             writer.abort()
             throw error
         }
-        let write = PendingWrite(key: key, writer: writer, createdNs: Self.nowNs)
+        let base = existing.flatMap { $0.pending || truncate ? nil : $0.sha256 }
+        let write = PendingWrite(key: key, writer: writer, createdNs: Self.nowNs, base: base)
+        // A new file, or an existing one emptied, is a change even if nothing is written.
+        let changed = existing == nil || (truncate && (existing?.size ?? 0) > 0)
         write.lock.withLock {
             write.openHandles = 1
-            // A new file, or an existing one emptied, is a change even if nothing is written.
-            write.dirty = existing == nil || (truncate && (existing?.size ?? 0) > 0)
+            write.dirty = changed
         }
         state.withLock { $0.writes[key] = write }
-        try rebuild { overlay in overlay.pending[key] = (0, write.createdNs) }
+        // An existing file opened for writing keeps showing its content until the first change
+        // (an open and close that write nothing change nothing anyone sees).
+        if existing == nil || truncate { try showWriting(write) }
         return write
+    }
+
+    /// Shows a write's name as being written (its size follows the write; reads join it).
+    func showWriting(_ write: PendingWrite) throws {
+        guard let key = write.lock.withLock({ write.key }) else { return }
+        try rebuild { overlay in overlay.pending[key] = (write.size, Self.nowNs) }
+    }
+
+    /// The nodes showing a name as being written, with their paths.
+    func shownWriting(_ key: AliasKey) -> [(Inode, String)] {
+        let ns = namespace
+        return ns.nodes.values.filter { $0.file?.pending == true && $0.file?.alias == key }.map { ($0.inode, ns.path(of: $0.inode)) }
+    }
+
+    /// Lets inodes the kernel may still hold stand for what their paths show now.
+    func redirect(_ shown: [(Inode, String)]) {
+        let fresh = namespace
+        state.withLock { state in
+            for (inode, path) in shown { state.redirects[inode] = fresh.node(at: path) }
+        }
     }
 
     /// Commits a write's bytes and records them under its name; from then on the name shows the
@@ -67,17 +90,14 @@ extension TensorsFileSystem {
         guard let committed = try write.commit() else { return }
         guard let key = write.lock.withLock({ write.key }) else { return }
         // The pending node's inode (which a creator's dentry holds) stands for the committed file.
-        let ns = namespace
-        let shown = ns.nodes.values.filter { $0.file?.pending == true && $0.file?.alias == key }.map { ($0.inode, ns.path(of: $0.inode)) }
+        let shown = shownWriting(key)
         try rebuild { overlay in
             try library.record(committed, folder: key.folder, path: key.path)
             overlay.pending[key] = nil
         }
-        let fresh = namespace
-        state.withLock { state in
-            for (inode, path) in shown { state.redirects[inode] = fresh.node(at: path) }
-        }
+        redirect(shown)
         guard invalidateNow, let session else { return }
+        let fresh = namespace
         for shownFolder in NamespaceBuilder.viewFolders(key.folder) {
             let path = shownFolder + "/" + key.path
             guard let node = fresh.node(at: path) else { continue }
@@ -90,13 +110,19 @@ extension TensorsFileSystem {
         let key = write.lock.withLock { write.key }
         write.abort()
         guard let key else { return }
+        // The write stays findable under its name until the name shows what it left, so an open
+        // that raced with this close reads that (`PendingWrite.outcome`).
+        defer { state.withLock { state in if state.writes[key] === write { state.writes[key] = nil } } }
         let stillShown = state.withLock { state -> Bool in
-            if state.writes[key] === write { state.writes[key] = nil }
-            return state.overlay.pending[key] != nil && state.writes[key] == nil
+            state.overlay.pending[key] != nil && state.writes[key] === write
         }
         guard stillShown else { return }
         do {
+            // A lookup made while the name was being written holds the pending inode: it stands
+            // for whatever the name shows now (the content from before, when nothing was committed).
+            let shown = shownWriting(key)
             try rebuild { overlay in overlay.pending[key] = nil }
+            redirect(shown)
         } catch {
             logger.error("rebuild after closing \(key): \(error)")
         }
@@ -133,9 +159,10 @@ extension TensorsFileSystem {
     public func write(_ request: Request, inode: Inode, bytes: UnsafeRawBufferPointer, offset: Int64, file: FileInfo) {
         guard case let .pending(write, true)? = state.withLock({ $0.handles[file.handle] }) else { return request.reply(error: .badFile) }
         do {
-            if try write.write(bytes, at: offset, store: library.store), let key = write.lock.withLock({ write.key }) {
-                // Written again after a commit: show the name as being written until the next one.
-                try rebuild { overlay in overlay.pending[key] = (write.size, Self.nowNs) }
+            if try write.write(bytes, at: offset, store: library.store) {
+                // The first change since the open or the last commit: show the name as being
+                // written until the next commit.
+                try showWriting(write)
             }
             request.reply(written: bytes.count)
         } catch {
@@ -177,20 +204,17 @@ extension TensorsFileSystem {
             guard entry.writable, !settings.readOnly, let key = entry.alias else { return request.reply(error: .readOnlyFileSystem) }
             do {
                 if let file, case let .pending(write, true)? = state.withLock({ $0.handles[file.handle] }) {
-                    try write.truncate(to: size, store: library.store)
+                    if try write.truncate(to: size, store: library.store) { try showWriting(write) }
                 } else if let write = state.withLock({ $0.writes[key] }) {
-                    try write.truncate(to: size, store: library.store)
+                    if try write.truncate(to: size, store: library.store) { try showWriting(write) }
                 } else {
                     // truncate(2) on a closed file: copy-on-write right away.
                     let write = try beginWrite(key: key, existing: entry, truncate: false)
-                    try write.truncate(to: size, store: library.store)
-                    let remaining = write.lock.withLock { () -> Int in
-                        write.openHandles -= 1
-                        return write.openHandles
-                    }
+                    _ = try write.truncate(to: size, store: library.store)
+                    let last = write.leave()
                     let path = namespace.path(of: node.inode)
                     try commit(write)
-                    if remaining == 0 { finish(write) }
+                    if last { finish(write) }
                     // truncate(2) changes the file everyone has open: its inode follows the name.
                     let fresh = namespace.node(at: path)
                     state.withLock { $0.redirects[node.inode] = fresh }

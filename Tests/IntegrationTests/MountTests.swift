@@ -171,7 +171,7 @@ struct MountTests {
             #expect(!FileManager.default.fileExists(atPath: tmp))
             #expect(try same(m + "/checkpoints/dl.safetensors", Array(payload[0..<1_000_000])))
             let list = try tsr("list", "-j", "--folder", "checkpoints")
-            #expect(list.stdout.contains("\"dl.safetensors\"") && !list.stdout.contains("comfy-download"))
+            #expect(list.stdout.contains("\"dl.safetensors\"") && !list.stdout.contains("comfy-download"), "\(list.stdout)")
 
             // A sidecar rewritten in place, then patched in the middle (§7: copy-on-write)
             let sidecar = m + "/loras/copied.metadata.json"
@@ -184,6 +184,18 @@ struct MountTests {
             var old = [UInt8](repeating: 0, count: 7)
             #expect(read(reader, &old, 7) == 7 && String(decoding: old, as: UTF8.self) == "{\"a\":1}", "§7: readers keep the old content")
             close(reader)
+
+            // An open for writing that writes nothing changes nothing, even for an open right
+            // after the close (its release runs after close(2) returns) (§7).
+            for round in 0..<20 {
+                let appender = open(sidecar, O_WRONLY | O_APPEND)
+                #expect(appender >= 0 && close(appender) == 0)
+                let text = String(decoding: (try? readBytes(sidecar)) ?? [], as: UTF8.self)
+                #expect(text == "{\"X\":22,\"b\":3}", "round \(round): \(text)")
+            }
+            let appender = open(sidecar, O_WRONLY | O_APPEND)
+            #expect(write(appender, "\n", 1) == 1 && close(appender) == 0)
+            #expect(String(decoding: try readBytes(sidecar), as: UTF8.self) == "{\"X\":22,\"b\":3}\n")
 
             // truncate, unlink, mkdir, rmdir, directory rename (§7)
             #expect(truncate(m + "/checkpoints/dl.safetensors", 10) == 0)
