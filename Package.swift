@@ -23,6 +23,8 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CFUSE", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         .target(name: "CLinux"),
+        // FUSE passthrough on libfuse 3.14: read/writev hooks on the session's /dev/fuse fd.
+        .target(name: "CPassthrough", linkerSettings: [.linkedLibrary("fuse3")]),
 
         .target(
             name: "TSRStore",
@@ -50,7 +52,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         // Swift binding of the libfuse low-level API; knows nothing about models.
-        .target(name: "FUSE", dependencies: ["CFUSE"]),
+        .target(name: "FUSE", dependencies: ["CFUSE", "CPassthrough"]),
         // The namespace (views → aliases → blobs) and the thin FUSE adapter.
         .target(
             name: "TSRMount",
@@ -65,7 +67,7 @@ let package = Package(
         .executableTarget(
             name: "tsr",
             dependencies: [
-                "TSRLibrary", "TSRStore", "TSRRegistry", "TSRTesting", "TSRMount", "TSRFetch", "TSRWorkflow", "TSRCivitAI", "TSRServer",
+                "TSRLibrary", "TSRStore", "TSRRegistry", "TSRTesting", "TSRMount", "TSRFetch", "TSRWorkflow", "TSRCivitAI", "TSRServer", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

@@ -36,7 +36,7 @@ mount_seconds = time.perf_counter() - t0
 if not mounted:
     row(f"mount start, {count:,} aliases (s)", "-", f"{mount_seconds:.1f}", "-", "mounts", False)
     for name, base, ours, ratio, goal, result in rows:
-        print(f"{name:<44} {base:>10} {ours:>10} {ratio:>8} {goal:>10} {result:>7}")
+        print(f"{name:<54} {base:>10} {ours:>10} {ratio:>8} {goal:>10} {result:>7}")
     sys.exit(0)
 try:
     pid = None
@@ -87,4 +87,4 @@ finally:
     subprocess.run([tsr, "umount", mnt], stdout=subprocess.DEVNULL)
 
 for name, base, ours, ratio, goal, result in rows:
-    print(f"{name:<44} {base:>10} {ours:>10} {ratio:>8} {goal:>10} {result:>7}")
+    print(f"{name:<54} {base:>10} {ours:>10} {ratio:>8} {goal:>10} {result:>7}")

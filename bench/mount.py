@@ -33,6 +33,14 @@ def read_all(path):
 def best(fn, n=3):
     return min(fn() for _ in range(n))
 
+def cold(fn, path, n=2):
+    """Best of n first reads, the page cache dropped before each (one slow disk moment aside)."""
+    times = []
+    for _ in range(n):
+        drop_caches()
+        times.append(fn(path))
+    return min(times)
+
 # Data: one 1 GiB model and a folder of 10,000 small files (kept natively as the baseline).
 os.makedirs(f"{native}/checkpoints", exist_ok=True)
 os.makedirs(f"{native}/loras/many", exist_ok=True)
@@ -44,46 +52,64 @@ for i in range(10_000):
         f.write(i.to_bytes(4, "little") * 16)
 subprocess.run([tsr, "import", native, "--copy"], env=env, check=True, stdout=subprocess.DEVNULL)
 os.makedirs(mnt, exist_ok=True)
-subprocess.run([tsr, "mount", mnt, "--home", home], env=env, check=True, stdout=subprocess.DEVNULL)
-try:
-    blob = subprocess.run([tsr, "info", "checkpoints/big.ckpt", "-j"], env=env, capture_output=True, text=True).stdout
-    digest = blob.split('"sha256" : "')[1][:64]
-    direct = f"{home}/blobs/sha256/{digest[:2]}/{digest}"
-    through = f"{mnt}/checkpoints/big.ckpt"
+blob = subprocess.run([tsr, "info", "checkpoints/big.ckpt", "-j"], env=env, capture_output=True, text=True).stdout
+digest = blob.split('"sha256" : "')[1][:64]
+direct = f"{home}/blobs/sha256/{digest[:2]}/{digest}"
+through = f"{mnt}/checkpoints/big.ckpt"
 
+# Safetensors-style load: mmap MAP_PRIVATE and touch every page (what torch/safetensors do).
+def mmap_load(path):
+    t0 = time.perf_counter()
+    with open(path, "rb", buffering=0) as f:
+        m = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)
+        touched = m[::4096]
+        m.close()
+    assert len(touched) == (1 << 30) // 4096
+    return time.perf_counter() - t0
+
+def mount(*extra):
+    os.makedirs(mnt, exist_ok=True)
+    subprocess.run([tsr, "mount", mnt, "--home", home, *extra], env=env, check=True, stdout=subprocess.DEVNULL)
+    return os.getxattr(mnt, "user.tsr.io").decode()
+
+def umount():
+    subprocess.run([tsr, "umount", mnt], stdout=subprocess.DEVNULL)
+
+def reads(path_label, passthrough):
+    """Sequential reads and mmap loads of 1 GiB, first (caches dropped) and warm."""
+    tag = f" [{path_label}]"
     if drop_caches():
-        cold_direct = read_all(direct)
-        drop_caches()
-        cold_mount = read_all(through)
+        cold_direct = cold(read_all, direct)
+        cold_mount = cold(read_all, through)
         r = cold_direct / cold_mount
-        row("first read 1 GiB: mount / direct (speed)", f"{cold_direct:.3f}s", f"{cold_mount:.3f}s", f"{r:.2f}", ">=0.25", r >= 0.25)
+        goal = 0.9 if passthrough else 0.25
+        row("first read 1 GiB: mount / direct" + tag, f"{cold_direct:.3f}s", f"{cold_mount:.3f}s", f"{r:.2f}", f">={goal}", r >= goal)
     read_all(direct); read_all(through)
     warm_direct = best(lambda: read_all(direct))
     warm_mount = best(lambda: read_all(through))
     r = warm_direct / warm_mount
-    row("warm reread 1 GiB: mount / direct (speed)", f"{warm_direct:.3f}s", f"{warm_mount:.3f}s", f"{r:.2f}", ">=0.9", r >= 0.9)
-
-    # Safetensors-style load: mmap MAP_PRIVATE and touch every page (what torch/safetensors do).
-    def mmap_load(path):
-        t0 = time.perf_counter()
-        with open(path, "rb", buffering=0) as f:
-            m = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)
-            touched = m[::4096]
-            m.close()
-        assert len(touched) == (1 << 30) // 4096
-        return time.perf_counter() - t0
+    row("warm reread 1 GiB: mount / direct" + tag, f"{warm_direct:.3f}s", f"{warm_mount:.3f}s", f"{r:.2f}", ">=0.9" if passthrough else "-", r >= 0.9 or not passthrough)
     if drop_caches():
-        cold_direct = mmap_load(direct)
-        drop_caches()
-        cold_mount = mmap_load(through)
+        cold_direct = cold(mmap_load, direct)
+        cold_mount = cold(mmap_load, through)
         r = cold_direct / cold_mount
-        row("mmap load 1 GiB, first: mount / direct", f"{cold_direct:.3f}s", f"{cold_mount:.3f}s", f"{r:.2f}", "works", True)
+        row("mmap load 1 GiB, first: mount / direct" + tag, f"{cold_direct:.3f}s", f"{cold_mount:.3f}s", f"{r:.2f}", ">=0.9" if passthrough else "works", r >= 0.9 or not passthrough)
     mmap_load(direct); mmap_load(through)
     warm_direct = best(lambda: mmap_load(direct))
     warm_mount = best(lambda: mmap_load(through))
     r = warm_direct / warm_mount
-    row("mmap load 1 GiB, warm: mount / direct", f"{warm_direct:.3f}s", f"{warm_mount:.3f}s", f"{r:.2f}", ">=0.9 (pt)", r >= 0.9)
+    row("mmap load 1 GiB, warm: mount / direct" + tag, f"{warm_direct:.3f}s", f"{warm_mount:.3f}s", f"{r:.2f}", ">=0.9" if passthrough else "works", r >= 0.9 or not passthrough)
 
+# The plain path first (--no-passthrough), then the default mount, which uses kernel passthrough
+# where the kernel and privileges allow it (the row names say which path was measured).
+try:
+    io = mount("--no-passthrough")
+    reads("plain", False)
+finally:
+    umount()
+io = mount()
+try:
+    reads("passthrough" if io == "passthrough" else io, io == "passthrough")
     def open_close(path, n=20_000):
         t0 = time.perf_counter()
         for _ in range(n):
@@ -92,7 +118,7 @@ try:
     native_oc = best(lambda: open_close(f"{native}/checkpoints/big.ckpt"))
     mount_oc = best(lambda: open_close(through))
     r = native_oc / mount_oc
-    row("open+close x20k: mount / native (speed)", f"{native_oc:.3f}s", f"{mount_oc:.3f}s", f"{r:.2f}", "-", True)
+    row(f"open+close x20k: mount / native [{'passthrough' if io == 'passthrough' else 'plain'}]", f"{native_oc:.3f}s", f"{mount_oc:.3f}s", f"{r:.2f}", "-", True)
 
     def stats(path, n=100_000):
         os.stat(path)
@@ -115,7 +141,7 @@ try:
     r = mount_ls / native_ls
     row("ls -l 10,000 entries: mount / native (time)", f"{native_ls:.3f}s", f"{mount_ls:.3f}s", f"{r:.2f}", "<=1.5", r <= 1.5)
 finally:
-    subprocess.run([tsr, "umount", mnt], stdout=subprocess.DEVNULL)
+    umount()
 
 for name, base, ours, ratio, goal, result in rows:
-    print(f"{name:<44} {base:>10} {ours:>10} {ratio:>8} {goal:>10} {result:>7}")
+    print(f"{name:<54} {base:>10} {ours:>10} {ratio:>8} {goal:>10} {result:>7}")

@@ -1,4 +1,5 @@
 import CFUSE
+import CPassthrough
 import Glibc
 
 /// Owns a libfuse session and routes its C callbacks to a `FileSystemHandler`.
@@ -10,16 +11,22 @@ public final class Session: @unchecked Sendable {
     private var userdata: Unmanaged<Box>?
     public let mountpoint: String
     private var mounted = false
+    private let wantsPassthrough: Bool
 
     final class Box {
         let handler: any FileSystemHandler
-        init(_ handler: any FileSystemHandler) { self.handler = handler }
+        let passthrough: Bool
+        init(_ handler: any FileSystemHandler, passthrough: Bool) {
+            self.handler = handler
+            self.passthrough = passthrough
+        }
     }
 
     /// Creates a session (not yet mounted).
     public init(handler: any FileSystemHandler, mountpoint: String, options: MountOptions) throws(SessionError) {
         self.handler = handler
         self.mountpoint = mountpoint
+        self.wantsPassthrough = options.passthrough
         for value in [options.fsName, options.subtype] where value.contains(",") || value.unicodeScalars.contains(where: { $0.value < 0x20 }) {
             throw .badOption(value)
         }
@@ -27,7 +34,7 @@ public final class Session: @unchecked Sendable {
         if options.readOnly { opts.append("ro") }
         if options.allowOther { opts.append("allow_other") }
         let argv = ["tsr", "-o", opts.joined(separator: ",")]
-        let box = Box(handler)
+        let box = Box(handler, passthrough: options.passthrough)
         let retained = Unmanaged.passRetained(box)
         var ops = Self.operations
         // SAFETY: the C strings live until fuse_session_new returns; it copies what it keeps.
@@ -54,6 +61,31 @@ public final class Session: @unchecked Sendable {
     public func mount() throws(SessionError) {
         guard fuse_session_mount(session, mountpoint) == 0 else { throw .mount(mountpoint) }
         mounted = true
+        if wantsPassthrough { installResult = tsr_passthrough_install(session) }
+    }
+
+    private var installResult: Int32 = 0
+
+    /// Whether opens can be served by kernel passthrough (known once the kernel's INIT arrived).
+    public var passthrough: PassthroughSupport {
+        guard wantsPassthrough else { return .notRequested }
+        guard installResult == 0 else { return .unavailable("the request hooks could not be installed (\(Errno(rawValue: -installResult)))") }
+        switch tsr_passthrough_state(session) {
+        case 1: return .active
+        case 0: return .unavailable("the kernel does not offer FUSE passthrough (it needs Linux 6.9 or later built with CONFIG_FUSE_PASSTHROUGH)")
+        default: return .unavailable("the kernel's INIT has not been seen")
+        }
+    }
+
+    /// Registers an open file descriptor as a passthrough backing file; its id, or the errno.
+    public func backingOpen(fd: Int32) -> Result<Int32, Errno> {
+        let id = tsr_passthrough_backing_open(session, fd)
+        return id > 0 ? .success(id) : .failure(Errno(rawValue: -id))
+    }
+
+    /// Forgets a backing id (files opened with it keep working).
+    public func backingClose(_ id: Int32) {
+        _ = tsr_passthrough_backing_close(session, id)
     }
 
     /// Runs the multithreaded request loop until unmount, a signal (with `handleSignals`) or `exit()`.
@@ -101,7 +133,7 @@ public final class Session: @unchecked Sendable {
     }
 
     static func file(_ fi: UnsafeMutablePointer<fuse_file_info>?) -> FileInfo {
-        FileInfo(flags: tsr_fi_flags(fi), handle: tsr_fi_fh(fi))
+        FileInfo(flags: tsr_fi_flags(fi), handle: tsr_passthrough_handle(tsr_fi_fh(fi)), backingId: tsr_passthrough_backing_id(tsr_fi_fh(fi)))
     }
 
     /// Copies a callback's name argument; nil when it is not UTF-8 (such names cannot exist here).
@@ -119,6 +151,8 @@ public final class Session: @unchecked Sendable {
                 capable: conn.pointee.capable, want: conn.pointee.want, maxBackground: conn.pointee.max_background,
                 congestionThreshold: conn.pointee.congestion_threshold, timeGranularity: conn.pointee.time_gran)
             box.handler.initialize(&settings)
+            // The passthrough hooks must see every request: none may be spliced past them.
+            if box.passthrough { settings.disable(ConnectionSettings.spliceRead) }
             conn.pointee.want = settings.want
             conn.pointee.max_background = settings.maxBackground
             conn.pointee.congestion_threshold = settings.congestionThreshold

@@ -51,6 +51,7 @@ public struct Errno: RawRepresentable, Hashable, Sendable, Error, CustomStringCo
     public static let notSupported = Errno(rawValue: EOPNOTSUPP)
     public static let noAttribute = Errno(rawValue: ENODATA)
     public static let range = Errno(rawValue: ERANGE)
+    public static let textBusy = Errno(rawValue: ETXTBSY)
     public static let interrupted = Errno(rawValue: EINTR)
     public static let badFile = Errno(rawValue: EBADF)
     public static let crossDevice = Errno(rawValue: EXDEV)
@@ -143,6 +144,14 @@ public struct FileInfo: Sendable {
     public var flags: Int32
     /// The handle the filesystem returned from open/create/opendir.
     public var handle: UInt64
+    /// The kernel passthrough backing id the open reply carried (0: none).
+    public var backingId: Int32 = 0
+
+    public init(flags: Int32, handle: UInt64, backingId: Int32 = 0) {
+        self.flags = flags
+        self.handle = handle
+        self.backingId = backingId
+    }
 }
 
 /// How an opened file is to be cached by the kernel.
@@ -153,10 +162,14 @@ public struct OpenOptions: Sendable {
     /// Bypass the page cache for this handle (writes then never touch pages other readers share;
     /// shared mmap of the handle is refused by the kernel).
     public var directIO: Bool
-    public init(handle: UInt64, keepCache: Bool, directIO: Bool = false) {
+    /// Serve the file by kernel passthrough from this backing id (`Session.backingOpen`): reads
+    /// and mmap go to the backing file without reaching the daemon.
+    public var backingId: Int32?
+    public init(handle: UInt64, keepCache: Bool, directIO: Bool = false, backingId: Int32? = nil) {
         self.handle = handle
         self.keepCache = keepCache
         self.directIO = directIO
+        self.backingId = backingId
     }
 }
 

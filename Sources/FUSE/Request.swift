@@ -1,4 +1,5 @@
 import CFUSE
+import CPassthrough
 import Glibc
 import Synchronization
 
@@ -88,6 +89,12 @@ public final class Request: @unchecked Sendable {
         fi.fh = options.handle
         tsr_fi_set_keep_cache(&fi, options.keepCache ? 1 : 0)
         tsr_fi_set_direct_io(&fi, options.directIO ? 1 : 0)
+        if let backing = options.backingId {
+            // The reply hook turns this into FOPEN_PASSTHROUGH with the backing id.
+            fi.fh = tsr_passthrough_fh(options.handle, backing)
+            tsr_fi_set_keep_cache(&fi, 0)
+            tsr_fi_set_direct_io(&fi, 0)
+        }
         fuse_reply_open(req, &fi)
     }
 

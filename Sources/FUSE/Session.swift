@@ -95,6 +95,9 @@ public struct MountOptions: Sendable {
     /// `user_allow_other` in /etc/fuse.conf when not root.
     public var allowOther = false
     public var threads = 16
+    /// Ask the kernel for FUSE passthrough (Linux >= 6.9); `Session.passthrough` says whether it
+    /// agreed. Requests are then read with read(2), never spliced (the hooks see each one).
+    public var passthrough = false
 
     public init(fsName: String, subtype: String) {
         self.fsName = fsName
@@ -115,4 +118,14 @@ public enum SessionError: Error, CustomStringConvertible, Sendable {
         case let .badOption(value): return "mount option value \"\(value)\" contains a comma or a control character"
         }
     }
+}
+
+/// What a session's kernel said about FUSE passthrough.
+public enum PassthroughSupport: Sendable, Equatable {
+    /// The mount did not ask for it.
+    case notRequested
+    /// The kernel agreed at INIT: `Session.backingOpen` may be used (it still needs CAP_SYS_ADMIN).
+    case active
+    /// Asked for, not available; why.
+    case unavailable(String)
 }

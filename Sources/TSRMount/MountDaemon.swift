@@ -70,6 +70,7 @@ public final class MountDaemon: @unchecked Sendable {
         var options = MountOptions(fsName: library.layout.home, subtype: "tsr")
         options.readOnly = settings.readOnly
         options.allowOther = request.allowOther
+        options.passthrough = settings.passthrough
         let session: Session
         do { session = try Session(handler: fileSystem, mountpoint: request.mountpoint, options: options) } catch { throw .session(error) }
         fileSystem.session = session

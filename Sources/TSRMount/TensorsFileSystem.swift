@@ -18,6 +18,12 @@ public struct MountSettings: Sendable {
     public var negativeTimeout = 3600.0
     /// How often the registry is checked for changes made by other processes.
     public var pollInterval: Duration = .milliseconds(200)
+    /// Serve reads of complete blobs by kernel passthrough when the kernel agrees (Linux >= 6.9
+    /// and CAP_SYS_ADMIN); the plain path otherwise (`readPath` says which and why).
+    public var passthrough = true
+    /// Smaller files (sidecars, previews) stay on the plain path, so they can be rewritten
+    /// through the mount while another process has them open.
+    public var passthroughMinimumSize: Int64 = 1 << 20
     /// Owner shown for every file.
     public var uid: UInt32 = getuid()
     public var gid: UInt32 = getgid()
@@ -46,6 +52,13 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         var writes: [AliasKey: PendingWrite] = [:]
         var handles: [UInt64: Handle] = [:]
         var nextHandle: UInt64 = 1
+        /// How each inode is open, for kernel passthrough: while any open of an inode uses a
+        /// backing file, every open of it must use the same one (else the kernel fails the open
+        /// with EINVAL); while it is open through the page cache, passthrough is refused (ETXTBSY).
+        var ioModes: [Inode: IOMode] = [:]
+        /// Handles whose open put their inode in page-cache mode.
+        var cachedHandles: [UInt64: Inode] = [:]
+        var readPath: ReadPath?
         var invalidations: [Invalidation] = []
         /// Inodes the kernel may still use for a node that now has another inode: a renamed path
         /// (the kernel moves its dentry with the old inode) or a committed write (the writer's
@@ -313,6 +326,13 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         guard let entry = node.file else { return request.reply(error: .isDirectory) }
         let accessMode = file.flags & O_ACCMODE
         let wantsWrite = accessMode == O_WRONLY || accessMode == O_RDWR || file.flags & O_TRUNC != 0
+        // An inode open by passthrough can only be opened again by passthrough of its complete
+        // blob: a write waits for those opens to close (ETXTBSY), and content that failed
+        // verification since then cannot be read through that inode until they do (EIO).
+        if wantsWrite || entry.state != .present, openByPassthrough(inode) {
+            logger.notice("open \(namespace.path(of: inode)): refused while another process has it open by passthrough")
+            return request.reply(error: wantsWrite ? .textBusy : .io)
+        }
         do {
             let handle: Handle
             if wantsWrite {
@@ -335,17 +355,17 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
             } else {
                 return request.reply(error: .noEntry)
             }
-            let id = state.withLock { state -> UInt64 in
-                let id = state.nextHandle
-                state.nextHandle += 1
-                state.handles[id] = handle
-                return id
+            guard let opened = admit(handle, inode: inode, size: entry.size, wantsWrite: wantsWrite) else {
+                if case let .blob(fd, _) = handle { try? fd.close() }
+                if case let .pending(write, writable) = handle { releaseWrite(write, writable: writable) }
+                logger.notice("open \(namespace.path(of: inode)): refused while another process has it open by passthrough")
+                return request.reply(error: .textBusy)
             }
             // Blob content never changes under a handle: keep the page cache across opens.
             // Writes go around the page cache, so readers of the old content keep it (§7).
             let keep: Bool
             if case .blob = handle { keep = true } else { keep = false }
-            request.reply(open: OpenOptions(handle: id, keepCache: keep, directIO: wantsWrite))
+            request.reply(open: OpenOptions(handle: opened.id, keepCache: keep, directIO: wantsWrite, backingId: opened.backing))
         } catch {
             logger.error("open \(namespace.path(of: inode)): \(error)")
             request.reply(error: ErrnoMapping.errno(for: error))
@@ -399,8 +419,15 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         }
     }
 
+    /// Undoes joining a write for an open that was refused.
+    private func releaseWrite(_ write: PendingWrite, writable: Bool) {
+        if write.leave() { finish(write) }
+    }
+
     public func release(_ request: Request, inode: Inode, file: FileInfo) {
         let handle = state.withLock { $0.handles.removeValue(forKey: file.handle) }
+        let closeBacking = dismiss(handle: file.handle, inode: inode, backingId: file.backingId)
+        if let closeBacking { session?.backingClose(closeBacking) }
         switch handle {
         case let .blob(fd, _)?:
             try? fd.close()
@@ -430,6 +457,13 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
 
     public func getxattr(_ request: Request, inode: Inode, name: String, size: Int) {
         guard let node = resolve(inode) else { return request.reply(error: .noEntry) }
+        // The mount root says how complete blobs are read: `passthrough` or `plain` (tsr status).
+        if inode.rawValue == 1 && name == "user.tsr.io" {
+            let bytes = Array(readPath.description.utf8)
+            if size == 0 { return request.reply(xattrSize: bytes.count) }
+            if size < bytes.count { return request.reply(error: .range) }
+            return request.reply(bytes: bytes)
+        }
         guard let file = node.file else { return request.reply(error: .noAttribute) }
         let value: String
         switch name {

@@ -68,6 +68,11 @@ import TSRTesting
         let live = try #require(LiveMountInfo.find(mountpoint))
         #expect(live.home == home && live.options.contains("ro"))
         #expect(FileManager.default.fileExists(atPath: mountpoint + "/checkpoints"))
+        #expect(try Shell.run(BuildProducts.tsr, ["status"]).stdout.contains("\(mountpoint)  home \(home)  read-only  reads: passthrough"))
+        #expect(try Shell.run("/usr/bin/umount", [mountpoint]).status == 0)
+        // nopassthrough: the plain path (SEMANTICS §10).
+        #expect(try Shell.run("/usr/bin/mount", ["-t", "fuse.tsr", home, mountpoint, "-o", "nopassthrough"], timeout: 60).status == 0)
+        #expect(try Shell.run(BuildProducts.tsr, ["status"]).stdout.contains("\(mountpoint)  home \(home)  reads: plain (--no-passthrough)"))
         #expect(try Shell.run("/usr/bin/umount", [mountpoint]).status == 0)
         #expect(!TestMount.isMounted(mountpoint))
 

@@ -68,7 +68,7 @@ func measure(under base: String) throws -> (curl: Double, curlSynced: Double, ts
 func row(_ label: String, _ baseline: Double, _ ours: Double, goal: Double?) {
     let ratio = ours / baseline
     let verdict = goal.map { ratio <= $0 ? "ok" : "MISSED" } ?? "-"
-    print(label.padding(toLength: 44, withPad: " ", startingAt: 0),
+    print(label.padding(toLength: 54, withPad: " ", startingAt: 0),
           String(format: "%9.3fs %9.3fs %8.2f %10@ %7@", baseline, ours, ratio, goal.map { "<=\($0)" } ?? "(info)", verdict))
 }
 

@@ -66,7 +66,7 @@ func percentiles(_ body: (String) throws -> Void) rethrows -> (p50: Double, p99:
 let seed = try percentiles { _ = try registry.searchModelsLikeSeed($0, limit: 20) }
 let ours = try percentiles { _ = try registry.searchModels(query: $0, type: nil, baseModel: nil, limit: 20) }
 func row(_ label: String, _ base: Double, _ value: Double) {
-    print(label.padding(toLength: 44, withPad: " ", startingAt: 0),
+    print(label.padding(toLength: 54, withPad: " ", startingAt: 0),
           String(format: "%8.2fms %8.2fms %8.2f %10@ %7@", base, value, value / base, "<50ms", value < 50 ? "ok" : "MISSED"))
 }
 row("db search p50, \(count) models (vs LIKE)", seed.p50, ours.p50)

@@ -76,5 +76,5 @@ _ = readers.wait(timeout: .now() + 20)
 let p99Base = percentile(baseline, 0.99), p99Load = percentile(underLoad, 0.99)
 let verdict = p99Load < 10 ? "ok" : "MISSED"
 let name = "stat p99, 100 reads waiting (ms)"
-print(name.padding(toLength: 44, withPad: " ", startingAt: 0)
+print(name.padding(toLength: 54, withPad: " ", startingAt: 0)
       + String(format: " %9.3fms %9.3fms %8.2f %10@ %7@", p99Base, p99Load, p99Load / max(p99Base, 0.001), "<10ms", verdict))

@@ -57,7 +57,7 @@ struct DoctorCommand: ParsableCommand {
         let numbers = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
         let passthrough = numbers.count == 2 && (numbers[0], numbers[1]) >= (6, 9)
         add("kernel passthrough", .info,
-            passthrough ? "kernel \(release) supports FUSE passthrough (native-speed reads; tensors uses the plain path for now)"
+            passthrough ? "kernel \(release) supports FUSE passthrough: mounts made as root read complete models at native speed (`tsr status` shows each mount's path)"
                 : "kernel \(release) has no FUSE passthrough (needs 6.9): reads use the plain path")
 
         // The home.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLinux
 import Foundation
 import Logging
 import TSRFetch
@@ -28,6 +29,9 @@ struct MountCommand: ParsableCommand {
     @Flag(help: "Let other users (e.g. ComfyUI running as another user) use the mount; needs user_allow_other in /etc/fuse.conf unless root.")
     var allowOther = false
 
+    @Flag(inversion: .prefixedNo, help: "Serve reads and mmap of complete models by kernel FUSE passthrough (native speed) when the kernel allows it (Linux 6.9+, mounted as root), else the plain path; `tsr status` says which. --no-passthrough forces the plain path (docs/SEMANTICS.md §10).")
+    var passthrough = true
+
     @Option(help: "Also serve the HTTP API and web page at HOST:PORT, :PORT or PORT (downloads share the mount's); see `tsr serve`.")
     var api: String?
 
@@ -47,6 +51,7 @@ struct MountCommand: ParsableCommand {
             var request = MountRequest(home: home, mountpoint: point)
             request.readOnly = readOnly
             request.allowOther = allowOther
+            request.settings.passthrough = passthrough
             // Lazy reads download through the fetch engine, with the tokens of this environment
             // (HF_TOKEN, CIVITAI_API_KEY), kept in memory only.
             let settings = FetchSettings.from(environment: ProcessInfo.processInfo.environment)
@@ -80,6 +85,7 @@ struct MountCommand: ParsableCommand {
             var arguments = ["mount", point, "--foreground", "--home", home]
             if readOnly { arguments.append("--read-only") }
             if allowOther { arguments.append("--allow-other") }
+            if !passthrough { arguments.append("--no-passthrough") }
             if let api { arguments += ["--api", api] }
             // The API token reaches the daemon through a pipe, never its arguments.
             let token = apiConfiguration?.token
@@ -120,14 +126,49 @@ struct StatusCommand: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        let mounts = LiveMount.all()
+        let mounts = LiveMount.all().map { StatusItem(mount: $0) }
         if output.json {
             try Out.json(mounts)
             return
         }
         if mounts.isEmpty { Out.line("no tsr mounts") }
-        for mount in mounts {
-            Out.line("\(mount.mountpoint)  home \(mount.home)\(mount.readOnly ? "  read-only" : "")")
+        for item in mounts {
+            let mount = item.mount
+            let reads = item.io.map { io in io + (item.ioReason.map { " (\($0))" } ?? "") } ?? "unknown (not answering)"
+            Out.line("\(mount.mountpoint)  home \(mount.home)\(mount.readOnly ? "  read-only" : "")  reads: \(reads)")
         }
+    }
+
+    /// How the mount reads complete models, from its root's `user.tsr.io` attribute:
+    /// `passthrough`, or `plain` and why; nil when the mount does not answer.
+    static func readPath(_ mountpoint: String) -> (io: String, reason: String?)? {
+        var buffer = [UInt8](repeating: 0, count: 512)
+        let count = getxattr(mountpoint, "user.tsr.io", &buffer, buffer.count)
+        guard count > 0 else { return nil }
+        let text = String(decoding: buffer.prefix(count), as: UTF8.self)
+        guard let open = text.firstIndex(of: " ") else { return (text, nil) }
+        return (String(text[..<open]), String(text[text.index(after: open)...]).trimmingCharacters(in: CharacterSet(charactersIn: "()")))
+    }
+
+    struct StatusItem: Encodable {
+        var mount: LiveMount
+        var io: String?
+        var ioReason: String?
+
+        init(mount: LiveMount) {
+            self.mount = mount
+            let path = StatusCommand.readPath(mount.mountpoint)
+            io = path?.io
+            ioReason = path?.reason
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            try mount.encode(to: encoder)
+            var container = encoder.container(keyedBy: Key.self)
+            try container.encodeIfPresent(io, forKey: .io)
+            try container.encodeIfPresent(ioReason, forKey: .ioReason)
+        }
+
+        enum Key: String, CodingKey { case io, ioReason = "io_reason" }
     }
 }

@@ -1,0 +1,145 @@
+import FUSE
+import Foundation
+import SystemPackage
+import TSRStore
+
+/// Kernel FUSE passthrough (docs/ARCHITECTURE.md, "Reads"): opens of complete blobs of at least
+/// `MountSettings.passthroughMinimumSize` carry a backing file, so reads and mmap go to the blob
+/// without reaching the daemon.
+///
+/// The kernel's rules, per inode (fs/fuse/iomode.c): while any open of it uses a backing file,
+/// every other open must use that same one (else the open fails with EINVAL), and while it is
+/// open through the page cache no open may use one (ETXTBSY). `IOMode` mirrors what is open so
+/// that every reply keeps those rules; a write to a name open by passthrough is answered ETXTBSY.
+extension TensorsFileSystem {
+    struct IOMode {
+        /// Opens using `backingId`.
+        var passthrough = 0
+        /// Read opens through the page cache (plain blob reads, lazy and pending reads).
+        var cached = 0
+        var backingId: Int32 = 0
+    }
+
+    /// How complete blobs are read on this mount.
+    public enum ReadPath: Sendable, Equatable, CustomStringConvertible {
+        case passthrough
+        case plain(reason: String)
+
+        /// `passthrough`, or `plain (why)`: the mount root's `user.tsr.io` attribute.
+        public var description: String {
+            switch self {
+            case .passthrough: "passthrough"
+            case let .plain(reason): "plain (\(reason))"
+            }
+        }
+    }
+
+    /// Decided at the first request that needs it (after the kernel's INIT), then fixed.
+    var readPath: ReadPath {
+        if let known = state.withLock({ $0.readPath }) { return known }
+        let decided = decideReadPath()
+        let first = state.withLock { state -> Bool in
+            guard state.readPath == nil else { return false }
+            state.readPath = decided
+            return true
+        }
+        if first { logger.notice("reads of complete models: \(decided)") }
+        return decided
+    }
+
+    private func decideReadPath() -> ReadPath {
+        guard settings.passthrough else { return .plain(reason: "--no-passthrough") }
+        guard let session else { return .plain(reason: "not mounted") }
+        switch session.passthrough {
+        case .notRequested: return .plain(reason: "--no-passthrough")
+        case let .unavailable(why): return .plain(reason: why)
+        case .active: break
+        }
+        // The kernel agreed; registering a backing file also needs CAP_SYS_ADMIN and a store on a
+        // filesystem that can back one. Try with a new empty file where blobs are written (never
+        // with the registry's file: closing a descriptor of it would drop SQLite's locks).
+        let name = library.layout.tmp + "/passthrough-probe-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        let probe: FileDescriptor
+        do {
+            probe = try FileDescriptor.open(name, .readWrite, options: [.create, .exclusiveCreate], permissions: [.ownerReadWrite])
+        } catch {
+            return .plain(reason: "cannot create a file in \(library.layout.tmp) to test passthrough: \(error)")
+        }
+        _ = Glibc.unlink(name)
+        defer { try? probe.close() }
+        switch session.backingOpen(fd: probe.rawValue) {
+        case let .success(id):
+            session.backingClose(id)
+            return .passthrough
+        case let .failure(errno) where errno.rawValue == EPERM:
+            return .plain(reason: "passthrough needs CAP_SYS_ADMIN: mount as root")
+        case let .failure(errno):
+            return .plain(reason: "the home's filesystem cannot back passthrough files (\(errno))")
+        }
+    }
+
+    /// Records an open in its inode's mode and chooses passthrough for it when it may; the
+    /// handle id and backing id, or nil when the kernel would refuse this open (the inode is
+    /// open by passthrough and this open cannot be).
+    func admit(_ handle: Handle, inode: Inode, size: Int64, wantsWrite: Bool) -> (id: UInt64, backing: Int32?)? {
+        let passthrough = size >= settings.passthroughMinimumSize && readPath == .passthrough
+        return state.withLock { state in
+            var mode = state.ioModes[inode] ?? IOMode()
+            var backing: Int32?
+            if passthrough, case let .blob(fd, _) = handle, mode.cached == 0 {
+                if mode.backingId == 0 {
+                    switch session?.backingOpen(fd: fd.rawValue) {
+                    case let .success(id)?: mode.backingId = id
+                    case let .failure(errno)?: logger.notice("passthrough refused for inode \(inode.rawValue) (\(errno)): plain reads")
+                    case nil: break
+                    }
+                }
+                if mode.backingId != 0 {
+                    backing = mode.backingId
+                    mode.passthrough += 1
+                }
+            }
+            if backing == nil {
+                if mode.passthrough > 0 { return nil }
+                // Writes go around the page cache (direct_io): they enter no mode.
+                if !wantsWrite { mode.cached += 1 }
+            }
+            let id = state.nextHandle
+            state.nextHandle += 1
+            state.handles[id] = handle
+            if backing == nil && !wantsWrite { state.cachedHandles[id] = inode }
+            state.ioModes[inode] = mode
+            return (id, backing)
+        }
+    }
+
+    /// Forgets an open's mode; the backing id to close when it was the last passthrough open.
+    func dismiss(handle: UInt64, inode: Inode, backingId: Int32) -> Int32? {
+        state.withLock { state in
+            guard var mode = state.ioModes[inode] else { return nil }
+            var close: Int32?
+            if backingId != 0 {
+                mode.passthrough -= 1
+                if mode.passthrough <= 0 {
+                    close = mode.backingId
+                    mode = IOMode(passthrough: 0, cached: mode.cached, backingId: 0)
+                }
+            } else if state.cachedHandles.removeValue(forKey: handle) != nil {
+                mode.cached -= 1
+            }
+            state.ioModes[inode] = mode.passthrough == 0 && mode.cached == 0 ? nil : mode
+            return close
+        }
+    }
+
+    /// Whether an inode has opens using a backing file, after waiting up to a second for them
+    /// to go: close(2) returns before the kernel's RELEASE reaches the daemon, so an open right
+    /// after the last close would otherwise find it still counted.
+    func openByPassthrough(_ inode: Inode) -> Bool {
+        for _ in 0..<200 {
+            if state.withLock({ ($0.ioModes[inode]?.passthrough ?? 0) == 0 }) { return false }
+            usleep(5_000)
+        }
+        return true
+    }
+}
