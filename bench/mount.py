@@ -5,6 +5,7 @@ Usage: bench/mount.py TSR_BINARY WORKDIR  (called by bench/run; needs root for d
 Prints rows: name, baseline, tsr, ratio, goal, result.
 """
 import mmap, os, subprocess, sys, time
+from benchdata import make_models
 
 tsr, work = sys.argv[1], sys.argv[2]
 home, native, mnt = f"{work}/home", f"{work}/models", f"{work}/mnt"
@@ -42,15 +43,7 @@ def cold(fn, path, n=2):
     return min(times)
 
 # Data: one 1 GiB model and a folder of 10,000 small files (kept natively as the baseline).
-os.makedirs(f"{native}/checkpoints", exist_ok=True)
-os.makedirs(f"{native}/loras/many", exist_ok=True)
-with open(f"{native}/checkpoints/big.ckpt", "wb") as f:
-    for _ in range(1024):
-        f.write(os.urandom(1 << 20))
-for i in range(10_000):
-    with open(f"{native}/loras/many/lora{i:05}.pt", "wb") as f:
-        f.write(i.to_bytes(4, "little") * 16)
-subprocess.run([tsr, "import", native, "--copy"], env=env, check=True, stdout=subprocess.DEVNULL)
+make_models(tsr, native, env)
 os.makedirs(mnt, exist_ok=True)
 blob = subprocess.run([tsr, "info", "checkpoints/big.ckpt", "-j"], env=env, capture_output=True, text=True).stdout
 digest = blob.split('"sha256" : "')[1][:64]

@@ -94,7 +94,6 @@ public struct MountOptions: Sendable {
     /// Let other users (ComfyUI running as another user) see the mount; needs
     /// `user_allow_other` in /etc/fuse.conf when not root.
     public var allowOther = false
-    public var threads = 16
     /// Ask the kernel for FUSE passthrough (Linux >= 6.9); `Session.passthrough` says whether it
     /// agreed. Requests are then read with read(2), never spliced (the hooks see each one).
     public var passthrough = false

@@ -100,7 +100,7 @@ public final class MountDaemon: @unchecked Sendable {
         poller = thread
         thread.start()
         fs.logger.info("mounted \(fs.library.layout.home) at \(session.mountpoint)")
-        let status = session.run(maxThreads: 16, handleSignals: handleSignals)
+        let status = session.run(maxThreads: fileSystem.settings.threads, handleSignals: handleSignals)
         stopping.store(true, ordering: .relaxed)
         pollerDone.wait()
         session.unmount()

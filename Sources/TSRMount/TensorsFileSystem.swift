@@ -24,11 +24,43 @@ public struct MountSettings: Sendable {
     /// Smaller files (sidecars, previews) stay on the plain path, so they can be rewritten
     /// through the mount while another process has them open.
     public var passthroughMinimumSize: Int64 = 1 << 20
+    /// FUSE knobs, measured by bench/tuning.py (docs/PERFORMANCE.md): READDIRPLUS (a listing
+    /// carries every entry's attributes), the kernel's background request limit, worker threads.
+    public var readdirPlus = true
+    public var maxBackground: UInt16 = 64
+    public var threads = 16
     /// Owner shown for every file.
     public var uid: UInt32 = getuid()
     public var gid: UInt32 = getgid()
 
     public init() {}
+
+    /// Applies `TSR_MOUNT_TUNING` (`key=value,…`: entry_timeout, attr_timeout, negative_timeout in
+    /// seconds, readdirplus=on|off, max_background, threads), for benchmarks; nil, or what is wrong.
+    public mutating func tune(_ text: String) -> String? {
+        for item in text.split(separator: ",") {
+            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { return "'\(item)' is not key=value" }
+            let (key, value) = (parts[0], parts[1])
+            switch key {
+            case "entry_timeout", "attr_timeout", "negative_timeout":
+                guard let seconds = Double(value), seconds >= 0 else { return "\(key) needs seconds, not '\(value)'" }
+                if key == "entry_timeout" { entryTimeout = seconds } else if key == "attr_timeout" { attributeTimeout = seconds } else { negativeTimeout = seconds }
+            case "readdirplus":
+                guard value == "on" || value == "off" else { return "readdirplus is on or off, not '\(value)'" }
+                readdirPlus = value == "on"
+            case "max_background":
+                guard let count = UInt16(value), count > 0 else { return "max_background needs a count, not '\(value)'" }
+                maxBackground = count
+            case "threads":
+                guard let count = Int(value), (2...256).contains(count) else { return "threads is 2 to 256, not '\(value)'" }
+                threads = count
+            default:
+                return "unknown key '\(key)' (entry_timeout, attr_timeout, negative_timeout, readdirplus, max_background, threads)"
+            }
+        }
+        return nil
+    }
 }
 
 /// The tensors filesystem: the namespace served through FUSE, reads from blob files, writes into
@@ -256,7 +288,11 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
     // MARK: FileSystemHandler: reading
 
     public func initialize(_ connection: inout ConnectionSettings) {
-        connection.enable(ConnectionSettings.readdirPlus)
+        if settings.readdirPlus {
+            connection.enable(ConnectionSettings.readdirPlus)
+        } else {
+            connection.disable(ConnectionSettings.readdirPlus)
+        }
         connection.disable(ConnectionSettings.readdirPlusAuto)
         // Synchronous reads: readahead then runs in the reader's own context as requests the
         // kernel can interrupt, so a reader waiting on a download can be answered EINTR (with
@@ -266,8 +302,8 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         // of page cache on mtime changes, explicit invalidation instead.
         connection.disable(ConnectionSettings.autoInvalidateData)
         connection.disable(ConnectionSettings.writebackCache)
-        connection.maxBackground = 64
-        connection.congestionThreshold = 48
+        connection.maxBackground = UInt32(settings.maxBackground)
+        connection.congestionThreshold = UInt32(settings.maxBackground) * 3 / 4
         connection.timeGranularity = 1
     }
 

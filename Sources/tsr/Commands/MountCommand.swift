@@ -52,6 +52,9 @@ struct MountCommand: ParsableCommand {
             request.readOnly = readOnly
             request.allowOther = allowOther
             request.settings.passthrough = passthrough
+            if let tuning = ProcessInfo.processInfo.environment["TSR_MOUNT_TUNING"] {
+                if let problem = request.settings.tune(tuning) { throw ValidationError("TSR_MOUNT_TUNING: \(problem)") }
+            }
             // Lazy reads download through the fetch engine, with the tokens of this environment
             // (HF_TOKEN, CIVITAI_API_KEY), kept in memory only.
             let settings = FetchSettings.from(environment: ProcessInfo.processInfo.environment)
