@@ -82,17 +82,27 @@ extension TensorsFileSystem {
     /// handle id and backing id, or nil when the kernel would refuse this open (the inode is
     /// open by passthrough and this open cannot be).
     func admit(_ handle: Handle, inode: Inode, size: Int64, wantsWrite: Bool) -> (id: UInt64, backing: Int32?)? {
-        let passthrough = size >= settings.passthroughMinimumSize && readPath == .passthrough
-        return state.withLock { state in
+        var candidate: Int32?
+        if size >= settings.passthroughMinimumSize, readPath == .passthrough, case let .blob(fd, _) = handle,
+           state.withLock({ ($0.ioModes[inode]?.backingId ?? 0) == 0 && ($0.ioModes[inode]?.cached ?? 0) == 0 })
+        {
+            // Registered outside the state lock (a system call); another open may register the
+            // inode's backing file meanwhile, and then this one is given back.
+            switch session?.backingOpen(fd: fd.rawValue) {
+            case let .success(id)?: candidate = id
+            case let .failure(errno)?: logger.notice("passthrough refused for inode \(inode.rawValue) (\(errno)): plain reads")
+            case nil: break
+            }
+        }
+        let wantsPassthrough = size >= settings.passthroughMinimumSize && readPath == .passthrough
+        let (admitted, unused) = state.withLock { state -> ((id: UInt64, backing: Int32?)?, Int32?) in
             var mode = state.ioModes[inode] ?? IOMode()
+            var unused = candidate
             var backing: Int32?
-            if passthrough, case let .blob(fd, _) = handle, mode.cached == 0 {
-                if mode.backingId == 0 {
-                    switch session?.backingOpen(fd: fd.rawValue) {
-                    case let .success(id)?: mode.backingId = id
-                    case let .failure(errno)?: logger.notice("passthrough refused for inode \(inode.rawValue) (\(errno)): plain reads")
-                    case nil: break
-                    }
+            if wantsPassthrough, case .blob = handle, mode.cached == 0 {
+                if mode.backingId == 0, let candidate {
+                    mode.backingId = candidate
+                    unused = nil
                 }
                 if mode.backingId != 0 {
                     backing = mode.backingId
@@ -100,7 +110,7 @@ extension TensorsFileSystem {
                 }
             }
             if backing == nil {
-                if mode.passthrough > 0 { return nil }
+                if mode.passthrough > 0 { return (nil, unused) }
                 // Writes go around the page cache (direct_io): they enter no mode.
                 if !wantsWrite { mode.cached += 1 }
             }
@@ -109,8 +119,10 @@ extension TensorsFileSystem {
             state.handles[id] = handle
             if backing == nil && !wantsWrite { state.cachedHandles[id] = inode }
             state.ioModes[inode] = mode
-            return (id, backing)
+            return ((id, backing), unused)
         }
+        if let unused { session?.backingClose(unused) }
+        return admitted
     }
 
     /// Forgets an open's mode; the backing id to close when it was the last passthrough open.

@@ -36,8 +36,10 @@ struct SoakScenario {
         defer { dir.remove() }
         let home = dir.path + "/home"
         var models: [String: Digest] = [:]
+        // 256 KiB to 2 MiB: the larger half is read by kernel passthrough (SEMANTICS §10), the
+        // rest through the daemon, and twenty readers open and close them all the time.
         for i in 0..<8 {
-            let bytes = SafetensorsBuilder(tensors: [("w", "U8", [UInt64(64 << 10) * UInt64(i + 1)])], fill: UInt8(i + 1)).bytes()
+            let bytes = SafetensorsBuilder(tensors: [("w", "U8", [UInt64(256 << 10) * UInt64(i + 1)])], fill: UInt8(i + 1)).bytes()
             try dir.write("models/loras/m\(i).safetensors", bytes)
             models["loras/m\(i).safetensors"] = try SHA256Hasher.digest(bytes)
         }
