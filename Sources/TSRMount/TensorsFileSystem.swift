@@ -109,6 +109,9 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         /// Blobs that failed verification: handles opened on them before stop reading the moved
         /// file and fetch the content again.
         var quarantined: Set<Digest> = []
+        /// Files newly quarantined whose pages the kernel may still cache: they are shown as
+        /// quarantined once the invalidation that drops those pages has been sent.
+        var quarantineUnflushed: Set<Inode> = []
     }
 
     enum Handle {
@@ -192,6 +195,9 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
             state.quarantined = Set(fresh.nodes.values.compactMap { node in
                 node.file.flatMap { $0.state == .quarantined ? $0.sha256 : nil }
             })
+            for (inode, node) in fresh.nodes where node.file?.state == .quarantined && old.nodes[inode]?.file?.state != .quarantined {
+                state.quarantineUnflushed.insert(inode)
+            }
             for (inode, node) in old.nodes where fresh.nodes[inode] == nil && node.file != nil {
                 state.retired[inode] = node
             }
@@ -240,6 +246,11 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
             defer { state.invalidations.removeAll() }
             return state.invalidations
         }
+        let dropped = pending.compactMap { item -> Inode? in
+            if case let .content(inode) = item { return inode }
+            return nil
+        }
+        defer { if !dropped.isEmpty { state.withLock { $0.quarantineUnflushed.subtract(dropped) } } }
         guard let session, !pending.isEmpty else { return }
         for item in pending {
             switch item {
@@ -507,7 +518,9 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
             guard let digest = file.sha256 else { return request.reply(error: .noAttribute) }
             value = digest.rawValue
         case "user.tsr.state":
-            value = stateName(file)
+            // `quarantined` only once no cached page of the damaged bytes is left (§3).
+            let unflushed = file.state == .quarantined && state.withLock { $0.quarantineUnflushed.contains(node.inode) }
+            value = unflushed ? BlobState.present.rawValue : stateName(file)
         case "user.tsr.error":
             guard let text = errorText(file) else { return request.reply(error: .noAttribute) }
             value = text
