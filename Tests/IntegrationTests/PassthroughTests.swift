@@ -43,7 +43,8 @@ struct PassthroughTests {
             kill(mount.pid, SIGCONT)
             if !answered { done.wait() }
             #expect(answered, "a read by passthrough does not need the daemon")
-            #expect(chunk == Array(model[(5 << 20)..<((5 << 20) + 65_536)]))
+            let right = chunk == Array(model[(5 << 20)..<((5 << 20) + 65_536)])
+            #expect(right, "the bytes read while the daemon was stopped are the model's")
 
             // Reads and a private mapping give the right bytes.
             #expect((try? readBytes(path)) == model, "a whole read")
@@ -98,6 +99,54 @@ struct PassthroughTests {
             let status = try Shell.run(BuildProducts.tsr, ["status", "--json"])
             #expect(status.stdout.contains("\"io_reason\" : \"--no-passthrough\""), "\(status.stdout)")
             #expect((try? readBytes(mount.mountpoint + "/checkpoints/m.safetensors"))?.count == model.count + 1)
+        }
+    }
+
+    /// A model whose bytes are not here yet is read through the daemon (it downloads it); once
+    /// it is complete and every earlier open is closed, new opens use passthrough.
+    @Test func aLazyModelUsesPassthroughOnceDownloaded() throws {
+        let dir = try TempDirectory("tsr-passthrough-lazy")
+        defer { dir.remove() }
+        let home = dir.path + "/home"
+        let model = SafetensorsBuilder(tensors: [("w", "U8", [3 << 20])], fill: 7).bytes()
+        let hf = try HuggingFaceFixture(files: ["o/r/lazy.safetensors": .init(bytes: model)])
+        let env = ProcessInfo.processInfo.environment.merging(["HF_ENDPOINT": hf.endpoint, "TSR_HOME": home]) { $1 }
+        let added = try Shell.run(BuildProducts.tsr, ["add", "hf://o/r/lazy.safetensors", "--folder", "loras"], environment: env)
+        #expect(added.status == 0, "\(added.stderr)")
+
+        try TestMount.with(home: home, environment: ["HF_ENDPOINT": hf.endpoint]) { mount in
+            let path = mount.mountpoint + "/loras/lazy.safetensors"
+            #expect((try? readBytes(path)) == model, "the first read downloads it through the daemon")
+            // Now complete: an open by passthrough reads while the daemon is stopped (no page of
+            // the mount's own cache can answer: they are dropped before each try).
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            var answered = false
+            for _ in 0..<5 where !answered {
+                try "1".write(toFile: "/proc/sys/vm/drop_caches", atomically: false, encoding: .utf8)
+                let fd = open(path, O_RDONLY)
+                guard fd >= 0 else { break }
+                defer { close(fd) }
+                kill(mount.pid, SIGSTOP)
+                let done = DispatchSemaphore(value: 0)
+                nonisolated(unsafe) var buffer = [UInt8](repeating: 0, count: 4096)
+                Thread {
+                    _ = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 2 << 20) }
+                    done.signal()
+                }.start()
+                answered = done.wait(timeout: .now() + 1) == .success
+                kill(mount.pid, SIGCONT)
+                if !answered {
+                    // Still open through the page cache (the first reader's release in flight):
+                    // let that read finish, then try a fresh open.
+                    done.wait()
+                    Thread.sleep(forTimeInterval: 0.1)
+                } else {
+                    chunk = buffer
+                }
+            }
+            #expect(answered, "an open after the download is served by passthrough")
+            let right = chunk == Array(model[(2 << 20)..<((2 << 20) + 4096)])
+            #expect(right, "the bytes read by passthrough are the model's")
         }
     }
 
