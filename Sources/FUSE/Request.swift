@@ -127,6 +127,14 @@ public final class Request: @unchecked Sendable {
         fuse_reply_xattr(req, xattrSize)
     }
 
+    /// Answers getxattr/listxattr with `bytes`: their size when asked with size 0, ERANGE when
+    /// `size` is too small for them.
+    public func reply(xattr bytes: [UInt8], size: Int) {
+        if size == 0 { return reply(xattrSize: bytes.count) }
+        if size < bytes.count { return reply(error: .range) }
+        reply(bytes: bytes)
+    }
+
     /// statvfs(3) of a path, passed through.
     public func reply(statfsOf path: String) {
         var st = statvfs()

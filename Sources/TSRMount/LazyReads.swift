@@ -136,9 +136,13 @@ extension TensorsFileSystem {
         }
     }
 
-    /// `user.tsr.state` of a file: writing, fetching, failed, or the registry's state.
-    func stateName(_ file: FileNode) -> String {
+    /// `user.tsr.state` of a file: writing, fetching, failed, or the registry's state —
+    /// `quarantined` only once no cached page of the damaged bytes is left (§3).
+    func stateName(_ file: FileNode, inode: Inode) -> String {
         if file.pending { return "writing" }
+        if file.state == .quarantined, state.withLock({ $0.quarantineUnflushed.contains(inode) }) {
+            return BlobState.present.rawValue
+        }
         guard let digest = file.sha256, file.state == .remote else { return file.state.rawValue }
         return state.withLock { state in
             if state.fetching.contains(digest) { return "fetching" }

@@ -18,6 +18,8 @@ extension TensorsFileSystem {
         /// Read opens through the page cache (plain blob reads, lazy and pending reads).
         var cached = 0
         var backingId: Int32 = 0
+        /// No backing file yet, and nothing open through the page cache.
+        var canRegister: Bool { backingId == 0 && cached == 0 }
     }
 
     /// How complete blobs are read on this mount.
@@ -81,67 +83,69 @@ extension TensorsFileSystem {
     /// Records an open in its inode's mode and chooses passthrough for it when it may; the
     /// handle id and backing id, or nil when the kernel would refuse this open (the inode is
     /// open by passthrough and this open cannot be).
-    func admit(_ handle: Handle, inode: Inode, size: Int64, wantsWrite: Bool) -> (id: UInt64, backing: Int32?)? {
+    func admit(_ handle: Handle, inode: Inode, size: Int64) -> (id: UInt64, backing: Int32?)? {
+        // Only complete blobs large enough, on a mount where the kernel took passthrough.
+        var blob: FileDescriptor?
+        if case let .blob(fd, _) = handle, size >= settings.passthroughMinimumSize, readPath == .passthrough { blob = fd }
         var candidate: Int32?
-        if size >= settings.passthroughMinimumSize, readPath == .passthrough, case let .blob(fd, _) = handle,
-           state.withLock({ ($0.ioModes[inode]?.backingId ?? 0) == 0 && ($0.ioModes[inode]?.cached ?? 0) == 0 })
-        {
+        if let blob, state.withLock({ ($0.ioModes[inode] ?? IOMode()).canRegister }) {
             // Registered outside the state lock (a system call); another open may register the
             // inode's backing file meanwhile, and then this one is given back.
-            switch session?.backingOpen(fd: fd.rawValue) {
+            switch session?.backingOpen(fd: blob.rawValue) {
             case let .success(id)?: candidate = id
             case let .failure(errno)?: logger.notice("passthrough refused for inode \(inode.rawValue) (\(errno)): plain reads")
             case nil: break
             }
         }
-        let wantsPassthrough = size >= settings.passthroughMinimumSize && readPath == .passthrough
         let (admitted, unused) = state.withLock { state -> ((id: UInt64, backing: Int32?)?, Int32?) in
             var mode = state.ioModes[inode] ?? IOMode()
             var unused = candidate
-            var backing: Int32?
-            if wantsPassthrough, case .blob = handle, mode.cached == 0 {
-                if mode.backingId == 0, let candidate {
-                    mode.backingId = candidate
-                    unused = nil
-                }
-                if mode.backingId != 0 {
-                    backing = mode.backingId
-                    mode.passthrough += 1
-                }
+            if blob != nil, mode.canRegister, let candidate {
+                mode.backingId = candidate
+                unused = nil
             }
-            if backing == nil {
-                if mode.passthrough > 0 { return (nil, unused) }
-                // Writes go around the page cache (direct_io): they enter no mode.
-                if !wantsWrite { mode.cached += 1 }
+            let backing = blob != nil && mode.cached == 0 && mode.backingId != 0 ? mode.backingId : nil
+            if backing != nil {
+                mode.passthrough += 1
+            } else if mode.passthrough > 0 {
+                return (nil, unused)
+            } else if Self.usesPageCache(handle) {
+                mode.cached += 1
             }
-            let id = state.nextHandle
-            state.nextHandle += 1
-            state.handles[id] = handle
-            if backing == nil && !wantsWrite { state.cachedHandles[id] = inode }
             state.ioModes[inode] = mode
-            return ((id, backing), unused)
+            return ((state.store(handle), backing), unused)
         }
         if let unused { session?.backingClose(unused) }
         return admitted
     }
 
-    /// Forgets an open's mode; the backing id to close when it was the last passthrough open.
-    func dismiss(handle: UInt64, inode: Inode, backingId: Int32) -> Int32? {
-        state.withLock { state in
+    /// Whether an open of this handle reads through the kernel's page cache when it is not
+    /// passthrough (writes go around it, direct_io, and enter no mode).
+    static func usesPageCache(_ handle: Handle) -> Bool {
+        if case .pending(_, writable: true) = handle { return false }
+        return true
+    }
+
+    /// Forgets a released open's mode, and gives back the inode's backing file with its last
+    /// passthrough open.
+    func dismiss(_ handle: Handle, inode: Inode, backingId: Int32) {
+        let close = state.withLock { state -> Int32? in
             guard var mode = state.ioModes[inode] else { return nil }
             var close: Int32?
             if backingId != 0 {
                 mode.passthrough -= 1
                 if mode.passthrough <= 0 {
                     close = mode.backingId
-                    mode = IOMode(passthrough: 0, cached: mode.cached, backingId: 0)
+                    mode.passthrough = 0
+                    mode.backingId = 0
                 }
-            } else if state.cachedHandles.removeValue(forKey: handle) != nil {
+            } else if Self.usesPageCache(handle) {
                 mode.cached -= 1
             }
             state.ioModes[inode] = mode.passthrough == 0 && mode.cached == 0 ? nil : mode
             return close
         }
+        if let close { session?.backingClose(close) }
     }
 
     /// Whether an inode has opens using a backing file, after waiting up to a second for them

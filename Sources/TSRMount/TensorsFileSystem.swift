@@ -88,8 +88,6 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         /// backing file, every open of it must use the same one (else the kernel fails the open
         /// with EINVAL); while it is open through the page cache, passthrough is refused (ETXTBSY).
         var ioModes: [Inode: IOMode] = [:]
-        /// Handles whose open put their inode in page-cache mode.
-        var cachedHandles: [UInt64: Inode] = [:]
         var readPath: ReadPath?
         var invalidations: [Invalidation] = []
         /// Inodes the kernel may still use for a node that now has another inode: a renamed path
@@ -112,6 +110,17 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         /// Files newly quarantined whose pages the kernel may still cache: they are shown as
         /// quarantined once the invalidation that drops those pages has been sent.
         var quarantineUnflushed: Set<Inode> = []
+
+        /// Keeps a handle under a new number. Numbers stay below 2^32 (a passthrough open carries
+        /// its backing id in the upper half of the kernel's file handle) and are never reused
+        /// while in use.
+        mutating func store(_ handle: Handle) -> UInt64 {
+            while handles[nextHandle] != nil { nextHandle = nextHandle % 0xFFFF_FFFF + 1 }
+            let id = nextHandle
+            nextHandle = nextHandle % 0xFFFF_FFFF + 1
+            handles[id] = handle
+            return id
+        }
     }
 
     enum Handle {
@@ -349,12 +358,7 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         guard let node = resolve(inode) else { return request.reply(error: .noEntry) }
         guard let dir = node.directory else { return request.reply(error: .notDirectory) }
         let entries = dir.names.compactMap { name in dir.children[name].flatMap { ns.node($0) }.map { DirectoryEntry(name: name, entry: entry($0)) } }
-        let handle = state.withLock { state -> UInt64 in
-            let id = state.nextHandle
-            state.nextHandle += 1
-            state.handles[id] = .directory(entries)
-            return id
-        }
+        let handle = state.withLock { $0.store(.directory(entries)) }
         request.reply(open: OpenOptions(handle: handle, keepCache: false))
     }
 
@@ -402,9 +406,9 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
             } else {
                 return request.reply(error: .noEntry)
             }
-            guard let opened = admit(handle, inode: inode, size: entry.size, wantsWrite: wantsWrite) else {
+            guard let opened = admit(handle, inode: inode, size: entry.size) else {
                 if case let .blob(fd, _) = handle { try? fd.close() }
-                if case let .pending(write, writable) = handle { releaseWrite(write, writable: writable) }
+                if case let .pending(write, _) = handle, write.leave() { finish(write) }
                 logger.notice("open \(namespace.path(of: inode)): refused while another process has it open by passthrough")
                 return request.reply(error: .textBusy)
             }
@@ -466,15 +470,9 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         }
     }
 
-    /// Undoes joining a write for an open that was refused.
-    private func releaseWrite(_ write: PendingWrite, writable: Bool) {
-        if write.leave() { finish(write) }
-    }
-
     public func release(_ request: Request, inode: Inode, file: FileInfo) {
         let handle = state.withLock { $0.handles.removeValue(forKey: file.handle) }
-        let closeBacking = dismiss(handle: file.handle, inode: inode, backingId: file.backingId)
-        if let closeBacking { session?.backingClose(closeBacking) }
+        if let handle { dismiss(handle, inode: inode, backingId: file.backingId) }
         switch handle {
         case let .blob(fd, _)?:
             try? fd.close()
@@ -504,12 +502,9 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
 
     public func getxattr(_ request: Request, inode: Inode, name: String, size: Int) {
         guard let node = resolve(inode) else { return request.reply(error: .noEntry) }
-        // The mount root says how complete blobs are read: `passthrough` or `plain` (tsr status).
+        // The mount root says how complete blobs are read: `passthrough` or `plain (why)`.
         if inode.rawValue == 1 && name == "user.tsr.io" {
-            let bytes = Array(readPath.description.utf8)
-            if size == 0 { return request.reply(xattrSize: bytes.count) }
-            if size < bytes.count { return request.reply(error: .range) }
-            return request.reply(bytes: bytes)
+            return request.reply(xattr: Array(readPath.description.utf8), size: size)
         }
         guard let file = node.file else { return request.reply(error: .noAttribute) }
         let value: String
@@ -518,19 +513,14 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
             guard let digest = file.sha256 else { return request.reply(error: .noAttribute) }
             value = digest.rawValue
         case "user.tsr.state":
-            // `quarantined` only once no cached page of the damaged bytes is left (§3).
-            let unflushed = file.state == .quarantined && state.withLock { $0.quarantineUnflushed.contains(node.inode) }
-            value = unflushed ? BlobState.present.rawValue : stateName(file)
+            value = stateName(file, inode: node.inode)
         case "user.tsr.error":
             guard let text = errorText(file) else { return request.reply(error: .noAttribute) }
             value = text
         default:
             return request.reply(error: .noAttribute)
         }
-        let bytes = Array(value.utf8)
-        if size == 0 { return request.reply(xattrSize: bytes.count) }
-        if size < bytes.count { return request.reply(error: .range) }
-        request.reply(bytes: bytes)
+        request.reply(xattr: Array(value.utf8), size: size)
     }
 
     public func listxattr(_ request: Request, inode: Inode, size: Int) {
@@ -538,10 +528,7 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         var names = node.file == nil ? [] : Self.xattrNames
         if node.file?.sha256 == nil { names.removeAll { $0 == "user.tsr.sha256" } }
         if let file = node.file, errorText(file) != nil { names.append("user.tsr.error") }
-        var bytes: [UInt8] = []
-        for name in names { bytes += Array(name.utf8) + [0] }
-        if size == 0 { return request.reply(xattrSize: bytes.count) }
-        if size < bytes.count { return request.reply(error: .range) }
-        request.reply(bytes: bytes)
+        if inode.rawValue == 1 { names.append("user.tsr.io") }
+        request.reply(xattr: names.flatMap { Array($0.utf8) + [0] }, size: size)
     }
 }

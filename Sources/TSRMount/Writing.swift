@@ -128,15 +128,6 @@ extension TensorsFileSystem {
         }
     }
 
-    func handleNumber(_ handle: Handle) -> UInt64 {
-        state.withLock { state in
-            let id = state.nextHandle
-            state.nextHandle += 1
-            state.handles[id] = handle
-            return id
-        }
-    }
-
     public func create(_ request: Request, parent: Inode, name: String, mode: UInt32, file: FileInfo) {
         switch writableDirectory(parent) {
         case let .failure(errno): return request.reply(error: errno)
@@ -147,7 +138,7 @@ extension TensorsFileSystem {
                 if existing?.directory != nil { return request.reply(error: .isDirectory) }
                 let write = try beginWrite(key: key, existing: existing?.file, truncate: true)
                 guard let node = child(of: parent, named: name) else { return request.reply(error: .io) }
-                let id = handleNumber(.pending(write, writable: true))
+                let id = state.withLock { $0.store(.pending(write, writable: true)) }
                 request.reply(create: entry(node), open: OpenOptions(handle: id, keepCache: false, directIO: true))
             } catch {
                 logger.error("create \(target.child(name)): \(error)")
@@ -216,8 +207,7 @@ extension TensorsFileSystem {
                     try commit(write)
                     if last { finish(write) }
                     // truncate(2) changes the file everyone has open: its inode follows the name.
-                    let fresh = namespace.node(at: path)
-                    state.withLock { $0.redirects[node.inode] = fresh }
+                    redirect([(node.inode, path)])
                 }
             } catch {
                 logger.debug("setattr \(inode) size: \(error)")

@@ -18,3 +18,19 @@ struct MountSettingsTests {
         #expect(untouched.threads == 16 && untouched.readdirPlus && untouched.entryTimeout == 3600)
     }
 }
+
+/// Handle numbers: a passthrough open carries its backing id in the upper half of the kernel's
+/// file handle, so numbers must stay below 2^32 and never be reused while in use.
+struct HandleNumberTests {
+    @Test func numbersWrapBelow2To32AndSkipThoseInUse() {
+        var state = TensorsFileSystem.State(namespace: Namespace(generation: 0, nodes: [:]))
+        state.nextHandle = 0xFFFF_FFFE
+        let a = state.store(.directory([]))
+        let b = state.store(.directory([]))
+        #expect(a == 0xFFFF_FFFE && b == 0xFFFF_FFFF)
+        state.handles[1] = .directory([])
+        let c = state.store(.directory([]))
+        #expect(c == 2, "1 is in use")
+        #expect(Set([a, b, c, 1]).count == 4 && state.handles.count == 4)
+    }
+}
