@@ -381,8 +381,13 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         // blob: a write waits for those opens to close (ETXTBSY), and content that failed
         // verification since then cannot be read through that inode until they do (EIO).
         if wantsWrite || entry.state != .present, openByPassthrough(inode) {
-            logger.notice("open \(namespace.path(of: inode)): refused while another process has it open by passthrough")
-            return request.reply(error: wantsWrite ? .textBusy : .io)
+            let path = namespace.path(of: inode)
+            if wantsWrite {
+                logger.notice("open \(path) for writing: refused (ETXTBSY) while another process has it open by passthrough; it opens once they close it")
+                return request.reply(error: .textBusy)
+            }
+            logger.notice("open \(path): refused (EIO) — its content is \(entry.state.rawValue) while other processes still read the old blob by passthrough; close them (or mount with --no-passthrough)")
+            return request.reply(error: .io)
         }
         do {
             let handle: Handle

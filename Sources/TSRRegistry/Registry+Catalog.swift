@@ -97,7 +97,5 @@ extension Registry {
     }
 
     /// A column of the CivitAI version a blob's SHA-256 belongs to.
-    static func linked(_ column: String) -> String {
-        Self.linkedVersion(column).replacingOccurrences(of: "upper(a.sha256)", with: "upper(b.sha256)")
-    }
+    static func linked(_ column: String) -> String { linkedVersion(column, digest: "b.sha256") }
 }

@@ -95,6 +95,12 @@ public struct RegistryStats: Sendable, Equatable, Codable {
     /// Bytes all aliases of present blobs would take as separate files, minus bytes stored.
     public var bytesSaved: Int64
     public var folders: [Folder]
+
+    enum CodingKeys: String, CodingKey {
+        case blobs, aliases, folders
+        case remoteBlobs = "remote_blobs", quarantinedBlobs = "quarantined_blobs"
+        case bytesStored = "bytes_stored", bytesSaved = "bytes_saved"
+    }
 }
 
 /// The SQLite registry of one home: blobs, their names, scanned files, sources and the CivitAI
@@ -443,11 +449,11 @@ public final class Registry: Sendable {
     /// A column of the CivitAI version an alias's SHA-256 belongs to (tsr db link / cache): an
     /// index lookup per alias (file_hashes(hash_type, hash_value)), so a large cache does not
     /// slow the mount's snapshots.
-    static func linkedVersion(_ column: String) -> String {
+    static func linkedVersion(_ column: String, digest: String = "a.sha256") -> String {
         """
         SELECT \(column) FROM file_hashes fh JOIN version_files vf ON vf.id = fh.file_id JOIN model_versions mv ON mv.id = vf.version_id
         JOIN models m ON m.id = mv.model_id LEFT JOIN creators c ON c.id = m.creator_id
-        WHERE fh.hash_type = 'SHA256' AND fh.hash_value = upper(a.sha256)
+        WHERE fh.hash_type = 'SHA256' AND fh.hash_value = upper(\(digest))
         ORDER BY mv.version_index IS NULL, mv.version_index LIMIT 1
         """
     }

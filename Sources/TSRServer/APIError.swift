@@ -45,10 +45,14 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
     private static func from(fetch error: FetchError) -> APIError {
         switch error {
         case .invalidSource, .hostNotAllowed, .insecure: return APIError(.badRequest, error.description)
-        case let .unauthorized(_, _, variable, _):
+        case let .unauthorized(url, status, variable, message):
             // Not 401: that status is this API's own bearer token. The page asks for a key instead.
             let service = variable == "HF_TOKEN" ? "huggingface" : "civitai"
-            return APIError(.forbidden, error.description.replacingOccurrences(of: " (or pass --token-stdin)", with: " or send \(service == "huggingface" ? "huggingface_token" : "civitai_api_key")"), extra: ["requires_auth": service])
+            var text = "\(url): \(status == 401 ? "authentication required" : "access denied") (HTTP \(status))"
+            if let message, !message.isEmpty { text += ": \(message)" }
+            text += "; send \(service == "huggingface" ? "huggingface_token" : "civitai_api_key") with a key that can read it"
+            if let variable { text += " (or start tsr with \(variable) set)" }
+            return APIError(.forbidden, text, extra: ["requires_auth": service])
         case .notFound, .noSource: return APIError(.notFound, error.description)
         case .cancelled: return APIError(.conflict, error.description)
         case let .registry(inner): return from(registry: inner)

@@ -37,6 +37,11 @@ public struct APIConfiguration: Sendable {
         return configuration
     }
 
+    /// The page's address on `port` (the bound one, for port 0), IPv6 hosts in brackets.
+    public func url(port: Int) -> String {
+        "http://\(host.contains(":") ? "[\(host)]" : host):\(port)/"
+    }
+
     public var isLoopback: Bool { ["127.0.0.1", "localhost", "::1"].contains(host) || host.hasPrefix("127.") }
 
     /// Binding beyond this machine needs a token: anyone who can reach the port could otherwise

@@ -160,20 +160,11 @@ public final class DownloadCenter: Sendable {
         return stream
     }
 
-    /// Waits until download `id` has finished (polls; for the seed's streaming endpoint and tests).
-    public func finished(_ id: Int) async -> DownloadStatus? {
-        while let status = status(id) {
-            if status.state.isFinished { return status }
-            try? await Task.sleep(for: .milliseconds(50))
-        }
-        return nil
-    }
-
     // MARK: Internals
 
     private func progress(_ id: Int, bytes: Int64, total: Int64?, since start: ContinuousClock.Instant) {
         let now = ContinuousClock.now
-        let seconds = max(0.001, Double((now - start).components.attoseconds) / 1e18 + Double((now - start).components.seconds))
+        let seconds = max(0.001, (now - start) / .seconds(1))
         let due = state.withLock { state -> Bool in
             guard var entry = state.entries[id] else { return false }
             entry.status.bytes = bytes

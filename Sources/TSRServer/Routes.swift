@@ -24,7 +24,7 @@ struct Routes: Sendable {
         router.get("/workflows") { _, _ in try workflows() }
         router.post("/workflows") { request, _ in try await addWorkflow(request) }
         router.post("/workflows/check") { request, _ in try await checkWorkflow(request) }
-        router.get("/workflows/:name/check") { _, context in try await checkStored(context.parameters.require("name")) }
+        router.get("/workflows/:name/check") { _, context in try checkStored(context.parameters.require("name")) }
         router.post("/workflows/:name/pull") { request, context in try await pull(context.parameters.require("name"), request) }
         router.get("/downloads") { _, _ in try JSONBody.response(DownloadList(downloads: server.downloads.list())) }
         router.get("/downloads/events") { _, _ in events() }
@@ -111,7 +111,7 @@ struct Routes: Sendable {
         if let folder = body.folder {
             do { _ = try ModelPath.validateFolder(folder) } catch { throw APIError(.badRequest, "folder: \(error.description)") }
         }
-        let keyed = fetcher.with(credentials: credentials(huggingFace: body.huggingfaceToken, civitai: body.civitaiApiKey ?? urlKey))
+        let keyed = keyed(huggingFace: body.huggingfaceToken, civitai: body.civitaiApiKey ?? urlKey)
         let pullRequest = PullRequest(spec: spec, folder: body.folder, name: body.filename, sha256: body.sha256)
         let label = body.filename ?? body.displayName ?? spec.canonicalURL
         let events = server.downloads.events()
@@ -159,9 +159,10 @@ struct Routes: Sendable {
         return Array(data) + [0x0A]
     }
 
-    /// The daemon's credentials, with the keys one request sent on top (never stored).
-    func credentials(huggingFace: String?, civitai: String?) -> Credentials {
-        Credentials(huggingFace: huggingFace ?? fetcher.credentials.huggingFace, civitai: civitai ?? fetcher.credentials.civitai)
+    /// The fetcher with the keys one request sent on top of the daemon's (never stored); its
+    /// downloads still join the daemon's one download per blob.
+    func keyed(huggingFace: String?, civitai: String?) -> Fetcher {
+        fetcher.with(credentials: Credentials(huggingFace: huggingFace ?? fetcher.credentials.huggingFace, civitai: civitai ?? fetcher.credentials.civitai))
     }
 
     // MARK: Workflows
@@ -205,13 +206,11 @@ struct Routes: Sendable {
 
     /// The fetcher with the keys of `X-Huggingface-Token` / `X-Civitai-Api-Key`, for this request.
     func keyed(_ request: Request) -> Fetcher {
-        fetcher.with(credentials: credentials(
-            huggingFace: request.headers[.init("X-Huggingface-Token")!], civitai: request.headers[.init("X-Civitai-Api-Key")!]))
+        keyed(huggingFace: request.headers[.init("X-Huggingface-Token")!], civitai: request.headers[.init("X-Civitai-Api-Key")!])
     }
 
-    func checkStored(_ name: String) async throws -> Response {
-        let service = WorkflowService(fetcher: fetcher)
-        return try JSONBody.response(try service.check(name: name))
+    func checkStored(_ name: String) throws -> Response {
+        try JSONBody.response(try WorkflowService(fetcher: fetcher).check(name: name))
     }
 
     /// `POST /workflows/{name}/pull [{huggingface_token, civitai_api_key}]`: starts a download
@@ -222,8 +221,7 @@ struct Routes: Sendable {
         if !data.isEmpty {
             do { keys = try JSONDecoder().decode(KeysBody.self, from: data) } catch { throw APIError(.badRequest, "the body must be {\"huggingface_token\"?, \"civitai_api_key\"?}") }
         }
-        let keyed = fetcher.with(credentials: credentials(huggingFace: keys.huggingfaceToken, civitai: keys.civitaiApiKey))
-        let service = WorkflowService(fetcher: keyed)
+        let service = WorkflowService(fetcher: keyed(huggingFace: keys.huggingfaceToken, civitai: keys.civitaiApiKey))
         let (items, unresolved) = try service.pullPlan(name: name)
         var started: [DownloadStatus] = []
         for item in items {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import TSRFetch
 import TSRLibrary
 import TSRStore
@@ -152,3 +153,16 @@ func printIssues(_ issues: [FileIssue]) {
 }
 
 var currentDirectory: String { FileManager.default.currentDirectoryPath }
+
+/// Logging for commands that run until stopped (`tsr mount --foreground`, `tsr serve`).
+enum Logs {
+    /// Log lines to stderr at `TSR_LOG_LEVEL` (trace … critical), else `defaultLevel`.
+    static func toStandardError(defaultLevel: Logger.Level) {
+        let level = ProcessInfo.processInfo.environment["TSR_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? defaultLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+}

@@ -43,11 +43,7 @@ struct MountCommand: ParsableCommand {
         let point = mountpoint.hasPrefix("/") ? mountpoint : currentDirectory + "/" + mountpoint
         let home = homeOptions.resolved
         if foreground {
-            LoggingSystem.bootstrap { label in
-                var handler = StreamLogHandler.standardError(label: label)
-                handler.logLevel = ProcessInfo.processInfo.environment["TSR_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
-                return handler
-            }
+            Logs.toStandardError(defaultLevel: .info)
             var request = MountRequest(home: home, mountpoint: point)
             request.readOnly = readOnly
             request.allowOther = allowOther
@@ -97,7 +93,7 @@ struct MountCommand: ParsableCommand {
             try Background.waitForMount(point, pid: pid, home: home)
             Out.line("mounted \(home) at \(point) (pid \(pid); log: \(Background.logPath(home)))")
             if let apiConfiguration {
-                Out.line("API and web page: http://\(apiConfiguration.host.contains(":") ? "[\(apiConfiguration.host)]" : apiConfiguration.host):\(apiConfiguration.port)/")
+                Out.line("API and web page: \(apiConfiguration.url(port: apiConfiguration.port))")
             }
         }
     }
@@ -142,15 +138,15 @@ struct StatusCommand: ParsableCommand {
         }
     }
 
-    /// How the mount reads complete models, from its root's `user.tsr.io` attribute:
-    /// `passthrough`, or `plain` and why; nil when the mount does not answer.
+    /// How the mount reads complete models, from its root's `user.tsr.io` attribute
+    /// (`passthrough`, or `plain (why)`); nil when the mount does not answer.
     static func readPath(_ mountpoint: String) -> (io: String, reason: String?)? {
         var buffer = [UInt8](repeating: 0, count: 512)
         let count = getxattr(mountpoint, "user.tsr.io", &buffer, buffer.count)
         guard count > 0 else { return nil }
         let text = String(decoding: buffer.prefix(count), as: UTF8.self)
-        guard let open = text.firstIndex(of: " ") else { return (text, nil) }
-        return (String(text[..<open]), String(text[text.index(after: open)...]).trimmingCharacters(in: CharacterSet(charactersIn: "()")))
+        guard text.hasPrefix("plain ("), text.hasSuffix(")") else { return (text, nil) }
+        return ("plain", String(text.dropFirst("plain (".count).dropLast()))
     }
 
     struct StatusItem: Encodable {

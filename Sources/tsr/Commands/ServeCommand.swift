@@ -27,10 +27,7 @@ struct APIOptions: ParsableArguments {
 enum APIRunner {
     static func start(_ server: APIServer, signals: Bool, announce: @escaping @Sendable (String) -> Void) -> Task<Void, any Error> {
         Task {
-            try await server.run(gracefulShutdownSignals: signals) { port in
-                let host = server.configuration.host.contains(":") ? "[\(server.configuration.host)]" : server.configuration.host
-                announce("http://\(host):\(port)/")
-            }
+            try await server.run(gracefulShutdownSignals: signals) { port in announce(server.configuration.url(port: port)) }
         }
     }
 }
@@ -66,11 +63,7 @@ struct ServeCommand: ParsableCommand {
 
     func run() throws {
         let configuration = try apiOptions.configuration(listen)
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = ProcessInfo.processInfo.environment["TSR_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .notice
-            return handler
-        }
+        Logs.toStandardError(defaultLevel: .notice)
         try runReporting(json: false) {
             let library = try homeOptions.open()
             let fetcher = Fetcher(library: library, settings: fetchOptions.settings, credentials: try fetchOptions.credentials(for: []))

@@ -16,13 +16,14 @@ struct StatsCommand: ParsableCommand {
                 try Out.json(report)
                 return
             }
+            let stats = report.stats
             Out.line("home:          \(report.home)")
-            Out.line("blobs:         \(report.blobs)" + (report.remoteBlobs > 0 ? " (+\(report.remoteBlobs) not downloaded)" : "")
-                + (report.quarantinedBlobs > 0 ? " (\(report.quarantinedBlobs) quarantined)" : ""))
-            Out.line("aliases:       \(report.aliases)")
-            Out.line("bytes stored:  \(formatBytes(report.bytesStored))")
-            Out.line("bytes saved:   \(formatBytes(report.bytesSaved)) (by storing duplicates once)")
-            for folder in report.folders {
+            Out.line("blobs:         \(stats.blobs)" + (stats.remoteBlobs > 0 ? " (+\(stats.remoteBlobs) not downloaded)" : "")
+                + (stats.quarantinedBlobs > 0 ? " (\(stats.quarantinedBlobs) quarantined)" : ""))
+            Out.line("aliases:       \(stats.aliases)")
+            Out.line("bytes stored:  \(formatBytes(stats.bytesStored))")
+            Out.line("bytes saved:   \(formatBytes(stats.bytesSaved)) (by storing duplicates once)")
+            for folder in stats.folders {
                 Out.line("  \(folder.folder.padded(22)) \(String(folder.aliases).leftPadded(6)) files  \(formatBytes(folder.bytes).leftPadded(10))")
             }
         }
