@@ -534,6 +534,57 @@ enum OpenAPIDocument {
      }
     }
    }
+  },
+  "parameters": {
+   "HuggingfaceToken": {
+    "name": "X-Huggingface-Token",
+    "in": "header",
+    "required": false,
+    "description": "Hugging Face token for gated sources; used for this request only, never stored.",
+    "schema": {
+     "type": "string"
+    }
+   },
+   "CivitaiApiKey": {
+    "name": "X-Civitai-Api-Key",
+    "in": "header",
+    "required": false,
+    "description": "CivitAI API key; used for this request only, never stored.",
+    "schema": {
+     "type": "string"
+    }
+   },
+   "WorkflowName": {
+    "name": "name",
+    "in": "path",
+    "required": true,
+    "description": "Workflow name",
+    "schema": {
+     "type": "string"
+    }
+   }
+  },
+  "responses": {
+   "Check": {
+    "description": "What is missing and what is here",
+    "content": {
+     "application/json": {
+      "schema": {
+       "$ref": "#/components/schemas/Check"
+      }
+     }
+    }
+   },
+   "NoSuchWorkflow": {
+    "description": "No such workflow",
+    "content": {
+     "application/json": {
+      "schema": {
+       "$ref": "#/components/schemas/Error"
+      }
+     }
+    }
+   }
   }
  },
  "security": [
@@ -642,7 +693,7 @@ enum OpenAPIDocument {
       "name": "limit",
       "in": "query",
       "required": false,
-      "description": "1\u20265000 (200)",
+      "description": "1…5000 (200)",
       "schema": {
        "type": "integer"
       }
@@ -758,14 +809,7 @@ enum OpenAPIDocument {
     },
     "responses": {
      "200": {
-      "description": "What is missing and what is here",
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/Check"
-        }
-       }
-      }
+      "$ref": "#/components/responses/Check"
      },
      "400": {
       "description": "Not a dependencies object",
@@ -795,7 +839,7 @@ enum OpenAPIDocument {
         "properties": {
          "url": {
           "type": "string",
-          "description": "https URL, hf://\u2026, civitai:\u2026"
+          "description": "https URL, hf://…, civitai:…"
          },
          "folder": {
           "type": "string"
@@ -888,22 +932,10 @@ enum OpenAPIDocument {
       }
      },
      {
-      "name": "X-Huggingface-Token",
-      "in": "header",
-      "required": false,
-      "description": "Hugging Face token for gated sources; used for this request only, never stored.",
-      "schema": {
-       "type": "string"
-      }
+      "$ref": "#/components/parameters/HuggingfaceToken"
      },
      {
-      "name": "X-Civitai-Api-Key",
-      "in": "header",
-      "required": false,
-      "description": "CivitAI API key; used for this request only, never stored.",
-      "schema": {
-       "type": "string"
-      }
+      "$ref": "#/components/parameters/CivitaiApiKey"
      }
     ],
     "requestBody": {
@@ -976,14 +1008,7 @@ enum OpenAPIDocument {
     },
     "responses": {
      "200": {
-      "description": "What is missing and what is here",
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/Check"
-        }
-       }
-      }
+      "$ref": "#/components/responses/Check"
      },
      "400": {
       "description": "Not a workflow",
@@ -1007,22 +1032,10 @@ enum OpenAPIDocument {
       }
      },
      {
-      "name": "X-Huggingface-Token",
-      "in": "header",
-      "required": false,
-      "description": "Hugging Face token for gated sources; used for this request only, never stored.",
-      "schema": {
-       "type": "string"
-      }
+      "$ref": "#/components/parameters/HuggingfaceToken"
      },
      {
-      "name": "X-Civitai-Api-Key",
-      "in": "header",
-      "required": false,
-      "description": "CivitAI API key; used for this request only, never stored.",
-      "schema": {
-       "type": "string"
-      }
+      "$ref": "#/components/parameters/CivitaiApiKey"
      }
     ]
    }
@@ -1032,13 +1045,7 @@ enum OpenAPIDocument {
     "summary": "What a stored workflow still needs",
     "parameters": [
      {
-      "name": "name",
-      "in": "path",
-      "required": true,
-      "description": "Workflow name",
-      "schema": {
-       "type": "string"
-      }
+      "$ref": "#/components/parameters/WorkflowName"
      }
     ],
     "responses": {
@@ -1053,14 +1060,7 @@ enum OpenAPIDocument {
       }
      },
      "404": {
-      "description": "No such workflow",
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/Error"
-        }
-       }
-      }
+      "$ref": "#/components/responses/NoSuchWorkflow"
      }
     }
    }
@@ -1070,13 +1070,7 @@ enum OpenAPIDocument {
     "summary": "Start downloading what a stored workflow needs; follow GET /downloads or its events",
     "parameters": [
      {
-      "name": "name",
-      "in": "path",
-      "required": true,
-      "description": "Workflow name",
-      "schema": {
-       "type": "string"
-      }
+      "$ref": "#/components/parameters/WorkflowName"
      }
     ],
     "requestBody": {
@@ -1125,14 +1119,7 @@ enum OpenAPIDocument {
       }
      },
      "404": {
-      "description": "No such workflow",
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/Error"
-        }
-       }
-      }
+      "$ref": "#/components/responses/NoSuchWorkflow"
      }
     }
    }
