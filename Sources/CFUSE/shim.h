@@ -11,5 +11,6 @@ static inline void tsr_fi_set_direct_io(struct fuse_file_info *fi, int v) { fi->
 static inline void tsr_fi_set_cache_readdir(struct fuse_file_info *fi, int v) { fi->cache_readdir = v ? 1 : 0; }
 static inline int tsr_fi_flags(const struct fuse_file_info *fi) { return fi ? fi->flags : 0; }
 static inline uint64_t tsr_fi_fh(const struct fuse_file_info *fi) { return fi ? fi->fh : 0; }
+static inline uint64_t tsr_fi_lock_owner(const struct fuse_file_info *fi) { return fi ? fi->lock_owner : 0; }
 static inline int tsr_fi_is_null(const struct fuse_file_info *fi) { return fi == 0; }
 #endif

@@ -133,7 +133,9 @@ public final class Session: @unchecked Sendable {
     }
 
     static func file(_ fi: UnsafeMutablePointer<fuse_file_info>?) -> FileInfo {
-        FileInfo(flags: tsr_fi_flags(fi), handle: tsr_passthrough_handle(tsr_fi_fh(fi)), backingId: tsr_passthrough_backing_id(tsr_fi_fh(fi)))
+        FileInfo(
+            flags: tsr_fi_flags(fi), handle: tsr_passthrough_handle(tsr_fi_fh(fi)),
+            backingId: tsr_passthrough_backing_id(tsr_fi_fh(fi)), lockOwner: tsr_fi_lock_owner(fi))
     }
 
     /// Copies a callback's name argument; nil when it is not UTF-8 (such names cannot exist here).

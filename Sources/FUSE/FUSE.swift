@@ -146,11 +146,16 @@ public struct FileInfo: Sendable {
     public var handle: UInt64
     /// The kernel passthrough backing id the open reply carried (0: none).
     public var backingId: Int32 = 0
+    /// Who is acting (the kernel's id of the calling process's file table), on `flush` and on
+    /// `write` through a direct-I/O handle; 0 when the kernel does not say. A process that
+    /// inherited a descriptor across fork has another owner than the one that opened it.
+    public var lockOwner: UInt64 = 0
 
-    public init(flags: Int32, handle: UInt64, backingId: Int32 = 0) {
+    public init(flags: Int32, handle: UInt64, backingId: Int32 = 0, lockOwner: UInt64 = 0) {
         self.flags = flags
         self.handle = handle
         self.backingId = backingId
+        self.lockOwner = lockOwner
     }
 }
 

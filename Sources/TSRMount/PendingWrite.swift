@@ -9,8 +9,10 @@ final class PendingWrite: @unchecked Sendable {
     private var writer: BlobWriter?
     /// The name it becomes on commit; nil once unlinked (the bytes are then discarded).
     var key: AliasKey?
-    /// The content last committed from this write, for reads after commit.
-    var committed: Digest?
+    /// What this write last committed (recorded under `key` by the mount), for reads after it.
+    private(set) var lastCommit: Committed?
+    /// The content last committed from this write.
+    var committed: Digest? { lastCommit?.digest }
     var openHandles = 0
     /// The last handle is gone (see `leave`): nothing may join it any more.
     private(set) var finished = false
@@ -18,6 +20,10 @@ final class PendingWrite: @unchecked Sendable {
     /// comes too late to join.
     let base: Digest?
     var dirty = false
+    /// Who changed the bytes since the last commit (lock owners of their writes; see `commit`).
+    private var changers: Set<UInt64> = []
+    /// A change whose process the kernel did not name.
+    private var unknownChanger = false
     /// A write or truncate failed (a full disk, say): the bytes so far are discarded at once, and
     /// every later write, truncate and commit of this transaction fails the same way, so a file
     /// with a hole or a missing tail never gets a name. A new open for writing starts afresh.
@@ -49,18 +55,24 @@ final class PendingWrite: @unchecked Sendable {
         }
     }
 
+    /// The name and size to show as being written: set while there are uncommitted changes.
+    var beingWritten: (key: AliasKey, size: Int64)? {
+        lock.withLock {
+            guard dirty, let key else { return nil }
+            return (key, writer?.written ?? lastCommit?.size ?? 0)
+        }
+    }
+
     /// What an open that comes after the last close should read: the committed content, else
     /// the content it started from (nil: a new file that never got a name).
     var outcome: Digest? { lock.withLock { committed ?? base } }
 
-    var size: Int64 { lock.withLock { writer?.written ?? committedSize } }
-    /// Size of the last commit.
-    var committedSize: Int64 = 0
+    var size: Int64 { lock.withLock { writer?.written ?? lastCommit?.size ?? 0 } }
 
-    /// Writes at an offset; starts a new transaction seeded from the last commit if needed.
-    /// Returns whether this is the first change since the open or the last commit (the name is
-    /// then shown as being written).
-    func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64, store: BlobStore) throws -> Bool {
+    /// Writes at an offset for the process `owner` (a lock owner, 0 when unknown); starts a new
+    /// transaction seeded from the last commit if needed. Returns whether this is the first change
+    /// since the open or the last commit (the name is then shown as being written).
+    func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64, store: BlobStore, owner: UInt64) throws -> Bool {
         try lock.withLock {
             if let failure { throw failure }
             let first = !dirty
@@ -69,6 +81,7 @@ final class PendingWrite: @unchecked Sendable {
                 try writer.write(bytes, at: offset)
             }
             dirty = true
+            if owner == 0 { unknownChanger = true } else { changers.insert(owner) }
             return first
         }
     }
@@ -93,6 +106,8 @@ final class PendingWrite: @unchecked Sendable {
             writer?.abort()
             writer = nil
             dirty = false
+            changers.removeAll()
+            unknownChanger = false
             throw error
         }
     }
@@ -114,15 +129,23 @@ final class PendingWrite: @unchecked Sendable {
     }
 
     /// Commits the bytes; returns the result, or nil when there was nothing new to commit.
-    func commit() throws -> Committed? {
+    ///
+    /// `closedBy` is the lock owner of a close(2) that is not the last one (a FUSE flush): it
+    /// commits only if that process changed the bytes, or nobody the kernel named did (a new
+    /// empty file, a truncate). A child that inherited the descriptor across fork and exits
+    /// closes it too; it must not commit the half a parent has written so far. The last close
+    /// (`closedBy` nil) always commits.
+    func commit(closedBy owner: UInt64? = nil) throws -> Committed? {
         try lock.withLock {
             if let failure { throw failure }
             guard dirty, let writer else { return nil }
+            if let owner, !unknownChanger, !changers.isEmpty, !changers.contains(owner) { return nil }
             self.writer = nil
             dirty = false
+            changers.removeAll()
+            unknownChanger = false
             let result = try writer.commit()
-            committed = result.digest
-            committedSize = result.size
+            lastCommit = result
             return result
         }
     }
@@ -132,6 +155,8 @@ final class PendingWrite: @unchecked Sendable {
             writer?.abort()
             writer = nil
             dirty = false
+            changers.removeAll()
+            unknownChanger = false
         }
     }
 

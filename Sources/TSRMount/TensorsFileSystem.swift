@@ -183,9 +183,19 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
     /// Rebuilds the namespace from the registry and the overlay, and queues kernel invalidations
     /// for what changed. `change` runs first under the same lock (registry writes, overlay edits).
     func rebuild(_ change: (inout Overlay) throws -> Void = { _ in }) throws {
+        try rebuildIfChanged({ overlay in
+            try change(&overlay)
+            return true
+        })
+    }
+
+    /// As `rebuild`, for a change that may find nothing to do: when `change` returns false the
+    /// namespace stays as it is. Changes that must not interleave with a commit's recording (a
+    /// write's name, its overlay entry) are made inside `change`.
+    func rebuildIfChanged(_ change: (inout Overlay) throws -> Bool) throws {
         try rebuildLock.withLock {
             var overlay = state.withLock { $0.overlay }
-            try change(&overlay)
+            guard try change(&overlay) else { return }
             let data = try library.registry.mountSnapshot()
             let fresh = NamespaceBuilder.build(data, overlay: overlay)
             install(fresh, overlay: overlay)

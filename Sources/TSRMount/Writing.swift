@@ -60,10 +60,14 @@ extension TensorsFileSystem {
         return write
     }
 
-    /// Shows a write's name as being written (its size follows the write; reads join it).
+    /// Shows a write's name as being written (its size follows the write; reads join it), if it
+    /// still has uncommitted changes once the rebuild lock is held (a commit may have won).
     func showWriting(_ write: PendingWrite) throws {
-        guard let key = write.lock.withLock({ write.key }) else { return }
-        try rebuild { overlay in overlay.pending[key] = (write.size, Self.nowNs) }
+        try rebuildIfChanged({ overlay in
+            guard let shown = write.beingWritten else { return false }
+            overlay.pending[shown.key] = (shown.size, Self.nowNs)
+            return true
+        })
     }
 
     /// The nodes showing a name as being written, with their paths.
@@ -86,17 +90,28 @@ extension TensorsFileSystem {
     /// With `invalidateNow` (flush and release, where the kernel holds no directory lock) the
     /// name's kernel entry is dropped before returning, so the next open after close(2) finds the
     /// new content's inode, while readers of the old content keep theirs and its page cache (§7).
-    func commit(_ write: PendingWrite, invalidateNow: Bool = false) throws {
-        guard let committed = try write.commit() else { return }
-        guard let key = write.lock.withLock({ write.key }) else { return }
-        // The pending node's inode (which a creator's dentry holds) stands for the committed file.
-        let shown = shownWriting(key)
-        try rebuild { overlay in
-            try library.record(committed, folder: key.folder, path: key.path)
-            overlay.pending[key] = nil
-        }
+    ///
+    /// `closedBy` is the lock owner of a close that may not be the last (see `PendingWrite.commit`).
+    func commit(_ write: PendingWrite, closedBy owner: UInt64? = nil, invalidateNow: Bool = false) throws {
+        guard try write.commit(closedBy: owner) != nil else { return }
+        // The name is read under the rebuild lock, which renames and unlinks hold while they change
+        // it and the registry: a rename racing with this commit either moves the recorded alias or
+        // has already given the write its new name, and an unlinked write records nothing.
+        var shown: [(Inode, String)] = []
+        var recorded: AliasKey?
+        try rebuildIfChanged({ overlay in
+            let now = write.lock.withLock { (key: write.key, last: write.lastCommit, dirty: write.dirty) }
+            guard let key = now.key, let last = now.last else { return false }
+            // The pending node's inode (which a creator's dentry holds) stands for the committed file.
+            shown = shownWriting(key)
+            try library.record(last, folder: key.folder, path: key.path)
+            // Written again since (through another handle): it stays shown as being written.
+            if !now.dirty { overlay.pending[key] = nil }
+            recorded = key
+            return true
+        })
         redirect(shown)
-        guard invalidateNow, let session else { return }
+        guard invalidateNow, let session, let key = recorded else { return }
         let fresh = namespace
         for shownFolder in NamespaceBuilder.viewFolders(key.folder) {
             let path = shownFolder + "/" + key.path
@@ -107,25 +122,26 @@ extension TensorsFileSystem {
 
     /// The last handle of a write is gone: uncommitted bytes are discarded and the write forgotten.
     func finish(_ write: PendingWrite) {
-        let key = write.lock.withLock { write.key }
         write.abort()
-        guard let key else { return }
-        // The write stays findable under its name until the name shows what it left, so an open
-        // that raced with this close reads that (`PendingWrite.outcome`).
-        defer { state.withLock { state in if state.writes[key] === write { state.writes[key] = nil } } }
-        let stillShown = state.withLock { state -> Bool in
-            state.overlay.pending[key] != nil && state.writes[key] === write
-        }
-        guard stillShown else { return }
+        var key: AliasKey?
+        var shown: [(Inode, String)] = []
         do {
-            // A lookup made while the name was being written holds the pending inode: it stands
-            // for whatever the name shows now (the content from before, when nothing was committed).
-            let shown = shownWriting(key)
-            try rebuild { overlay in overlay.pending[key] = nil }
+            try rebuildIfChanged({ overlay in
+                key = write.lock.withLock { write.key }
+                guard let key, overlay.pending[key] != nil, state.withLock({ $0.writes[key] === write }) else { return false }
+                // A lookup made while the name was being written holds the pending inode: it stands
+                // for whatever the name shows now (the content from before, when nothing was committed).
+                shown = shownWriting(key)
+                overlay.pending[key] = nil
+                return true
+            })
             redirect(shown)
         } catch {
-            logger.error("rebuild after closing \(key): \(error)")
+            logger.error("rebuild after closing \(key?.description ?? "an unlinked file"): \(error)")
         }
+        // The write stays findable under its name until the name shows what it left, so an open
+        // that raced with this close reads that (`PendingWrite.outcome`).
+        if let key { state.withLock { state in if state.writes[key] === write { state.writes[key] = nil } } }
     }
 
     public func create(_ request: Request, parent: Inode, name: String, mode: UInt32, file: FileInfo) {
@@ -150,7 +166,7 @@ extension TensorsFileSystem {
     public func write(_ request: Request, inode: Inode, bytes: UnsafeRawBufferPointer, offset: Int64, file: FileInfo) {
         guard case let .pending(write, true)? = state.withLock({ $0.handles[file.handle] }) else { return request.reply(error: .badFile) }
         do {
-            if try write.write(bytes, at: offset, store: library.store) {
+            if try write.write(bytes, at: offset, store: library.store, owner: file.lockOwner) {
                 // The first change since the open or the last commit: show the name as being
                 // written until the next commit.
                 try showWriting(write)
@@ -166,15 +182,19 @@ extension TensorsFileSystem {
         // reach the writer.
         guard case let .pending(write, true)? = state.withLock({ $0.handles[file.handle] }) else { return request.replyOK() }
         do {
-            try commit(write, invalidateNow: true)
+            // Every close(2) of every process sharing the open file flushes; only one by a process
+            // that wrote commits (the last close, the release, always does).
+            try commit(write, closedBy: file.lockOwner == 0 ? nil : file.lockOwner, invalidateNow: true)
             request.replyOK()
         } catch {
-            logger.error("commit of \(write.key?.description ?? "an unlinked file") failed: \(error)")
+            logger.error("commit of \(write.lock.withLock { write.key }?.description ?? "an unlinked file") failed: \(error)")
             // A new file that never committed disappears with the failed close: its name is not
             // left showing while the kernel gets round to releasing the handle.
-            if let key = write.lock.withLock({ write.committed == nil ? write.key : nil }) {
-                try? rebuild { overlay in overlay.pending[key] = nil }
-            }
+            try? rebuildIfChanged({ overlay in
+                guard let key = write.lock.withLock({ write.committed == nil ? write.key : nil }), overlay.pending[key] != nil else { return false }
+                overlay.pending[key] = nil
+                return true
+            })
             request.reply(error: ErrnoMapping.errno(for: error))
         }
     }
@@ -271,14 +291,14 @@ extension TensorsFileSystem {
         guard let file = node.file else { return request.reply(error: .isDirectory) }
         guard file.writable, let key = file.alias else { return request.reply(error: .readOnlyFileSystem) }
         do {
-            let write = state.withLock { state -> PendingWrite? in
-                defer { state.writes[key] = nil }
-                return state.writes[key]
-            }
-            // Open handles of an unlinked file keep writing into a transaction that no name
-            // will receive (its bytes are discarded when the last handle closes).
-            write?.lock.withLock { write?.key = nil }
             try rebuild { overlay in
+                let write = state.withLock { state -> PendingWrite? in
+                    defer { state.writes[key] = nil }
+                    return state.writes[key]
+                }
+                // Open handles of an unlinked file keep writing into a transaction that no name
+                // will receive (its bytes are discarded when the last handle closes).
+                write?.lock.withLock { write?.key = nil }
                 overlay.pending[key] = nil
                 if try library.registry.alias(folder: key.folder, path: key.path) != nil {
                     try library.registry.removeAlias(folder: key.folder, path: key.path)
@@ -305,7 +325,7 @@ extension TensorsFileSystem {
                 guard file.writable, let from = file.alias else { return request.reply(error: .readOnlyFileSystem) }
                 if existing?.directory != nil { return request.reply(error: .isDirectory) }
                 if from == destination { return request.replyOK() }
-                try renameFile(from: from, to: destination, pending: file.pending)
+                try renameFile(from: from, to: destination)
             } else if let dir = source.directory {
                 guard let from = dir.target, !from.path.isEmpty else { return request.reply(error: .busy) }
                 if let existing {
@@ -344,21 +364,18 @@ extension TensorsFileSystem {
         }
     }
 
-    private func renameFile(from: AliasKey, to: AliasKey, pending: Bool) throws {
-        let moving = state.withLock { state -> PendingWrite? in
-            let write = state.writes[from]
-            if let write {
-                state.writes[from] = nil
-                state.writes[to] = write
-            }
-            return write
-        }
-        let replaced = state.withLock { state -> PendingWrite? in
-            moving == nil ? state.writes.removeValue(forKey: to) : nil
-        }
-        replaced?.lock.withLock { replaced?.key = nil }
-        moving?.lock.withLock { moving?.key = to }
+    private func renameFile(from: AliasKey, to: AliasKey) throws {
+        // Under the rebuild lock, like a commit's recording (see `commit`).
         try rebuild { overlay in
+            let (moving, replaced) = state.withLock { state -> (PendingWrite?, PendingWrite?) in
+                guard let write = state.writes.removeValue(forKey: from) else {
+                    return (nil, state.writes.removeValue(forKey: to))
+                }
+                state.writes[to] = write
+                return (write, nil)
+            }
+            replaced?.lock.withLock { replaced?.key = nil }
+            moving?.lock.withLock { moving?.key = to }
             if let entry = overlay.pending.removeValue(forKey: from) { overlay.pending[to] = entry }
             if replaced != nil { overlay.pending[to] = nil }
             // A written file is in the registry once flushed; a pending-only one is not yet.
@@ -373,19 +390,20 @@ extension TensorsFileSystem {
             guard key.folder == from.folder, key.path == from.path || key.path.hasPrefix(from.path + "/") else { return nil }
             return AliasKey(folder: to.folder, path: to.path + key.path.dropFirst(from.path.count))
         }
-        let relocated = state.withLock { state -> [(PendingWrite, AliasKey)] in
-            var out: [(PendingWrite, AliasKey)] = []
-            for (key, write) in state.writes {
-                guard let target = moved(key) else { continue }
-                state.writes[key] = nil
-                state.writes[target] = write
-                out.append((write, target))
-            }
-            return out
-        }
-        // Outside the state lock: a write's lock may be held across its file I/O.
-        for (write, target) in relocated { write.lock.withLock { write.key = target } }
         try rebuild { overlay in
+            // Under the rebuild lock, like a commit's recording (see `commit`).
+            let relocated = state.withLock { state -> [(PendingWrite, AliasKey)] in
+                var out: [(PendingWrite, AliasKey)] = []
+                for (key, write) in state.writes {
+                    guard let target = moved(key) else { continue }
+                    state.writes[key] = nil
+                    state.writes[target] = write
+                    out.append((write, target))
+                }
+                return out
+            }
+            // Outside the state lock: a write's lock may be held across its file I/O.
+            for (write, target) in relocated { write.lock.withLock { write.key = target } }
             _ = try library.registry.moveAliases(fromFolder: from.folder, prefix: from.path, toFolder: to.folder, toPrefix: to.path, replace: false)
             for (key, value) in overlay.pending { if let target = moved(key) { overlay.pending[key] = nil; overlay.pending[target] = value } }
             for (key, value) in overlay.emptyDirectories { if let target = moved(key) { overlay.emptyDirectories[key] = nil; overlay.emptyDirectories[target] = value } }

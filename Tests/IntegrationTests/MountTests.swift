@@ -217,6 +217,94 @@ struct MountTests {
         }
     }
 
+    /// The registry's content digest of a name in loras/, or nil when it has none.
+    func recordedDigest(_ name: String) throws -> String? {
+        let out = try tsr("list", "--folder", "loras", "--json")
+        let items = try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [[String: Any]] ?? []
+        return items.first { $0["name"] as? String == name }?["sha256"] as? String
+    }
+
+    /// Starts /bin/true with every descriptor this process has (none close-on-exec) and waits for
+    /// it: its exit closes its copies, which the kernel sends to the mount as flushes.
+    func forkAChildThatInheritsDescriptors() {
+        var pid: pid_t = 0
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/true"), nil]
+        defer { argv.forEach { free($0) } }
+        #expect(posix_spawn(&pid, "/bin/true", nil, nil, argv, nil) == 0)
+        var status: Int32 = 0
+        #expect(waitpid(pid, &status, 0) == pid)
+    }
+
+    @Test func aChildThatInheritsADescriptorBeingWrittenCommitsNothingWhenItExits() throws {
+        defer { dir.remove() }
+        try importDemo()
+        try TestMount.with(home: home) { mount in
+            let m = mount.mountpoint
+            let old = [UInt8](repeating: 1, count: 300_000)
+            let new = (0..<600_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+            let name = m + "/loras/forked.safetensors"
+            #expect(FileManager.default.createFile(atPath: name, contents: Data(old)))
+            let oldDigest = try SHA256Hasher.digest(old).rawValue
+            #expect(try recordedDigest("forked.safetensors") == oldDigest)
+
+            // Rewriting an existing name: a child's exit half-way commits nothing (§7).
+            let writer = open(name, O_WRONLY | O_TRUNC)
+            #expect(writer >= 0)
+            #expect(new.withUnsafeBytes { write(writer, $0.baseAddress, 300_000) } == 300_000)
+            forkAChildThatInheritsDescriptors()
+            #expect(try recordedDigest("forked.safetensors") == oldDigest, "the child's close committed the first half")
+            #expect(new.withUnsafeBytes { write(writer, $0.baseAddress! + 300_000, 300_000) } == 300_000)
+            #expect(close(writer) == 0)
+            #expect(try recordedDigest("forked.safetensors") == SHA256Hasher.digest(new).rawValue)
+            #expect(try same(name, new))
+
+            // A new temp file renamed over the name before its writer closes it (Foundation's
+            // atomic write does exactly this), with a child exiting in between: the temp name is
+            // never recorded and the final name gets the whole content.
+            let temp = m + "/loras/.forked.tmp"
+            let tempWriter = open(temp, O_RDWR | O_CREAT | O_EXCL, 0o644)
+            #expect(tempWriter >= 0)
+            #expect(old.withUnsafeBytes { write(tempWriter, $0.baseAddress, 100_000) } == 100_000)
+            forkAChildThatInheritsDescriptors()
+            #expect(try recordedDigest(".forked.tmp") == nil, "the child's close recorded the temp name")
+            #expect(old.withUnsafeBytes { write(tempWriter, $0.baseAddress! + 100_000, 200_000) } == 200_000)
+            #expect(rename(temp, name) == 0)
+            forkAChildThatInheritsDescriptors()
+            #expect(close(tempWriter) == 0)
+            #expect(try recordedDigest(".forked.tmp") == nil)
+            #expect(try recordedDigest("forked.safetensors") == oldDigest)
+            #expect(try same(name, old))
+            #expect(!FileManager.default.fileExists(atPath: temp))
+        }
+    }
+
+    @Test func aCloseRacingARenameOfTheSameFileRecordsOneNameOnly() throws {
+        defer { dir.remove() }
+        try TestMount.with(home: home) { mount in
+            let m = mount.mountpoint
+            let name = m + "/loras/raced.safetensors"
+            // A second descriptor of the same open file, closed by another thread while the
+            // writer renames it: the close commits (same process) and the rename moves the name;
+            // whichever comes first, the bytes end up under the new name only.
+            for round in 0..<60 {
+                let bytes = [UInt8](repeating: UInt8(round), count: 4096 + round)
+                let temp = m + "/loras/.raced-\(round).tmp"
+                let fd = open(temp, O_RDWR | O_CREAT | O_EXCL, 0o644)
+                #expect(fd >= 0 && bytes.withUnsafeBytes { write(fd, $0.baseAddress, bytes.count) } == bytes.count)
+                let copy = dup(fd)
+                let closer = Thread { close(copy) }
+                closer.start()
+                #expect(rename(temp, name) == 0)
+                while !closer.isFinished { Thread.sleep(forTimeInterval: 0.001) }
+                #expect(close(fd) == 0)
+                #expect(try same(name, bytes), "round \(round)")
+                #expect(!FileManager.default.fileExists(atPath: temp), "round \(round)")
+            }
+            let listed = try tsr("list", "--folder", "loras").stdout
+            #expect(!listed.contains(".raced-"), "a temp name was recorded: \(listed)")
+        }
+    }
+
     @Test func readOnlyViewsAndReadOnlyMountsRefuseChanges() throws {
         defer { dir.remove() }
         try importDemo()

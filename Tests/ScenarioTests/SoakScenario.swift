@@ -94,7 +94,13 @@ struct SoakScenario {
                         }
                         if round % 5 == 4 {
                             let gone = "loras/soak/w\(writer)-\((round + 1) % 3).safetensors"
-                            if (try? FileManager.default.removeItem(atPath: root + "/" + gone)) != nil { committed.withLock { $0[gone] = nil } }
+                            // Written two rounds ago, so there to remove: a failure is an error.
+                            do {
+                                try FileManager.default.removeItem(atPath: root + "/" + gone)
+                                committed.withLock { $0[gone] = nil }
+                            } catch {
+                                tally.fail("remove \(gone) failed: \(error)")
+                            }
                         }
                         tally.operations.add(1, ordering: .relaxed)
                         round += 1
@@ -126,13 +132,26 @@ struct SoakScenario {
             }
             // Every file a writer committed is there, with its content, after all that.
             var lost: Int64 = 0
-            for (name, digest) in committed.withLock({ $0 }) {
+            var missing: [String] = []
+            for (name, digest) in committed.withLock({ $0 }).sorted(by: { $0.key < $1.key }) {
                 let data = FileManager.default.contents(atPath: root + "/" + name)
-                if data.flatMap({ try? SHA256Hasher.digest($0) }) != digest { lost += Int64(data?.count ?? 1) }
+                if data.flatMap({ try? SHA256Hasher.digest($0) }) != digest {
+                    lost += Int64(data?.count ?? 1)
+                    missing.append("\(name): \(data.map { "\($0.count) bytes, other content" } ?? "unreadable, errno \(errno)")")
+                }
             }
+            // Every temp file of an atomic write was renamed or removed: no temp name is left.
+            let leftovers = ((try? FileManager.default.contentsOfDirectory(atPath: root + "/loras/soak")) ?? []).filter { !$0.hasPrefix("w") }
+            #expect(leftovers.isEmpty, "temp names left behind: \(leftovers)")
             let errors = tally.errors.withLock { $0 }
             #expect(errors.isEmpty, "\(errors)")
             #expect(tally.wrong.load(ordering: .relaxed) == 0, "wrong bytes served")
+            if !missing.isEmpty {
+                let listing = (try? FileManager.default.contentsOfDirectory(atPath: root + "/loras/soak"))?.sorted() ?? []
+                let registry = try? Shell.run(BuildProducts.tsr, ["list", "--folder", "loras", "--home", home], timeout: 60)
+                let log = (try? String(contentsOfFile: mount.log, encoding: .utf8))?.split(separator: "\n").suffix(40).joined(separator: "\n") ?? ""
+                Issue.record("lost \(missing); the mount lists \(listing); the registry says \(registry?.stdout ?? "?"); the mount log ends with:\n\(log)")
+            }
             #expect(lost == 0, "committed files lost or changed")
             #expect(tally.operations.load(ordering: .relaxed) > 100, "the workers made progress")
             #expect(tally.writes.load(ordering: .relaxed) >= 10, "the writers wrote (\(tally.writes.load(ordering: .relaxed)) files, \(tally.operations.load(ordering: .relaxed)) operations)")
