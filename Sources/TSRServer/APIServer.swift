@@ -85,13 +85,12 @@ public final class APIServer: Sendable {
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "tensors"),
             onServerRunning: { channel in await ready(channel.localAddress?.port ?? 0) },
             logger: serverLogger)
-        // Connections and handlers run on the API's own threads (child tasks inherit this).
-        try await withTaskExecutorPreference(ThreadExecutor.api) {
-            if gracefulShutdownSignals {
-                try await app.runService()
-            } else {
-                try await app.run()
-            }
+        // Not under a task executor preference: handlers move their synchronous work to the
+        // API's threads themselves (`onAPIThreads`).
+        if gracefulShutdownSignals {
+            try await app.runService()
+        } else {
+            try await app.run()
         }
     }
 }
@@ -150,6 +149,19 @@ struct GuardMiddleware: RouterMiddleware {
         for index in lhs.indices { difference |= lhs[index] ^ rhs[index] }
         return difference == 0
     }
+}
+
+/// Runs a handler's synchronous work (registry reads, JSON encoding) on the API's own threads, so
+/// that blocking work elsewhere in the process on Swift's small shared pool cannot stall it.
+///
+/// Only this synchronous part carries the executor preference. A task that keeps a preference
+/// while it awaits library code can deadlock when it is cancelled: the runtime runs cancellation
+/// handlers under the task's status lock, and resuming a task that has a preference takes that
+/// lock, so a library that resumes a continuation under a lock its cancellation handler also takes
+/// (the service group's signal merge does) waits forever. `tsr serve` on a port in use hung that
+/// way when the whole server ran under the preference.
+func onAPIThreads<T: Sendable>(_ body: () throws -> T) async throws -> T {
+    try await withTaskExecutorPreference(ThreadExecutor.api) { try body() }
 }
 
 /// Runs blocking work (the fetch engine, workflow resolution) on a thread of its own, so the

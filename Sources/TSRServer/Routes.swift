@@ -16,15 +16,21 @@ struct Routes: Sendable {
     func register(on router: Router<BasicRequestContext>) {
         router.get("/") { _, _ in WebPage.response() }
         router.get("/openapi.json") { _, _ in JSONBody.bytes(Array(OpenAPIDocument.json.utf8), contentType: "application/json") }
-        router.get("/stats") { _, _ in try stats() }
-        router.get("/models") { request, _ in try models(request) }
-        router.get("/models/:sha256") { _, context in try model(context.parameters.require("sha256")) }
+        router.get("/stats") { _, _ in try await onAPIThreads { try stats() } }
+        router.get("/models") { request, _ in try await onAPIThreads { try models(request) } }
+        router.get("/models/:sha256") { _, context in
+            let sha256 = try context.parameters.require("sha256")
+            return try await onAPIThreads { try model(sha256) }
+        }
         router.post("/models/check-dependencies") { request, _ in try await checkDependencies(request) }
         router.post("/models/download") { request, _ in try await download(request) }
-        router.get("/workflows") { _, _ in try workflows() }
+        router.get("/workflows") { _, _ in try await onAPIThreads { try workflows() } }
         router.post("/workflows") { request, _ in try await addWorkflow(request) }
         router.post("/workflows/check") { request, _ in try await checkWorkflow(request) }
-        router.get("/workflows/:name/check") { _, context in try checkStored(context.parameters.require("name")) }
+        router.get("/workflows/:name/check") { _, context in
+            let name = try context.parameters.require("name")
+            return try await onAPIThreads { try checkStored(name) }
+        }
         router.post("/workflows/:name/pull") { request, context in try await pull(context.parameters.require("name"), request) }
         router.get("/downloads") { _, _ in try JSONBody.response(DownloadList(downloads: server.downloads.list())) }
         router.get("/downloads/events") { _, _ in events() }
@@ -98,7 +104,7 @@ struct Routes: Sendable {
         }
         let wrapped = try JSONSerialization.data(withJSONObject: ["workflow": ["dependencies": dependencies]])
         let parsed = try WorkflowParser.parse(wrapped)
-        return try JSONBody.response(WorkflowService(fetcher: fetcher).check(parsed))
+        return try await onAPIThreads { try JSONBody.response(WorkflowService(fetcher: fetcher).check(parsed)) }
     }
 
     /// `POST /models/download`: downloads one file and streams NDJSON progress, then one
@@ -185,7 +191,7 @@ struct Routes: Sendable {
         let name = try WorkflowParser.validateName(given)
         let replace = request.uri.queryParameters.get("replace") == "true"
         let parsed = try WorkflowParser.parse(try await JSONBody.read(request))
-        if !replace, try registry.workflows().contains(where: { $0.workflow.name == name }) {
+        if !replace, try await onAPIThreads({ try registry.workflows().contains(where: { $0.workflow.name == name }) }) {
             throw RegistryError.workflowExists(name)
         }
         // Keys for asking gated sources, in headers (the body is the workflow); never stored.
@@ -200,7 +206,9 @@ struct Routes: Sendable {
     func checkWorkflow(_ request: Request) async throws -> Response {
         let parsed = try WorkflowParser.parse(try await JSONBody.read(request))
         let service = WorkflowService(fetcher: keyed(request))
-        guard request.uri.queryParameters.get("resolve") == "true" else { return try JSONBody.response(service.check(parsed)) }
+        guard request.uri.queryParameters.get("resolve") == "true" else {
+            return try await onAPIThreads { try JSONBody.response(service.check(parsed)) }
+        }
         return try JSONBody.response(try await blocking { service.check(parsed, resolvingSources: true) })
     }
 
@@ -222,7 +230,7 @@ struct Routes: Sendable {
             do { keys = try JSONDecoder().decode(KeysBody.self, from: data) } catch { throw APIError(.badRequest, "the body must be {\"huggingface_token\"?, \"civitai_api_key\"?}") }
         }
         let service = WorkflowService(fetcher: keyed(huggingFace: keys.huggingfaceToken, civitai: keys.civitaiApiKey))
-        let (items, unresolved) = try service.pullPlan(name: name)
+        let (items, unresolved) = try await onAPIThreads { try service.pullPlan(name: name) }
         var started: [DownloadStatus] = []
         for item in items {
             let label = item.label
@@ -243,12 +251,12 @@ struct Routes: Sendable {
         let current = server.downloads.list()
         let updates = server.downloads.events()
         let (stream, continuation) = AsyncStream<[UInt8]>.makeStream()
-        let forward = Task(executorPreference: ThreadExecutor.api) {
+        let forward = Task {
             for status in current.reversed() { continuation.yield(Self.sseEvent(status)) }
             for await status in updates { continuation.yield(Self.sseEvent(status)) }
             continuation.finish()
         }
-        let heartbeat = Task(executorPreference: ThreadExecutor.api) {
+        let heartbeat = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(15))
                 continuation.yield(Array(": keep-alive\n\n".utf8))

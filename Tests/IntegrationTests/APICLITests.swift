@@ -119,8 +119,13 @@ import FoundationNetworking
         #expect(refused.status == 64 && refused.stderr.contains("TSR_API_TOKEN"), "\(refused.stderr)")
         let occupied = try FixtureServer { _, connection in connection.respond(200) }
         defer { occupied.stop() }
-        let taken = try tsr(["serve", "--listen", "127.0.0.1:\(occupied.port)"])
-        #expect(taken.status == 1 && taken.stderr.contains("already in use"), "\(taken.stderr)")
+        // Several times: the failure path once hung now and then (a deadlock on cancelling the
+        // server's task group), which a single try rarely shows.
+        for attempt in 0..<8 {
+            let start = Date()
+            let taken = try tsr(["serve", "--listen", "127.0.0.1:\(occupied.port)"])
+            #expect(taken.status == 1 && taken.stderr.contains("already in use"), "attempt \(attempt) after \(Int(Date().timeIntervalSince(start))) s: \(taken.stderr)")
+        }
         let bad = try tsr(["serve", "--listen", "localhost:http"])
         #expect(bad.status == 64 && bad.stderr.contains("HOST:PORT"), "\(bad.stderr)")
 
