@@ -420,27 +420,12 @@ public final class Registry: Sendable {
     /// Everything the mount shows, read in one transaction so it is consistent.
     public func mountSnapshot() throws(RegistryError) -> MountData {
         try read { db in
-            let entries = try MountEntry.fetchAll(
-                db,
-                sql: """
-                    SELECT a.id, a.folder, a.path, a.sha256, a.updated_at, b.size, b.state,
-                           COALESCE((\(Self.linkedVersion("mv.base_model"))), b.base_model) AS base_model,
-                           (\(Self.linkedVersion("c.username"))) AS creator
-                    FROM aliases a JOIN blobs b ON b.sha256 = a.sha256
-                    ORDER BY a.folder, a.path
-                    """)
-            let blobs = try MountBlob.fetchAll(db, sql: "SELECT sha256, size, state, created_at FROM blobs WHERE state != 'quarantined' ORDER BY sha256")
+            let entries = try MountEntry.fetchAll(db, sql: "\(Self.mountEntryColumns) ORDER BY a.folder, a.path")
+            let blobs = try MountBlob.fetchAll(db, sql: Self.mountBlobsSQL)
             let tombstones = try Row.fetchAll(db, sql: "SELECT folder, path, deleted_at FROM alias_tombstones").map {
                 MountTombstone(folder: $0[0], path: $0[1], deletedAt: $0[2])
             }
-            let workflowEntries = try MountWorkflowEntry.fetchAll(
-                db,
-                sql: """
-                    SELECT w.name AS workflow, e.folder, e.path, e.sha256, b.size, b.state, w.updated_at
-                    FROM workflow_entries e JOIN workflows w ON w.id = e.workflow_id JOIN blobs b ON b.sha256 = e.sha256
-                    WHERE b.state != 'quarantined'
-                    ORDER BY w.name, e.folder, e.path
-                    """)
+            let workflowEntries = try MountWorkflowEntry.fetchAll(db, sql: Self.mountWorkflowEntriesSQL)
             let generation = try Int64.fetchOne(db, sql: "SELECT generation FROM registry_generation WHERE id = 1") ?? 0
             return MountData(generation: generation, entries: entries, blobs: blobs, tombstones: tombstones, workflowEntries: workflowEntries)
         }

@@ -1,0 +1,196 @@
+import Foundation
+import TSRRegistry
+import TSRStore
+
+/// What the mount shows at one path, answered from registry queries and the overlay without a
+/// snapshot of the whole registry (docs/ARCHITECTURE.md, "Large registries"). It answers exactly
+/// what `NamespaceBuilder` would for the same data — same nodes, inodes, mtimes, link counts and
+/// listings (`PathResolverTests` compares the two) — so the mount can switch to it.
+///
+/// Folder-view paths, the ones ComfyUI looks up all the time, cost one indexed row (a file) or a
+/// few aggregate range queries (a directory's mtime and subdirectories); a listing reads the
+/// names under its directory. The by-base, by-creator, by-hash and workflows views and the root's
+/// view directories are built from what lies under them with `NamespaceBuilder` itself.
+struct PathResolver {
+    let source: any MountQueries
+    let overlay: Overlay
+
+    /// A directory node carries its attributes; its names come from `listing(at:)`.
+    func node(at path: String) throws -> Node? {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        if path.isEmpty { return try root() }
+        if parts.contains(where: \.isEmpty) { return nil }
+        let roots = try folderRoots()
+        if let folder = roots[parts[0]] {
+            return try folderNode(shown: parts[0], folder: folder, sub: Array(parts.dropFirst()))
+        }
+        return try subtree(for: parts)?.node(at: path).map(Self.withoutNames)
+    }
+
+    /// The children of a directory, sorted by name (nil when `path` is not a directory).
+    func listing(at path: String) throws -> [Node]? {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        let tree: Namespace?
+        if path.isEmpty {
+            return try rootChildren()
+        } else if parts.contains(where: \.isEmpty) {
+            return nil
+        } else if let folder = try folderRoots()[parts[0]] {
+            tree = try folderSubtree(folder: folder, sub: parts.dropFirst().joined(separator: "/"))
+        } else {
+            tree = try subtree(for: parts)
+        }
+        guard let tree, let dir = tree.node(at: path)?.directory else { return nil }
+        return dir.names.compactMap { dir.children[$0].flatMap(tree.node) }.map(Self.withoutNames)
+    }
+
+    // MARK: Folder views
+
+    /// Folder-view roots shown at the top (folder keys, folders with names, their mirrors) → folder.
+    func folderRoots() throws -> [String: String] {
+        var folders = Set(ModelPath.folderKeys)
+        folders.formUnion(try source.mountFolders())
+        folders.formUnion(overlay.pending.keys.map(\.folder))
+        folders.formUnion(overlay.emptyDirectories.keys.map(\.folder))
+        var roots: [String: String] = [:]
+        for folder in folders {
+            for shown in NamespaceBuilder.viewFolders(folder) { roots[shown] = folder }
+        }
+        return roots
+    }
+
+    private func folderNode(shown: String, folder: String, sub parts: [String]) throws -> Node? {
+        let path = ([shown] + parts).joined(separator: "/")
+        let sub = parts.joined(separator: "/")
+        let parent = parts.isEmpty ? Inode.root : Self.directoryInode(([shown] + parts.dropLast()).joined(separator: "/"))
+        let name = parts.last ?? shown
+        let key = AliasKey(folder: folder, path: sub)
+        if !parts.isEmpty {
+            // A name being written shows as written, keeping the inode of the content it
+            // replaces if it had one; a committed name shows its registry entry.
+            let entry = try source.mountEntry(folder: folder, path: sub)
+            let committed = entry.map {
+                FileNode(
+                    sha256: $0.sha256, size: $0.size, state: $0.state, mtimeNs: NamespaceBuilder.ns($0.updatedAt), alias: key,
+                    writable: true, pending: false)
+            }
+            if let pending = overlay.pending[key] {
+                var node = Self.file(path, parent: parent, name: name, committed ?? FileNode(sha256: nil, size: 0, state: .present, mtimeNs: 0, alias: key, writable: true, pending: true))
+                node.kind = .file(FileNode(sha256: nil, size: pending.size, state: .present, mtimeNs: pending.mtimeNs, alias: key, writable: true, pending: true))
+                return node
+            }
+            if let committed { return Self.file(path, parent: parent, name: name, committed) }
+        }
+        let facts = try source.directoryFacts(folder: folder, under: sub)
+        var mtime = NamespaceBuilder.baselineNs
+        var subdirectories = Set(facts.subdirectories)
+        var exists = parts.isEmpty || facts.names > 0
+        if let date = facts.newestUpdate { mtime = max(mtime, NamespaceBuilder.ns(date)) }
+        if let date = facts.newestRemoval { mtime = max(mtime, NamespaceBuilder.ns(date)) }
+        // What the mount itself adds below: names being written and directories made with mkdir.
+        func below(_ other: AliasKey) -> [String]? {
+            guard other.folder == folder else { return nil }
+            if sub.isEmpty { return other.path.split(separator: "/").map(String.init) }
+            guard other.path == sub || other.path.hasPrefix(sub + "/") else { return nil }
+            return other.path.dropFirst(sub.count).split(separator: "/").map(String.init)
+        }
+        for (other, pending) in overlay.pending {
+            guard let rest = below(other), !rest.isEmpty else { continue }
+            exists = true
+            mtime = max(mtime, pending.mtimeNs)
+            if rest.count > 1 { subdirectories.insert(rest[0]) }
+        }
+        for (other, created) in overlay.emptyDirectories {
+            guard let rest = below(other) else { continue }
+            exists = true
+            mtime = max(mtime, created)
+            if let first = rest.first { subdirectories.insert(first) }
+        }
+        guard exists else { return nil }
+        let dir = DirectoryNode(names: [], children: [:], mtimeNs: mtime, target: key, subdirectories: subdirectories.count)
+        return Node(inode: Self.directoryInode(path), parent: parent, name: name, kind: .directory(dir))
+    }
+
+    /// The names under a folder-view directory, built as the snapshot builds them.
+    private func folderSubtree(folder: String, sub: String) throws -> Namespace {
+        var restricted = Overlay()
+        for (key, value) in overlay.pending where key.folder == folder { restricted.pending[key] = value }
+        for (key, value) in overlay.emptyDirectories where key.folder == folder { restricted.emptyDirectories[key] = value }
+        let data = MountData(
+            generation: 0, entries: try source.mountEntries(folder: folder, under: sub), blobs: [],
+            tombstones: try source.mountTombstones(folder: folder, under: sub))
+        return NamespaceBuilder.build(data, overlay: restricted)
+    }
+
+    // MARK: The root and the read-only views
+
+    private func root() throws -> Node {
+        let children = try rootChildren()
+        var mtime = children.reduce(NamespaceBuilder.baselineNs) { max($0, $1.directory?.mtimeNs ?? 0) }
+        // A removal in a folder that is no longer shown touches the root itself.
+        for tombstone in try source.mountTombstones(folder: nil, under: "") { mtime = max(mtime, NamespaceBuilder.ns(tombstone.deletedAt)) }
+        let dir = DirectoryNode(names: [], children: [:], mtimeNs: mtime, target: nil, subdirectories: children.count)
+        return Node(inode: .root, parent: .root, name: "", kind: .directory(dir))
+    }
+
+    private func rootChildren() throws -> [Node] {
+        var children: [Node] = []
+        for (shown, folder) in try folderRoots() {
+            if let node = try folderNode(shown: shown, folder: folder, sub: []) { children.append(node) }
+        }
+        for view in NamespaceBuilder.viewRoots {
+            if let node = try subtree(for: [view])?.node(at: view) { children.append(Self.withoutNames(node)) }
+        }
+        return children.sorted { $0.name < $1.name }
+    }
+
+    /// The part of a read-only view that holds `parts`, built from the data under it.
+    private func subtree(for parts: [String]) throws -> Namespace? {
+        switch parts[0] {
+        case "by-base", "by-creator":
+            // Every name may carry the base or creator asked for: all of a folder (or all).
+            let folder = parts.count > 2 ? parts[2] : nil
+            let sub = parts.count > 3 ? parts[3...].joined(separator: "/") : ""
+            let entries = try source.mountEntries(folder: folder, under: sub)
+            // Every directory of these views takes the newest removal anywhere (they do not
+            // record where a name was): one stand-in removal outside every view carries it.
+            let newest = try source.mountTombstones(folder: nil, under: "").map(\.deletedAt).max()
+            let tombstones = newest.map { [MountTombstone(folder: "", path: "-", deletedAt: $0)] } ?? []
+            return NamespaceBuilder.build(MountData(generation: 0, entries: entries, blobs: [], tombstones: tombstones))
+        case "by-hash":
+            let blobs: [MountBlob]
+            if parts.count > 1 {
+                guard let digest = Digest(rawValue: parts[1]), let blob = try source.mountBlob(digest) else { return nil }
+                blobs = [blob]
+            } else {
+                blobs = try source.mountBlobs()
+            }
+            return NamespaceBuilder.build(MountData(generation: 0, entries: [], blobs: blobs, tombstones: []))
+        case "workflows":
+            let workflows = try source.mountWorkflowEntries()
+            let removals = try source.mountTombstones(folder: "workflows", under: "")
+            return NamespaceBuilder.build(MountData(generation: 0, entries: [], blobs: [], tombstones: removals, workflowEntries: workflows))
+        default:
+            return nil
+        }
+    }
+
+    // MARK: Nodes
+
+    static func directoryInode(_ path: String) -> Inode { Inode(NamespaceBuilder.inode(for: path, kind: 0x44)) }
+
+    static func file(_ path: String, parent: Inode, name: String, _ file: FileNode) -> Node {
+        let inode = Inode(NamespaceBuilder.inode(for: path + "\u{0}" + (file.pending ? "pending" : file.sha256?.rawValue ?? ""), kind: 0x46))
+        return Node(inode: inode, parent: parent, name: name, kind: .file(file))
+    }
+
+    /// Directory nodes are answered without their listing.
+    static func withoutNames(_ node: Node) -> Node {
+        guard var dir = node.directory else { return node }
+        dir.names = []
+        dir.children = [:]
+        var copy = node
+        copy.kind = .directory(dir)
+        return copy
+    }
+}

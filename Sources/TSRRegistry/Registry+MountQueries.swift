@@ -1,0 +1,144 @@
+import Foundation
+import GRDB
+import TSRStore
+
+/// What the mount asks the registry for one path or one directory at a time, instead of reading
+/// everything into a snapshot (docs/ARCHITECTURE.md, "Large registries"). Every answer uses an
+/// index: `aliases(folder, path)` for names and ranges of names under a directory.
+public protocol MountQueries: Sendable {
+    /// Names of `folder` (every folder when nil) at `prefix` or under `prefix/` ("" for all), in
+    /// folder and path order.
+    func mountEntries(folder: String?, under prefix: String) throws(RegistryError) -> [MountEntry]
+    /// The name `path` of `folder`.
+    func mountEntry(folder: String, path: String) throws(RegistryError) -> MountEntry?
+    /// What a directory of a folder view needs without listing it (names strictly under `prefix/`).
+    func directoryFacts(folder: String, under prefix: String) throws(RegistryError) -> DirectoryFacts
+    /// The folders that hold at least one name.
+    func mountFolders() throws(RegistryError) -> [String]
+    /// Removals of names of `folder` (every folder when nil) at `prefix` or under `prefix/`.
+    func mountTombstones(folder: String?, under prefix: String) throws(RegistryError) -> [MountTombstone]
+    /// The blob of a digest, unless quarantined.
+    func mountBlob(_ digest: Digest) throws(RegistryError) -> MountBlob?
+    /// Every blob that is not quarantined, in digest order.
+    func mountBlobs() throws(RegistryError) -> [MountBlob]
+    /// Entries of every workflow whose blob is not quarantined.
+    func mountWorkflowEntries() throws(RegistryError) -> [MountWorkflowEntry]
+}
+
+/// A directory of a folder view, from aggregate queries: whether names lie under it, the newest
+/// change under it (a name's update or a removal), and the names of its subdirectories.
+public struct DirectoryFacts: Sendable, Equatable {
+    public var names: Int
+    public var newestUpdate: Date?
+    public var newestRemoval: Date?
+    public var subdirectories: [String]
+
+    public init(names: Int, newestUpdate: Date?, newestRemoval: Date?, subdirectories: [String]) {
+        self.names = names
+        self.newestUpdate = newestUpdate
+        self.newestRemoval = newestRemoval
+        self.subdirectories = subdirectories
+    }
+}
+
+extension Registry: MountQueries {
+    /// The columns of a `MountEntry`, as `mountSnapshot` reads them.
+    static let mountEntryColumns = """
+        SELECT a.id, a.folder, a.path, a.sha256, a.updated_at, b.size, b.state,
+               COALESCE((\(linkedVersion("mv.base_model"))), b.base_model) AS base_model,
+               (\(linkedVersion("c.username"))) AS creator
+        FROM aliases a JOIN blobs b ON b.sha256 = a.sha256
+        """
+
+    static let mountBlobsSQL = "SELECT sha256, size, state, created_at FROM blobs WHERE state != 'quarantined' ORDER BY sha256"
+    static let mountWorkflowEntriesSQL = """
+        SELECT w.name AS workflow, e.folder, e.path, e.sha256, b.size, b.state, w.updated_at
+        FROM workflow_entries e JOIN workflows w ON w.id = e.workflow_id JOIN blobs b ON b.sha256 = e.sha256
+        WHERE b.state != 'quarantined'
+        ORDER BY w.name, e.folder, e.path
+        """
+
+    /// A `WHERE` clause for `prefix` and everything under it, on an index of (folder, path):
+    /// '0' is the byte after '/', so `path >= 'p/' AND path < 'p0'` is exactly the names under p/.
+    /// With `strictly`, only names under `prefix/`, not `prefix` itself.
+    static func under(_ folder: String?, _ prefix: String, table: String, strictly: Bool = false) -> (String, StatementArguments) {
+        var clauses: [String] = []
+        var arguments: StatementArguments = []
+        if let folder {
+            clauses.append("\(table).folder = ?")
+            arguments += [folder]
+        }
+        if !prefix.isEmpty && strictly {
+            clauses.append("\(table).path >= ? AND \(table).path < ?")
+            arguments += [prefix + "/", prefix + "0"]
+        } else if !prefix.isEmpty {
+            clauses.append("(\(table).path = ? OR (\(table).path >= ? AND \(table).path < ?))")
+            arguments += [prefix, prefix + "/", prefix + "0"]
+        }
+        return (clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND "), arguments)
+    }
+
+    public func mountEntries(folder: String?, under prefix: String) throws(RegistryError) -> [MountEntry] {
+        let (clause, arguments) = Self.under(folder, prefix, table: "a")
+        return try read { db in
+            try MountEntry.fetchAll(db, sql: "\(Self.mountEntryColumns) \(clause) ORDER BY a.folder, a.path", arguments: arguments)
+        }
+    }
+
+    public func mountEntry(folder: String, path: String) throws(RegistryError) -> MountEntry? {
+        try read { db in
+            try MountEntry.fetchOne(db, sql: "\(Self.mountEntryColumns) WHERE a.folder = ? AND a.path = ?", arguments: [folder, path])
+        }
+    }
+
+    public func directoryFacts(folder: String, under prefix: String) throws(RegistryError) -> DirectoryFacts {
+        let (clause, arguments) = Self.under(folder, prefix, table: "a", strictly: true)
+        let (tombstoneClause, tombstoneArguments) = Self.under(folder, prefix, table: "t", strictly: true)
+        // What follows "prefix/" in each path; a slash in it means a subdirectory.
+        let start = prefix.isEmpty ? 1 : prefix.unicodeScalars.count + 2  // SQLite counts code points
+        return try read { db in
+            let row = try Row.fetchOne(db, sql: "SELECT count(*), max(a.updated_at) FROM aliases a \(clause)", arguments: arguments)
+            let removal = try Date.fetchOne(db, sql: "SELECT max(t.deleted_at) FROM alias_tombstones t \(tombstoneClause)", arguments: tombstoneArguments)
+            let subdirectories = try String.fetchAll(
+                db,
+                sql: """
+                    SELECT DISTINCT substr(rest, 1, instr(rest, '/') - 1) FROM (SELECT substr(a.path, \(start)) AS rest FROM aliases a \(clause))
+                    WHERE instr(rest, '/') > 0 ORDER BY 1
+                    """,
+                arguments: arguments)
+            return DirectoryFacts(names: row?[0] ?? 0, newestUpdate: row?[1], newestRemoval: removal, subdirectories: subdirectories)
+        }
+    }
+
+    public func mountFolders() throws(RegistryError) -> [String] {
+        try read { db in try String.fetchAll(db, sql: "SELECT DISTINCT folder FROM aliases ORDER BY folder") }
+    }
+
+    public func mountTombstones(folder: String?, under prefix: String) throws(RegistryError) -> [MountTombstone] {
+        let (clause, arguments) = Self.under(folder, prefix, table: "t")
+        return try read { db in
+            try Row.fetchAll(db, sql: "SELECT t.folder, t.path, t.deleted_at FROM alias_tombstones t \(clause)", arguments: arguments).map {
+                MountTombstone(folder: $0[0], path: $0[1], deletedAt: $0[2])
+            }
+        }
+    }
+
+    public func mountBlob(_ digest: Digest) throws(RegistryError) -> MountBlob? {
+        try read { db in
+            try MountBlob.fetchOne(
+                db, sql: "SELECT sha256, size, state, created_at FROM blobs WHERE sha256 = ? AND state != 'quarantined'", arguments: [digest.rawValue])
+        }
+    }
+
+    public func mountBlobs() throws(RegistryError) -> [MountBlob] {
+        try read { db in
+            try MountBlob.fetchAll(db, sql: Self.mountBlobsSQL)
+        }
+    }
+
+    public func mountWorkflowEntries() throws(RegistryError) -> [MountWorkflowEntry] {
+        try read { db in
+            try MountWorkflowEntry.fetchAll(db, sql: Self.mountWorkflowEntriesSQL)
+        }
+    }
+}
