@@ -20,8 +20,7 @@ struct PathResolver {
         let parts = path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         if path.isEmpty { return try root() }
         if parts.contains(where: \.isEmpty) { return nil }
-        let roots = try folderRoots()
-        if let folder = roots[parts[0]] {
+        if let folder = try folder(shownAt: parts[0]) {
             return try folderNode(shown: parts[0], folder: folder, sub: Array(parts.dropFirst()))
         }
         return try subtree(for: parts)?.node(at: path).map(Self.withoutNames)
@@ -35,7 +34,7 @@ struct PathResolver {
             return try rootChildren()
         } else if parts.contains(where: \.isEmpty) {
             return nil
-        } else if let folder = try folderRoots()[parts[0]] {
+        } else if let folder = try folder(shownAt: parts[0]) {
             tree = try folderSubtree(folder: folder, sub: parts.dropFirst().joined(separator: "/"))
         } else {
             tree = try subtree(for: parts)
@@ -45,6 +44,18 @@ struct PathResolver {
     }
 
     // MARK: Folder views
+
+    /// The folder a top-level name shows — a folder key, its legacy mirror, or a folder with
+    /// names or being written — asking the registry about that folder only.
+    func folder(shownAt shown: String) throws -> String? {
+        if NamespaceBuilder.viewRoots.contains(shown) { return nil }
+        let canonical = ModelPath.canonicalFolder(shown)
+        if ModelPath.folderKeys.contains(canonical) { return canonical }
+        if overlay.pending.keys.contains(where: { $0.folder == shown }) || overlay.emptyDirectories.keys.contains(where: { $0.folder == shown }) {
+            return shown
+        }
+        return try source.mountHasFolder(shown) ? shown : nil
+    }
 
     /// Folder-view roots shown at the top (folder keys, folders with names, their mirrors) → folder.
     func folderRoots() throws -> [String: String] {
@@ -75,8 +86,9 @@ struct PathResolver {
                     writable: true, pending: false)
             }
             if let pending = overlay.pending[key] {
-                var node = Self.file(path, parent: parent, name: name, committed ?? FileNode(sha256: nil, size: 0, state: .present, mtimeNs: 0, alias: key, writable: true, pending: true))
-                node.kind = .file(FileNode(sha256: nil, size: pending.size, state: .present, mtimeNs: pending.mtimeNs, alias: key, writable: true, pending: true))
+                let writing = FileNode(sha256: nil, size: pending.size, state: .present, mtimeNs: pending.mtimeNs, alias: key, writable: true, pending: true)
+                var node = Self.file(path, parent: parent, name: name, committed ?? writing)
+                node.kind = .file(writing)
                 return node
             }
             if let committed { return Self.file(path, parent: parent, name: name, committed) }

@@ -7,8 +7,9 @@ final class PendingWrite: @unchecked Sendable {
     // @unchecked: every mutable field is only touched while holding `lock`.
     let lock = NSLock()
     private var writer: BlobWriter?
-    /// The name it becomes on commit; nil once unlinked (the bytes are then discarded).
-    var key: AliasKey?
+    /// The name it becomes on commit; nil once unlinked (the bytes are then discarded). Read it
+    /// with `name` and change it with `rename(to:)` from outside.
+    private var key: AliasKey?
     /// What this write last committed (recorded under `key` by the mount), for reads after it.
     private(set) var lastCommit: Committed?
     /// The content last committed from this write.
@@ -28,14 +29,18 @@ final class PendingWrite: @unchecked Sendable {
     /// every later write, truncate and commit of this transaction fails the same way, so a file
     /// with a hole or a missing tail never gets a name. A new open for writing starts afresh.
     private var failure: (any Error)?
-    let createdNs: Int64
 
-    init(key: AliasKey, writer: BlobWriter, createdNs: Int64, base: Digest? = nil) {
+    init(key: AliasKey, writer: BlobWriter, base: Digest? = nil) {
         self.key = key
         self.writer = writer
-        self.createdNs = createdNs
         self.base = base
     }
+
+    /// The name it has now (nil once unlinked).
+    var name: AliasKey? { lock.withLock { key } }
+
+    /// Gives it another name (a rename), or none (an unlink: its bytes will be discarded).
+    func rename(to name: AliasKey?) { lock.withLock { key = name } }
 
     /// Adds an open handle; false when the write is finished (its last handle was released).
     func join() -> Bool {
@@ -59,7 +64,7 @@ final class PendingWrite: @unchecked Sendable {
     var beingWritten: (key: AliasKey, size: Int64)? {
         lock.withLock {
             guard dirty, let key else { return nil }
-            return (key, writer?.written ?? lastCommit?.size ?? 0)
+            return (key, sizeLocked)
         }
     }
 
@@ -67,7 +72,16 @@ final class PendingWrite: @unchecked Sendable {
     /// the content it started from (nil: a new file that never got a name).
     var outcome: Digest? { lock.withLock { committed ?? base } }
 
-    var size: Int64 { lock.withLock { writer?.written ?? lastCommit?.size ?? 0 } }
+    var size: Int64 { lock.withLock { sizeLocked } }
+    /// Holds `lock`.
+    private var sizeLocked: Int64 { writer?.written ?? lastCommit?.size ?? 0 }
+
+    /// Nothing uncommitted any more (committed, aborted or failed). Holds `lock`.
+    private func markClean() {
+        dirty = false
+        changers.removeAll()
+        unknownChanger = false
+    }
 
     /// Writes at an offset for the process `owner` (a lock owner, 0 when unknown); starts a new
     /// transaction seeded from the last commit if needed. Returns whether this is the first change
@@ -105,9 +119,7 @@ final class PendingWrite: @unchecked Sendable {
             failure = error
             writer?.abort()
             writer = nil
-            dirty = false
-            changers.removeAll()
-            unknownChanger = false
+            markClean()
             throw error
         }
     }
@@ -141,9 +153,7 @@ final class PendingWrite: @unchecked Sendable {
             guard dirty, let writer else { return nil }
             if let owner, !unknownChanger, !changers.isEmpty, !changers.contains(owner) { return nil }
             self.writer = nil
-            dirty = false
-            changers.removeAll()
-            unknownChanger = false
+            markClean()
             let result = try writer.commit()
             lastCommit = result
             return result
@@ -154,9 +164,7 @@ final class PendingWrite: @unchecked Sendable {
         lock.withLock {
             writer?.abort()
             writer = nil
-            dirty = false
-            changers.removeAll()
-            unknownChanger = false
+            markClean()
         }
     }
 

@@ -497,7 +497,7 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
                 do {
                     try commit(write, invalidateNow: true)
                 } catch {
-                    logger.error("commit on release of \(write.key?.description ?? "an unlinked file") failed: \(error)")
+                    logger.error("commit on release of \(write.name?.description ?? "an unlinked file") failed: \(error)")
                 }
             }
             if last { finish(write) }
@@ -518,7 +518,7 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
     public func getxattr(_ request: Request, inode: Inode, name: String, size: Int) {
         guard let node = resolve(inode) else { return request.reply(error: .noEntry) }
         // The mount root says how complete blobs are read: `passthrough` or `plain (why)`.
-        if inode.rawValue == 1 && name == "user.tsr.io" {
+        if inode == .root && name == "user.tsr.io" {
             return request.reply(xattr: Array(readPath.description.utf8), size: size)
         }
         guard let file = node.file else { return request.reply(error: .noAttribute) }
@@ -543,7 +543,7 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         var names = node.file == nil ? [] : Self.xattrNames
         if node.file?.sha256 == nil { names.removeAll { $0 == "user.tsr.sha256" } }
         if let file = node.file, errorText(file) != nil { names.append("user.tsr.error") }
-        if inode.rawValue == 1 { names.append("user.tsr.io") }
+        if inode == .root { names.append("user.tsr.io") }
         request.reply(xattr: names.flatMap { Array($0.utf8) + [0] }, size: size)
     }
 }

@@ -46,7 +46,7 @@ extension TensorsFileSystem {
             throw error
         }
         let base = existing.flatMap { $0.pending || truncate ? nil : $0.sha256 }
-        let write = PendingWrite(key: key, writer: writer, createdNs: Self.nowNs, base: base)
+        let write = PendingWrite(key: key, writer: writer, base: base)
         // A new file, or an existing one emptied, is a change even if nothing is written.
         let changed = existing == nil || (truncate && (existing?.size ?? 0) > 0)
         write.lock.withLock {
@@ -100,8 +100,8 @@ extension TensorsFileSystem {
         var shown: [(Inode, String)] = []
         var recorded: AliasKey?
         try rebuildIfChanged({ overlay in
-            let now = write.lock.withLock { (key: write.key, last: write.lastCommit, dirty: write.dirty) }
-            guard let key = now.key, let last = now.last else { return false }
+            let now = write.lock.withLock { (last: write.lastCommit, dirty: write.dirty) }
+            guard let key = write.name, let last = now.last else { return false }
             // The pending node's inode (which a creator's dentry holds) stands for the committed file.
             shown = shownWriting(key)
             try library.record(last, folder: key.folder, path: key.path)
@@ -127,7 +127,7 @@ extension TensorsFileSystem {
         var shown: [(Inode, String)] = []
         do {
             try rebuildIfChanged({ overlay in
-                key = write.lock.withLock { write.key }
+                key = write.name
                 guard let key, overlay.pending[key] != nil, state.withLock({ $0.writes[key] === write }) else { return false }
                 // A lookup made while the name was being written holds the pending inode: it stands
                 // for whatever the name shows now (the content from before, when nothing was committed).
@@ -187,11 +187,11 @@ extension TensorsFileSystem {
             try commit(write, closedBy: file.lockOwner == 0 ? nil : file.lockOwner, invalidateNow: true)
             request.replyOK()
         } catch {
-            logger.error("commit of \(write.lock.withLock { write.key }?.description ?? "an unlinked file") failed: \(error)")
+            logger.error("commit of \(write.name?.description ?? "an unlinked file") failed: \(error)")
             // A new file that never committed disappears with the failed close: its name is not
             // left showing while the kernel gets round to releasing the handle.
             try? rebuildIfChanged({ overlay in
-                guard let key = write.lock.withLock({ write.committed == nil ? write.key : nil }), overlay.pending[key] != nil else { return false }
+                guard let key = write.name, write.lock.withLock({ write.committed == nil }), overlay.pending[key] != nil else { return false }
                 overlay.pending[key] = nil
                 return true
             })
@@ -292,17 +292,14 @@ extension TensorsFileSystem {
         guard file.writable, let key = file.alias else { return request.reply(error: .readOnlyFileSystem) }
         do {
             try rebuild { overlay in
-                let write = state.withLock { state -> PendingWrite? in
-                    defer { state.writes[key] = nil }
-                    return state.writes[key]
-                }
-                // Open handles of an unlinked file keep writing into a transaction that no name
-                // will receive (its bytes are discarded when the last handle closes).
-                write?.lock.withLock { write?.key = nil }
-                overlay.pending[key] = nil
+                // The registry first: if it fails, nothing else has changed.
                 if try library.registry.alias(folder: key.folder, path: key.path) != nil {
                     try library.registry.removeAlias(folder: key.folder, path: key.path)
                 }
+                // Open handles of an unlinked file keep writing into a transaction that no name
+                // will receive (its bytes are discarded when the last handle closes).
+                state.withLock { $0.writes.removeValue(forKey: key) }?.rename(to: nil)
+                overlay.pending[key] = nil
             }
             request.replyOK()
         } catch {
@@ -367,6 +364,11 @@ extension TensorsFileSystem {
     private func renameFile(from: AliasKey, to: AliasKey) throws {
         // Under the rebuild lock, like a commit's recording (see `commit`).
         try rebuild { overlay in
+            // The registry first: if it fails, nothing else has changed.
+            // A written file is in the registry once flushed; a pending-only one is not yet.
+            if try library.registry.alias(folder: from.folder, path: from.path) != nil {
+                try library.registry.moveAlias(from: (from.folder, from.path), to: (to.folder, to.path), replace: true)
+            }
             let (moving, replaced) = state.withLock { state -> (PendingWrite?, PendingWrite?) in
                 guard let write = state.writes.removeValue(forKey: from) else {
                     return (nil, state.writes.removeValue(forKey: to))
@@ -374,14 +376,10 @@ extension TensorsFileSystem {
                 state.writes[to] = write
                 return (write, nil)
             }
-            replaced?.lock.withLock { replaced?.key = nil }
-            moving?.lock.withLock { moving?.key = to }
+            replaced?.rename(to: nil)
+            moving?.rename(to: to)
             if let entry = overlay.pending.removeValue(forKey: from) { overlay.pending[to] = entry }
             if replaced != nil { overlay.pending[to] = nil }
-            // A written file is in the registry once flushed; a pending-only one is not yet.
-            if try library.registry.alias(folder: from.folder, path: from.path) != nil {
-                try library.registry.moveAlias(from: (from.folder, from.path), to: (to.folder, to.path), replace: true)
-            }
         }
     }
 
@@ -391,7 +389,9 @@ extension TensorsFileSystem {
             return AliasKey(folder: to.folder, path: to.path + key.path.dropFirst(from.path.count))
         }
         try rebuild { overlay in
-            // Under the rebuild lock, like a commit's recording (see `commit`).
+            // The registry first (a name already at the target refuses the move): if it fails,
+            // nothing else has changed. The rest under the rebuild lock, like a commit's recording.
+            _ = try library.registry.moveAliases(fromFolder: from.folder, prefix: from.path, toFolder: to.folder, toPrefix: to.path, replace: false)
             let relocated = state.withLock { state -> [(PendingWrite, AliasKey)] in
                 var out: [(PendingWrite, AliasKey)] = []
                 for (key, write) in state.writes {
@@ -403,8 +403,7 @@ extension TensorsFileSystem {
                 return out
             }
             // Outside the state lock: a write's lock may be held across its file I/O.
-            for (write, target) in relocated { write.lock.withLock { write.key = target } }
-            _ = try library.registry.moveAliases(fromFolder: from.folder, prefix: from.path, toFolder: to.folder, toPrefix: to.path, replace: false)
+            for (write, target) in relocated { write.rename(to: target) }
             for (key, value) in overlay.pending { if let target = moved(key) { overlay.pending[key] = nil; overlay.pending[target] = value } }
             for (key, value) in overlay.emptyDirectories { if let target = moved(key) { overlay.emptyDirectories[key] = nil; overlay.emptyDirectories[target] = value } }
             overlay.emptyDirectories[to] = overlay.emptyDirectories[to] ?? Self.nowNs

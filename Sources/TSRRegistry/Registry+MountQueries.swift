@@ -15,6 +15,8 @@ public protocol MountQueries: Sendable {
     func directoryFacts(folder: String, under prefix: String) throws(RegistryError) -> DirectoryFacts
     /// The folders that hold at least one name.
     func mountFolders() throws(RegistryError) -> [String]
+    /// Whether `folder` holds at least one name (one index probe, unlike `mountFolders`).
+    func mountHasFolder(_ folder: String) throws(RegistryError) -> Bool
     /// Removals of names of `folder` (every folder when nil) at `prefix` or under `prefix/`.
     func mountTombstones(folder: String?, under prefix: String) throws(RegistryError) -> [MountTombstone]
     /// The blob of a digest, unless quarantined.
@@ -112,6 +114,10 @@ extension Registry: MountQueries {
 
     public func mountFolders() throws(RegistryError) -> [String] {
         try read { db in try String.fetchAll(db, sql: "SELECT DISTINCT folder FROM aliases ORDER BY folder") }
+    }
+
+    public func mountHasFolder(_ folder: String) throws(RegistryError) -> Bool {
+        try read { db in try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM aliases WHERE folder = ?)", arguments: [folder]) ?? false }
     }
 
     public func mountTombstones(folder: String?, under prefix: String) throws(RegistryError) -> [MountTombstone] {

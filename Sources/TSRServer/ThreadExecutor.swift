@@ -1,9 +1,10 @@
 import Foundation
 import Synchronization
 
-/// A task executor backed by threads of its own. The API runs its tasks here (connections,
-/// handlers, streams) so that nothing blocking Swift's small shared pool elsewhere in the process
-/// (two threads on a two-core machine) can stall it.
+/// A task executor backed by threads of its own. The API's handlers run their synchronous work
+/// here (`onAPIThreads`) so that nothing blocking Swift's small shared pool elsewhere in the
+/// process (two threads on a two-core machine) can stall it; the server itself does not run under
+/// it (see `onAPIThreads` for why).
 public final class ThreadExecutor: TaskExecutor, Sendable {
     private struct Queue {
         var jobs: [UnownedJob] = []

@@ -42,6 +42,7 @@ import TSRTesting
         }
 
         func mountFolders() -> [String] { Array(Set(data.entries.map(\.folder))).sorted() }
+        func mountHasFolder(_ folder: String) -> Bool { data.entries.contains { $0.folder == folder } }
 
         func mountTombstones(folder: String?, under prefix: String) -> [MountTombstone] {
             data.tombstones.filter { (folder == nil || $0.folder == folder) && Self.isUnder($0.path, prefix, strictly: false) }
@@ -86,6 +87,7 @@ import TSRTesting
         overlay.pending[AliasKey(folder: "loras", path: "flat.safetensors")] = (size: 7, mtimeNs: NamespaceBuilder.ns(at(110)))
         overlay.emptyDirectories[AliasKey(folder: "vae", path: "made/here")] = NamespaceBuilder.ns(at(120))
         overlay.emptyDirectories[AliasKey(folder: "upscale_models", path: "")] = NamespaceBuilder.ns(at(3))
+        overlay.emptyDirectories[AliasKey(folder: "sams", path: "")] = NamespaceBuilder.ns(at(4))  // a custom node's folder, mkdir'd
         return (data, overlay)
     }
 

@@ -25,7 +25,9 @@ final class APIHarness: Sendable {
         server = try APIServer(fetcher: fetcher, configuration: APIConfiguration(host: "127.0.0.1", port: 0, token: token), downloads: DownloadCenter(eventInterval: .milliseconds(20)))
         let (ports, continuation) = AsyncStream<Int>.makeStream()
         let server = self.server
-        task = Task(executorPreference: ThreadExecutor.api) { try await server.run { port in continuation.yield(port) } }
+        // As `tsr serve` runs it: without an executor preference on the server's task (cancelling
+        // one that has it can deadlock; see `onAPIThreads` in TSRServer).
+        task = Task { try await server.run { port in continuation.yield(port) } }
         var bound = 0
         for await port in ports {
             bound = port
