@@ -169,13 +169,16 @@ public final class Session: @unchecked Sendable {
             guard let name = Session.name(name) else { return request.reply(error: .noEntry) }
             fs.lookup(request, parent: Inode(parent), name: name)
         }
-        ops.forget = { req, _, _ in
-            // Inodes are derived from stable facts; nothing to release.
-            guard let (_, request) = handler(req) else { return }
+        ops.forget = { req, ino, nlookup in
+            guard let (fs, request) = handler(req) else { return }
+            fs.forget([(Inode(ino), UInt64(nlookup))])
             request.replyNone()
         }
-        ops.forget_multi = { req, _, _ in
-            guard let (_, request) = handler(req) else { return }
+        ops.forget_multi = { req, count, forgets in
+            guard let (fs, request) = handler(req) else { return }
+            if let forgets {
+                fs.forget((0..<Int(count)).map { (Inode(forgets[$0].ino), UInt64(forgets[$0].nlookup)) })
+            }
             request.replyNone()
         }
         ops.getattr = { req, ino, fi in

@@ -10,8 +10,8 @@ import Synchronization
 ///   `lookup`, `readdirplus` and `create` replies, and caches each name → inode link (an *entry*)
 ///   and each inode's attributes for the timeouts given in the reply. `Inode.root` (1) is the root.
 /// - **Lookup counts and forget.** Every entry reply adds one to the kernel's reference on the inode;
-///   `forget` gives references back. A filesystem whose inode numbers are derived from stable facts
-///   (as tensors' are) can ignore them; one that allocates inodes must keep them until forgotten.
+///   `forget` gives references back (`FileSystemHandler.forget`). Tensors keeps what it served for
+///   exactly the inodes the kernel still references, and drops them when forgotten.
 /// - **Timeouts and invalidation.** Long entry/attr timeouts make `stat` and path walks free; when
 ///   the filesystem changes behind the kernel's back it calls `Session.invalidateEntry` /
 ///   `invalidateInode`. Negative entries (ENOENT) can be cached too, and are invalidated the same way.

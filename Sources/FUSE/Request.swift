@@ -148,7 +148,10 @@ public final class Request: @unchecked Sendable {
 
     /// Answers readdir/readdirplus with the entries from `offset` on that fit in `size` bytes.
     /// Entry offsets are 1-based positions in `entries`, so the kernel resumes where it stopped.
-    public func reply(directory entries: [DirectoryEntry], offset: Int, size: Int, plus: Bool) {
+    /// Answers a readdir with the entries from `offset` that fit in `size`. `sending` is called
+    /// with the range of entries that fit just before the reply goes out (a READDIRPLUS entry
+    /// hands the kernel a lookup reference, which a forget may give back at once).
+    public func reply(directory entries: [DirectoryEntry], offset: Int, size: Int, plus: Bool, sending: (Range<Int>) -> Void = { _ in }) {
         guard claim() else { return }
         var buffer = [CChar](repeating: 0, count: max(size, 0))
         var used = 0
@@ -171,6 +174,7 @@ public final class Request: @unchecked Sendable {
             used += needed
             index += 1
         }
+        sending(min(max(offset, 0), index)..<index)
         _ = buffer.withUnsafeBufferPointer { fuse_reply_buf(req, $0.baseAddress, used) }
     }
 }

@@ -29,6 +29,9 @@ public protocol FileSystemHandler: AnyObject, Sendable {
     func listxattr(_ request: Request, inode: Inode, size: Int)
     func setxattr(_ request: Request, inode: Inode, name: String, value: [UInt8], flags: Int32)
     func removexattr(_ request: Request, inode: Inode, name: String)
+    /// The kernel gives back lookup references (inode, count): every entry reply took one.
+    /// No reply; must not block.
+    func forget(_ items: [(inode: Inode, count: UInt64)])
     /// The session is ending (unmount).
     func destroy()
 }
@@ -51,6 +54,7 @@ extension FileSystemHandler {
     public func listxattr(_ request: Request, inode: Inode, size: Int) { request.reply(xattrSize: 0) }
     public func setxattr(_ request: Request, inode: Inode, name: String, value: [UInt8], flags: Int32) { request.reply(error: .notSupported) }
     public func removexattr(_ request: Request, inode: Inode, name: String) { request.reply(error: .notSupported) }
+    public func forget(_ items: [(inode: Inode, count: UInt64)]) {}
     public func destroy() {}
 }
 

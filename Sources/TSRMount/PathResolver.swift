@@ -29,17 +29,12 @@ struct PathResolver {
     /// The children of a directory, sorted by name (nil when `path` is not a directory).
     func listing(at path: String) throws -> [Node]? {
         let parts = path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-        let tree: Namespace?
-        if path.isEmpty {
-            return try rootChildren()
-        } else if parts.contains(where: \.isEmpty) {
-            return nil
-        } else if let folder = try folder(shownAt: parts[0]) {
-            tree = try folderSubtree(folder: folder, sub: parts.dropFirst().joined(separator: "/"))
-        } else {
-            tree = try subtree(for: parts)
+        if path.isEmpty { return try rootChildren() }
+        if parts.contains(where: \.isEmpty) { return nil }
+        if let folder = try folder(shownAt: parts[0]) {
+            return try folderListing(shown: parts[0], folder: folder, sub: Array(parts.dropFirst()))
         }
-        guard let tree, let dir = tree.node(at: path)?.directory else { return nil }
+        guard let tree = try subtree(for: parts), let dir = tree.node(at: path)?.directory else { return nil }
         return dir.names.compactMap { dir.children[$0].flatMap(tree.node) }.map(Self.withoutNames)
     }
 
@@ -123,15 +118,48 @@ struct PathResolver {
         return Node(inode: Self.directoryInode(path), parent: parent, name: name, kind: .directory(dir))
     }
 
-    /// The names under a folder-view directory, built as the snapshot builds them.
-    private func folderSubtree(folder: String, sub: String) throws -> Namespace {
-        var restricted = Overlay()
-        for (key, value) in overlay.pending where key.folder == folder { restricted.pending[key] = value }
-        for (key, value) in overlay.emptyDirectories where key.folder == folder { restricted.emptyDirectories[key] = value }
-        let data = MountData(
-            generation: 0, entries: try source.mountEntries(folder: folder, under: sub), blobs: [],
-            tombstones: try source.mountTombstones(folder: folder, under: sub))
-        return NamespaceBuilder.build(data, overlay: restricted)
+    /// A folder-view directory's children: the names directly in it (one range query) and its
+    /// subdirectories (a few aggregates each), never everything below it.
+    private func folderListing(shown: String, folder: String, sub parts: [String]) throws -> [Node]? {
+        guard let dir = try folderNode(shown: shown, folder: folder, sub: parts), dir.directory != nil else { return nil }
+        let path = ([shown] + parts).joined(separator: "/")
+        let sub = parts.joined(separator: "/")
+        var files: [String: Node] = [:]
+        for entry in try source.mountChildren(folder: folder, under: sub) {
+            let name = String(entry.path.split(separator: "/").last ?? "")
+            let node = FileNode(
+                sha256: entry.sha256, size: entry.size, state: entry.state, mtimeNs: NamespaceBuilder.ns(entry.updatedAt),
+                alias: AliasKey(folder: folder, path: entry.path), writable: true, pending: false)
+            files[name] = Self.file(path + "/" + name, parent: dir.inode, name: name, node)
+        }
+        var directories = Set<String>()
+        for name in try source.directoryFacts(folder: folder, under: sub).subdirectories { directories.insert(name) }
+        func rest(_ other: AliasKey) -> [String]? {
+            guard other.folder == folder else { return nil }
+            if sub.isEmpty { return other.path.split(separator: "/").map(String.init) }
+            guard other.path.hasPrefix(sub + "/") else { return nil }
+            return other.path.dropFirst(sub.count + 1).split(separator: "/").map(String.init)
+        }
+        for (other, pending) in overlay.pending {
+            guard let rest = rest(other), let first = rest.first else { continue }
+            if rest.count > 1 {
+                directories.insert(first)
+                continue
+            }
+            let writing = FileNode(sha256: nil, size: pending.size, state: .present, mtimeNs: pending.mtimeNs, alias: other, writable: true, pending: true)
+            // A name being written over an existing one keeps that one's inode.
+            var node = files[first] ?? Self.file(path + "/" + first, parent: dir.inode, name: first, writing)
+            node.kind = .file(writing)
+            files[first] = node
+        }
+        for other in overlay.emptyDirectories.keys {
+            if let first = rest(other)?.first { directories.insert(first) }
+        }
+        var children = Array(files.values)
+        for name in directories where files[name] == nil {
+            if let node = try folderNode(shown: shown, folder: folder, sub: parts + [name]) { children.append(node) }
+        }
+        return children.sorted { $0.name < $1.name }
     }
 
     // MARK: The root and the read-only views
@@ -140,7 +168,7 @@ struct PathResolver {
         let children = try rootChildren()
         var mtime = children.reduce(NamespaceBuilder.baselineNs) { max($0, $1.directory?.mtimeNs ?? 0) }
         // A removal in a folder that is no longer shown touches the root itself.
-        for tombstone in try source.mountTombstones(folder: nil, under: "") { mtime = max(mtime, NamespaceBuilder.ns(tombstone.deletedAt)) }
+        if let date = try source.newestRemoval() { mtime = max(mtime, NamespaceBuilder.ns(date)) }
         let dir = DirectoryNode(names: [], children: [:], mtimeNs: mtime, target: nil, subdirectories: children.count)
         return Node(inode: .root, parent: .root, name: "", kind: .directory(dir))
     }
@@ -151,9 +179,25 @@ struct PathResolver {
             if let node = try folderNode(shown: shown, folder: folder, sub: []) { children.append(node) }
         }
         for view in NamespaceBuilder.viewRoots {
-            if let node = try subtree(for: [view])?.node(at: view) { children.append(Self.withoutNames(node)) }
+            if let node = try viewRoot(view) { children.append(node) }
         }
         return children.sorted { $0.name < $1.name }
+    }
+
+    /// A read-only view's top directory. by-base/ and by-creator/ come from aggregates (their
+    /// directories are the distinct bases or creators, their mtime the newest change anywhere);
+    /// by-hash/ and workflows/ are built from what they hold (one entry per blob or workflow file).
+    private func viewRoot(_ view: String) throws -> Node? {
+        guard view == "by-base" || view == "by-creator" else {
+            return try subtree(for: [view])?.node(at: view).map(Self.withoutNames)
+        }
+        let facts = try source.viewFacts(creator: view == "by-creator")
+        let names = Set(facts.values.map { NamespaceBuilder.component($0 ?? (view == "by-base" ? BaseModel.unknown : "unknown")) })
+        var mtime = NamespaceBuilder.baselineNs
+        if let date = facts.newestUpdate { mtime = max(mtime, NamespaceBuilder.ns(date)) }
+        if let date = try source.newestRemoval() { mtime = max(mtime, NamespaceBuilder.ns(date)) }
+        let dir = DirectoryNode(names: [], children: [:], mtimeNs: mtime, target: nil, subdirectories: names.count)
+        return Node(inode: Self.directoryInode(view), parent: .root, name: view, kind: .directory(dir))
     }
 
     /// The part of a read-only view that holds `parts`, built from the data under it.
@@ -166,7 +210,7 @@ struct PathResolver {
             let entries = try source.mountEntries(folder: folder, under: sub)
             // Every directory of these views takes the newest removal anywhere (they do not
             // record where a name was): one stand-in removal outside every view carries it.
-            let newest = try source.mountTombstones(folder: nil, under: "").map(\.deletedAt).max()
+            let newest = try source.newestRemoval()
             let tombstones = newest.map { [MountTombstone(folder: "", path: "-", deletedAt: $0)] } ?? []
             return NamespaceBuilder.build(MountData(generation: 0, entries: entries, blobs: [], tombstones: tombstones))
         case "by-hash":

@@ -79,8 +79,16 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
     weak var session: Session?
 
     struct State {
-        var namespace: Namespace
+        /// What the mount itself adds on top of the registry (names being written, mkdir'd directories).
         var overlay = Overlay()
+        /// The inodes the kernel holds, with what they were last served as.
+        var known: KnownInodes
+        /// The registry generation and change-log row the known inodes reflect.
+        var generation: Int64 = 0
+        var changeSeq: Int64 = 0
+        /// Bumped whenever changes are applied to `known`: a lookup that raced one asks again, so
+        /// the kernel is never handed a node that the change has already passed by.
+        var epoch: UInt64 = 0
         var writes: [AliasKey: PendingWrite] = [:]
         var handles: [UInt64: Handle] = [:]
         var nextHandle: UInt64 = 1
@@ -90,14 +98,6 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         var ioModes: [Inode: IOMode] = [:]
         var readPath: ReadPath?
         var invalidations: [Invalidation] = []
-        /// Inodes the kernel may still use for a node that now has another inode: a renamed path
-        /// (the kernel moves its dentry with the old inode) or a committed write (the writer's
-        /// dentry holds the pending inode). They stand for that node as it was then: a file keeps
-        /// its content, a directory shows its current listing.
-        var redirects: [Inode: Node] = [:]
-        /// Nodes that left the namespace, with their last attributes: open files and cached
-        /// dentries may still name them (readers of replaced content keep the old inode).
-        var retired: [Inode: Node] = [:]
         /// Reads parked on a download in progress, by digest.
         var downloads: [Digest: [ParkedRead]] = [:]
         /// Digests with a download running (which may have no reader left waiting).
@@ -127,7 +127,16 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         case blob(FileDescriptor, Digest)
         case remote(Digest)
         case pending(PendingWrite, writable: Bool)
-        case directory([DirectoryEntry])
+        case directory(Listing)
+    }
+
+    /// An open directory: its listing when opened, and where it was (READDIRPLUS entries become
+    /// known inodes under that path).
+    struct Listing {
+        var path: String
+        var nodes: [Node]
+        var entries: [DirectoryEntry]
+        var epoch: UInt64
     }
 
     enum Invalidation {
@@ -141,47 +150,100 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
 
     let state: Mutex<State>
     private let rebuildLock = NSLock()
+    private let polls = Atomic<Int>(0)
 
     public init(library: Library, settings: MountSettings, logger: Logger, fetcher: (any BlobFetcher)? = nil) throws {
         self.library = library
         self.settings = settings
         self.logger = logger
         self.fetcher = fetcher
-        let namespace = NamespaceBuilder.build(try library.registry.mountSnapshot())
-        state = Mutex(State(namespace: namespace))
+        let start = try library.registry.mountChangesStart()
+        guard let root = try PathResolver(source: library.registry, overlay: Overlay()).node(at: "") else {
+            throw RegistryError.database("the mount root could not be built")
+        }
+        var initial = State(known: KnownInodes(root: root))
+        initial.generation = start.generation
+        initial.changeSeq = start.latest
+        initial.quarantined = Set(try library.registry.quarantinedDigests())
+        state = Mutex(initial)
     }
 
-    /// The current snapshot.
-    public var namespace: Namespace { state.withLock { $0.namespace } }
+    /// What the mount shows at `path` now (nil: nothing; registry errors are thrown).
+    func resolver() -> PathResolver {
+        PathResolver(source: library.registry, overlay: state.withLock { $0.overlay })
+    }
 
-    /// The node an inode stands for, following renames.
-    func resolve(_ inode: Inode) -> Node? {
-        state.withLock { state in
-            if let node = state.namespace.node(inode) { return node }
-            // Follow redirects (a renamed file that was then rewritten is two hops) to the live
-            // node, else the last snapshot on the way.
-            var current = inode
-            var last: Node?
-            for _ in 0..<8 {
-                guard let next = state.redirects[current], next.inode != current else { break }
-                if let live = state.namespace.node(next.inode) { return live }
-                last = next
-                current = next.inode
-            }
-            return last ?? state.retired[inode]
+    /// The node at a path relative to the mount root ("" is the root), or nil (also when the
+    /// registry cannot be read: logged).
+    public func node(at path: String) -> Node? {
+        do {
+            return try resolver().node(at: path)
+        } catch {
+            logger.error("resolving '\(path)': \(error)")
+            return nil
         }
     }
 
-    /// A child of a directory inode (which may itself be a renamed one).
-    func child(of parent: Inode, named name: String) -> Node? {
-        guard let dir = resolve(parent) else { return nil }
-        return namespace.child(of: dir.inode, named: name)
+    /// The node an inode the kernel holds stands for (under that inode's number, also when it
+    /// follows a path that now has another).
+    func resolve(_ inode: Inode) -> Node? {
+        guard var node = state.withLock({ $0.known[inode]?.node }) else { return nil }
+        node.inode = inode
+        return node
     }
 
-    // MARK: Namespace maintenance
+    /// Where an inode the kernel holds is ("" for the root; nil for an inode it does not hold).
+    func path(of inode: Inode) -> String? {
+        state.withLock { $0.known[inode]?.path }
+    }
 
-    /// Rebuilds the namespace from the registry and the overlay, and queues kernel invalidations
-    /// for what changed. `change` runs first under the same lock (registry writes, overlay edits).
+    static func join(_ parent: String, _ name: String) -> String { parent.isEmpty ? name : parent + "/" + name }
+
+    static func parentPath(_ path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "" }
+        return String(path[..<slash])
+    }
+
+    /// A child of a directory inode, with its path (nil when either does not exist).
+    func child(of parent: Inode, named name: String) -> Node? {
+        guard let base = path(of: parent), resolve(parent)?.directory != nil else { return nil }
+        return node(at: Self.join(base, name))
+    }
+
+    /// Hands the kernel `node` at `path` (a lookup, create or mkdir reply): it becomes known.
+    /// False when a change was applied since `epoch`, so the caller resolves again.
+    func handOut(_ node: Node, at path: String, since epoch: UInt64) -> Bool {
+        state.withLock { state in
+            guard state.epoch == epoch else { return false }
+            state.known.remember(node, at: path)
+            return true
+        }
+    }
+
+    /// Resolves `path` and hands its node to the kernel, asking again while changes race with it.
+    func resolveForKernel(_ path: String) throws -> Node? {
+        var last: Node?
+        for _ in 0..<8 {
+            let epoch = state.withLock { $0.epoch }
+            guard let node = try resolver().node(at: path) else { return nil }
+            if handOut(node, at: path, since: epoch) { return node }
+            last = node
+        }
+        // Changes keep coming: hand out the newest answer; the next change refreshes it.
+        if let last { state.withLock { $0.known.remember(last, at: path) } }
+        return last
+    }
+
+    public func forget(_ items: [(inode: Inode, count: UInt64)]) {
+        state.withLock { state in
+            for item in items { state.known.forget(item.inode, item.count) }
+        }
+    }
+
+    // MARK: Following changes
+
+    /// Applies a change (registry writes, overlay edits; `change` runs under the rebuild lock)
+    /// and refreshes what the kernel holds.
     func rebuild(_ change: (inout Overlay) throws -> Void = { _ in }) throws {
         try rebuildIfChanged({ overlay in
             try change(&overlay)
@@ -189,73 +251,154 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         })
     }
 
-    /// As `rebuild`, for a change that may find nothing to do: when `change` returns false the
-    /// namespace stays as it is. Changes that must not interleave with a commit's recording (a
+    /// As `rebuild`, for a change that may find nothing to do: when `change` returns false
+    /// nothing is refreshed. Changes that must not interleave with a commit's recording (a
     /// write's name, its overlay entry) are made inside `change`.
     func rebuildIfChanged(_ change: (inout Overlay) throws -> Bool) throws {
         try rebuildLock.withLock {
-            var overlay = state.withLock { $0.overlay }
+            let before = state.withLock { $0.overlay }
+            var overlay = before
             guard try change(&overlay) else { return }
-            let data = try library.registry.mountSnapshot()
-            let fresh = NamespaceBuilder.build(data, overlay: overlay)
-            install(fresh, overlay: overlay)
+            state.withLock { $0.overlay = overlay }
+            try refresh(overlayChanges: Self.changedPaths(before, overlay))
         }
     }
 
-    /// Swaps in a new namespace and queues invalidations for every difference a kernel cache could
-    /// hold: listings and attributes of changed directories, entries that appeared (negative
-    /// entries), left or now lead elsewhere, and attributes and page cache of changed files.
-    private func install(_ fresh: Namespace, overlay: Overlay) {
-        state.withLock { state in
-            let old = state.namespace
-            state.namespace = fresh
-            state.overlay = overlay
-            state.invalidations += Self.differences(old, fresh)
-            state.quarantined = Set(fresh.nodes.values.compactMap { node in
-                node.file.flatMap { $0.state == .quarantined ? $0.sha256 : nil }
-            })
-            for (inode, node) in fresh.nodes where node.file?.state == .quarantined && old.nodes[inode]?.file?.state != .quarantined {
-                state.quarantineUnflushed.insert(inode)
-            }
-            for (inode, node) in old.nodes where fresh.nodes[inode] == nil && node.file != nil {
-                state.retired[inode] = node
-            }
-            if state.retired.count > Self.retiredLimit { state.retired.removeAll(keepingCapacity: true) }
+    /// The paths shown for overlay entries that appeared, changed or left.
+    static func changedPaths(_ before: Overlay, _ after: Overlay) -> Set<String> {
+        var keys = Set<AliasKey>()
+        for key in Set(before.pending.keys).union(after.pending.keys) {
+            let (a, b) = (before.pending[key], after.pending[key])
+            if a?.size != b?.size || a?.mtimeNs != b?.mtimeNs { keys.insert(key) }
         }
+        for key in Set(before.emptyDirectories.keys).union(after.emptyDirectories.keys) where before.emptyDirectories[key] != after.emptyDirectories[key] {
+            keys.insert(key)
+        }
+        return Set(keys.flatMap(shownPaths))
     }
 
-    /// Retired nodes kept at most (a cache: an inode past it answers ENOENT, like a deleted file).
-    static let retiredLimit = 100_000
+    /// Where a folder's name is shown: in the folder and its legacy mirror.
+    static func shownPaths(_ key: AliasKey) -> [String] {
+        NamespaceBuilder.viewFolders(key.folder).map { key.path.isEmpty ? $0 : $0 + "/" + key.path }
+    }
 
-    static func differences(_ old: Namespace, _ new: Namespace) -> [Invalidation] {
-        var out: [Invalidation] = []
-        for (inode, before) in old.nodes {
-            guard let after = new.nodes[inode] else {
-                out.append(.entry(before.parent, before.name))
-                continue
+    /// Reads the registry's change log since the last refresh and brings every inode the kernel
+    /// holds up to date, queueing the invalidations its caches need: entries whose name appeared
+    /// (a negative dentry), left, or leads to other content; attributes of changed files and
+    /// directories; cached pages of files that failed verification. Under the rebuild lock.
+    private func refresh(overlayChanges: Set<String>) throws {
+        let seq = state.withLock { $0.changeSeq }
+        let log = try library.registry.mountChanges(after: seq)
+        var paths = overlayChanges
+        var aliasViews = false
+        var blobViews = false
+        var digests = Set<String>()
+        for change in log.changes {
+            if let folder = change.folder, let path = change.path {
+                paths.formUnion(Self.shownPaths(AliasKey(folder: folder, path: path)))
+                aliasViews = true
+            } else if let digest = change.sha256 {
+                digests.insert(digest)
+                blobViews = true
+            } else {
+                aliasViews = true
+                blobViews = true
             }
-            switch (before.kind, after.kind) {
-            case let (.directory(a), .directory(b)):
-                if a.mtimeNs != b.mtimeNs || a.names != b.names { out.append(.inode(inode)) }
-                for name in Set(a.names).symmetricDifference(b.names) { out.append(.entry(inode, name)) }
-                for name in a.names where a.children[name] != nil && b.children[name] != nil && a.children[name] != b.children[name] {
-                    out.append(.entry(inode, name))
+        }
+        let everything = !log.complete
+        if everything { logger.notice("the registry's change log was pruned past this mount's last look: refreshing everything the kernel holds") }
+        let (known, overlay) = state.withLock { state -> (KnownInodes, Overlay) in
+            state.epoch &+= 1
+            return (state.known, state.overlay)
+        }
+        let resolver = PathResolver(source: library.registry, overlay: overlay)
+
+        var check = Set<Inode>()
+        var drops: [(Inode, String)] = []
+        if everything {
+            check = Set(known.entries.keys)
+            for (inode, entry) in known.entries where inode != .root {
+                for parent in known.directories(at: Self.parentPath(entry.path)) { drops.append((parent, entry.node.name)) }
+            }
+        }
+        if !paths.isEmpty { check.insert(.root) }
+        for path in paths {
+            // Each directory the kernel holds on the way: its attributes, and the entry of the
+            // next step (which may be cached as missing: it is dropped unless known and unchanged).
+            var parent = ""
+            for component in path.split(separator: "/").map(String.init) {
+                let parents = known.directories(at: parent)
+                guard !parents.isEmpty else { break }
+                check.formUnion(parents)
+                let here = Self.join(parent, component)
+                let held = known.inodes(at: here)
+                if held.isEmpty { drops += parents.map { ($0, component) } }
+                check.formUnion(held)
+                parent = here
+            }
+        }
+        if aliasViews {
+            check.formUnion(known.inodes(under: "by-base"))
+            check.formUnion(known.inodes(under: "by-creator"))
+        }
+        if blobViews {
+            check.formUnion(known.inodes(under: "by-hash"))
+            check.formUnion(known.inodes(under: "workflows"))
+            for (inode, entry) in known.entries where entry.node.file?.sha256.map({ digests.contains($0.rawValue) }) == true {
+                check.insert(inode)
+            }
+        }
+
+        var updates: [(Inode, Node, follows: Bool?, names: [String]?)] = []
+        var invalidations: [Invalidation] = []
+        var unflushed: [Inode] = []
+        for inode in check {
+            guard let entry = known[inode] else { continue }
+            let fresh = try resolver.node(at: entry.path)
+            let parents = inode == .root ? [] : known.directories(at: Self.parentPath(entry.path))
+            switch (entry.node.kind, fresh?.kind) {
+            case let (.directory(before), .directory(after)?):
+                var names: [String]?
+                if entry.names != nil || Self.isReadOnlyView(entry.path) {
+                    // New names in a read-only view may hide negative dentries.
+                    let listed = try resolver.listing(at: entry.path)?.map(\.name) ?? []
+                    for name in Set(listed).symmetricDifference(entry.names ?? []) { drops.append((inode, name)) }
+                    names = listed
                 }
-            case let (.file(a), .file(b)):
-                if a.state != b.state && (a.state == .quarantined || b.state == .quarantined) {
-                    out.append(.content(inode))
-                } else if a != b {
-                    out.append(.inode(inode))
+                if before.mtimeNs != after.mtimeNs || before.subdirectories != after.subdirectories || before.target != after.target {
+                    invalidations.append(.inode(inode))
                 }
+                updates.append((inode, fresh!, nil, names))
+            case let (.file(before), .file(after)?) where fresh!.inode == inode || (entry.follows && (before.sha256 == nil || before.sha256 == after.sha256)):
+                if before.state != after.state && (before.state == .quarantined || after.state == .quarantined) {
+                    invalidations.append(.content(inode))
+                    if after.state == .quarantined { unflushed.append(inode) }
+                } else if before != after {
+                    invalidations.append(.inode(inode))
+                }
+                updates.append((inode, fresh!, nil, nil))
             default:
-                out.append(.entry(before.parent, before.name))
+                // Gone, or now other content: the inode keeps what it was (open files and cached
+                // dentries may still name it) and the name is looked up again.
+                drops += parents.map { ($0, entry.node.name) }
+                if entry.follows { updates.append((inode, entry.node, false, nil)) }
             }
         }
-        for (inode, after) in new.nodes where old.nodes[inode] == nil {
-            // New names may be cached as negative entries: drop those.
-            out.append(.entry(after.parent, after.name))
+        let quarantined = blobViews || everything ? Set(try library.registry.quarantinedDigests()) : nil
+        state.withLock { state in
+            for (inode, node, follows, names) in updates { state.known.update(inode, node: node, follows: follows, names: names) }
+            state.invalidations += invalidations
+            state.invalidations += drops.map { .entry($0.0, $0.1) }
+            state.quarantineUnflushed.formUnion(unflushed)
+            if let quarantined { state.quarantined = quarantined }
+            state.generation = log.generation
+            state.changeSeq = log.latest
+            state.epoch &+= 1
         }
-        return out
+    }
+
+    static func isReadOnlyView(_ path: String) -> Bool {
+        NamespaceBuilder.viewRoots.contains { path == $0 || path.hasPrefix($0 + "/") }
     }
 
     /// Sends queued invalidations to the kernel. Runs on the poller thread, never inside a request
@@ -280,11 +423,15 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         }
     }
 
+    /// Polls between pruning the change log of rows no mount needs any more.
+    static let prunePolls = 3000
+
     /// One poll: picks up registry changes made by other processes, then pushes invalidations.
     func poll() {
         do {
             let generation = try library.registry.generation()
-            if generation != namespace.generation { try rebuild() }
+            if generation != state.withLock({ $0.generation }) { try rebuild() }
+            if polls.add(1, ordering: .relaxed).newValue % Self.prunePolls == 0 { try library.registry.pruneMountChanges() }
         } catch {
             logger.error("registry poll failed: \(error)")
         }
@@ -338,17 +485,23 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
     }
 
     public func lookup(_ request: Request, parent: Inode, name: String) {
-        guard let dir = resolve(parent) else { return request.reply(error: .noEntry) }
+        guard let base = path(of: parent), let dir = resolve(parent) else { return request.reply(error: .noEntry) }
         guard dir.directory != nil else { return request.reply(error: .notDirectory) }
-        guard let node = namespace.child(of: dir.inode, named: name) else {
-            return request.replyNoEntry(timeout: settings.negativeTimeout)
+        do {
+            guard let node = try resolveForKernel(Self.join(base, name)) else {
+                return request.replyNoEntry(timeout: settings.negativeTimeout)
+            }
+            request.reply(entry: entry(node))
+        } catch {
+            // Never a negative entry for a registry that could not be read.
+            logger.error("lookup '\(Self.join(base, name))': \(error)")
+            request.reply(error: .io)
         }
-        request.reply(entry: entry(node))
     }
 
     public func getattr(_ request: Request, inode: Inode, file: FileInfo?) {
         guard let node = resolve(inode) else {
-            logger.debug("getattr \(inode): no such inode (generation \(namespace.generation))")
+            logger.debug("getattr \(inode): not an inode the kernel holds")
             return request.reply(error: .noEntry)
         }
         let pending = node.file?.pending == true
@@ -364,17 +517,33 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
     }
 
     public func opendir(_ request: Request, inode: Inode, file: FileInfo) {
-        let ns = namespace
-        guard let node = resolve(inode) else { return request.reply(error: .noEntry) }
-        guard let dir = node.directory else { return request.reply(error: .notDirectory) }
-        let entries = dir.names.compactMap { name in dir.children[name].flatMap { ns.node($0) }.map { DirectoryEntry(name: name, entry: entry($0)) } }
-        let handle = state.withLock { $0.store(.directory(entries)) }
-        request.reply(open: OpenOptions(handle: handle, keepCache: false))
+        guard let path = path(of: inode), let node = resolve(inode) else { return request.reply(error: .noEntry) }
+        guard node.directory != nil else { return request.reply(error: .notDirectory) }
+        do {
+            let epoch = state.withLock { $0.epoch }
+            guard let nodes = try resolver().listing(at: path) else { return request.reply(error: .noEntry) }
+            let entries = nodes.map { DirectoryEntry(name: $0.name, entry: entry($0)) }
+            let handle = state.withLock { $0.store(.directory(Listing(path: path, nodes: nodes, entries: entries, epoch: epoch))) }
+            request.reply(open: OpenOptions(handle: handle, keepCache: false))
+        } catch {
+            logger.error("listing '\(path)': \(error)")
+            request.reply(error: .io)
+        }
     }
 
     public func readdir(_ request: Request, inode: Inode, offset: Int, size: Int, file: FileInfo, plus: Bool) {
-        guard case let .directory(entries)? = state.withLock({ $0.handles[file.handle] }) else { return request.reply(error: .badFile) }
-        request.reply(directory: entries, offset: offset, size: size, plus: plus)
+        guard case let .directory(listing)? = state.withLock({ $0.handles[file.handle] }) else { return request.reply(error: .badFile) }
+        request.reply(directory: listing.entries, offset: offset, size: size, plus: plus) { sent in
+            guard plus, !sent.isEmpty else { return }
+            // Each READDIRPLUS entry hands the kernel a lookup reference.
+            state.withLock { state in
+                for node in listing.nodes[sent] {
+                    state.known.remember(node, at: Self.join(listing.path, node.name))
+                    // Listed before a change the kernel has not been told about for these inodes.
+                    if state.epoch != listing.epoch { state.invalidations.append(.entry(inode, node.name)) }
+                }
+            }
+        }
     }
 
     public func releasedir(_ request: Request, inode: Inode, file: FileInfo) {
@@ -391,7 +560,7 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         // blob: a write waits for those opens to close (ETXTBSY), and content that failed
         // verification since then cannot be read through that inode until they do (EIO).
         if wantsWrite || entry.state != .present, openByPassthrough(inode) {
-            let path = namespace.path(of: inode)
+            let path = path(of: inode) ?? "?"
             if wantsWrite {
                 logger.notice("open \(path) for writing: refused (ETXTBSY) while another process has it open by passthrough; it opens once they close it")
                 return request.reply(error: .textBusy)
@@ -424,7 +593,7 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
             guard let opened = admit(handle, inode: inode, size: entry.size) else {
                 if case let .blob(fd, _) = handle { try? fd.close() }
                 if case let .pending(write, _) = handle, write.leave() { finish(write) }
-                logger.notice("open \(namespace.path(of: inode)): refused while another process has it open by passthrough")
+                logger.notice("open \(path(of: inode) ?? "?"): refused while another process has it open by passthrough")
                 return request.reply(error: .textBusy)
             }
             // Blob content never changes under a handle: keep the page cache across opens.
@@ -433,7 +602,7 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
             if case .blob = handle { keep = true } else { keep = false }
             request.reply(open: OpenOptions(handle: opened.id, keepCache: keep, directIO: wantsWrite, backingId: opened.backing))
         } catch {
-            logger.error("open \(namespace.path(of: inode)): \(error)")
+            logger.error("open \(path(of: inode) ?? "?"): \(error)")
             request.reply(error: ErrnoMapping.errno(for: error))
         }
     }
@@ -528,7 +697,7 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
             guard let digest = file.sha256 else { return request.reply(error: .noAttribute) }
             value = digest.rawValue
         case "user.tsr.state":
-            value = stateName(file, inode: node.inode)
+            value = stateName(file, inode: inode)
         case "user.tsr.error":
             guard let text = errorText(file) else { return request.reply(error: .noAttribute) }
             value = text

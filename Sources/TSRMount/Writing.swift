@@ -70,17 +70,23 @@ extension TensorsFileSystem {
         })
     }
 
-    /// The nodes showing a name as being written, with their paths.
+    /// The inodes the kernel holds that show a name as being written, with their paths.
     func shownWriting(_ key: AliasKey) -> [(Inode, String)] {
-        let ns = namespace
-        return ns.nodes.values.filter { $0.file?.pending == true && $0.file?.alias == key }.map { ($0.inode, ns.path(of: $0.inode)) }
+        state.withLock { state in
+            Self.shownPaths(key).flatMap { path in
+                state.known.inodes(at: path).filter { state.known[$0]?.node.file?.pending == true }.map { ($0, path) }
+            }
+        }
     }
 
     /// Lets inodes the kernel may still hold stand for what their paths show now.
     func redirect(_ shown: [(Inode, String)]) {
-        let fresh = namespace
-        state.withLock { state in
-            for (inode, path) in shown { state.redirects[inode] = fresh.node(at: path) }
+        for (inode, path) in shown {
+            let fresh = node(at: path)
+            state.withLock { state in
+                state.known.follow(inode, at: path)
+                if let fresh { state.known.update(inode, node: fresh) }
+            }
         }
     }
 
@@ -112,11 +118,11 @@ extension TensorsFileSystem {
         })
         redirect(shown)
         guard invalidateNow, let session, let key = recorded else { return }
-        let fresh = namespace
-        for shownFolder in NamespaceBuilder.viewFolders(key.folder) {
-            let path = shownFolder + "/" + key.path
-            guard let node = fresh.node(at: path) else { continue }
-            session.invalidateEntry(parent: node.parent, name: node.name)
+        for path in Self.shownPaths(key) {
+            let name = String(path.split(separator: "/").last ?? "")
+            for parent in state.withLock({ $0.known.directories(at: Self.parentPath(path)) }) {
+                session.invalidateEntry(parent: parent, name: name)
+            }
         }
     }
 
@@ -153,7 +159,7 @@ extension TensorsFileSystem {
                 let existing = child(of: parent, named: name)
                 if existing?.directory != nil { return request.reply(error: .isDirectory) }
                 let write = try beginWrite(key: key, existing: existing?.file, truncate: true)
-                guard let node = child(of: parent, named: name) else { return request.reply(error: .io) }
+                guard let base = path(of: parent), let node = try resolveForKernel(Self.join(base, name)) else { return request.reply(error: .io) }
                 let id = state.withLock { $0.store(.pending(write, writable: true)) }
                 request.reply(create: entry(node), open: OpenOptions(handle: id, keepCache: false, directIO: true))
             } catch {
@@ -223,7 +229,7 @@ extension TensorsFileSystem {
                     let write = try beginWrite(key: key, existing: entry, truncate: false)
                     _ = try write.truncate(to: size, store: library.store)
                     let last = write.leave()
-                    let path = namespace.path(of: node.inode)
+                    let path = path(of: node.inode) ?? ""
                     try commit(write)
                     if last { finish(write) }
                     // truncate(2) changes the file everyone has open: its inode follows the name.
@@ -260,7 +266,7 @@ extension TensorsFileSystem {
             if child(of: parent, named: name) != nil { return request.reply(error: .exists) }
             let now = Self.nowNs
             try rebuild { overlay in overlay.emptyDirectories[key] = now }
-            guard let node = child(of: parent, named: name) else { return request.reply(error: .io) }
+            guard let base = path(of: parent), let node = try resolveForKernel(Self.join(base, name)) else { return request.reply(error: .io) }
             request.reply(entry: entry(node))
         } catch {
             request.reply(error: ErrnoMapping.errno(for: error))
@@ -272,7 +278,7 @@ extension TensorsFileSystem {
         guard let node = child(of: parent, named: name) else { return request.reply(error: .noEntry) }
         guard let dir = node.directory else { return request.reply(error: .notDirectory) }
         guard let target = dir.target else { return request.reply(error: .readOnlyFileSystem) }
-        guard dir.names.isEmpty else { return request.reply(error: .notEmpty) }
+        guard isEmptyDirectory(parent: parent, name: name) else { return request.reply(error: .notEmpty) }
         let isMadeHere = state.withLock { $0.overlay.emptyDirectories[target] != nil }
         if !isMadeHere || (target.path.isEmpty && ModelPath.folderKeys.contains(target.folder)) {
             return request.reply(error: .busy)
@@ -311,9 +317,12 @@ extension TensorsFileSystem {
         let noReplace = flags & RenameFlags.noReplace != 0
         guard flags & ~RenameFlags.noReplace == 0 else { return request.reply(error: .invalid) }
         guard !settings.readOnly else { return request.reply(error: .readOnlyFileSystem) }
-        let ns = namespace
-        guard let source = child(of: parent, named: name) else { return request.reply(error: .noEntry) }
-        guard case let .success((targetNode, targetDir)) = writableDirectory(newParent) else { return request.reply(error: .readOnlyFileSystem) }
+        guard let source = child(of: parent, named: name), let sourceBase = path(of: parent) else { return request.reply(error: .noEntry) }
+        guard case let .success((_, targetDir)) = writableDirectory(newParent), let targetBase = path(of: newParent) else {
+            return request.reply(error: .readOnlyFileSystem)
+        }
+        // The kernel moves its dentries with their old inodes: those follow to the new place.
+        let moving = (from: Self.join(sourceBase, name), to: Self.join(targetBase, newName))
         do {
             let destination = try childKey(targetDir, newName)
             let existing = child(of: newParent, named: newName)
@@ -322,46 +331,36 @@ extension TensorsFileSystem {
                 guard file.writable, let from = file.alias else { return request.reply(error: .readOnlyFileSystem) }
                 if existing?.directory != nil { return request.reply(error: .isDirectory) }
                 if from == destination { return request.replyOK() }
-                try renameFile(from: from, to: destination)
+                try renameFile(from: from, to: destination, dentries: moving)
             } else if let dir = source.directory {
                 guard let from = dir.target, !from.path.isEmpty else { return request.reply(error: .busy) }
                 if let existing {
-                    guard let existingDir = existing.directory else { return request.reply(error: .notDirectory) }
-                    guard existingDir.names.isEmpty else { return request.reply(error: .notEmpty) }
+                    guard existing.directory != nil else { return request.reply(error: .notDirectory) }
+                    guard isEmptyDirectory(parent: newParent, name: newName) else { return request.reply(error: .notEmpty) }
                 }
                 if destination.folder == from.folder && (destination.path + "/").hasPrefix(from.path + "/") {
                     return request.reply(error: .invalid)
                 }
-                try renameDirectory(from: from, to: destination)
+                try renameDirectory(from: from, to: destination, dentries: moving)
             }
-            // The kernel moves its dentries with their old inodes: keep those answering.
-            let base = ns.path(of: targetNode.inode)
-            remember(source, in: ns, at: base.isEmpty ? newName : base + "/" + newName)
             request.replyOK()
         } catch {
             request.reply(error: ErrnoMapping.errno(for: error))
         }
     }
 
-    /// Records that `node` (and, for a directory, everything below it) now lives at `path`.
-    private func remember(_ node: Node, in ns: Namespace, at path: String) {
-        var moved: [(Inode, String)] = [(node.inode, path)]
-        var queue = [(node, path)]
-        while let (current, currentPath) = queue.popLast() {
-            guard let dir = current.directory else { continue }
-            for name in dir.names {
-                guard let inode = dir.children[name], let child = ns.node(inode) else { continue }
-                moved.append((inode, currentPath + "/" + name))
-                queue.append((child, currentPath + "/" + name))
-            }
-        }
-        let fresh = namespace
-        state.withLock { state in
-            for (inode, target) in moved { state.redirects[inode] = fresh.node(at: target) }
+    /// Whether a directory has nothing in it (a registry error counts as not empty).
+    func isEmptyDirectory(parent: Inode, name: String) -> Bool {
+        guard let base = path(of: parent) else { return false }
+        do {
+            return try resolver().listing(at: Self.join(base, name))?.isEmpty ?? false
+        } catch {
+            logger.error("listing '\(Self.join(base, name))': \(error)")
+            return false
         }
     }
 
-    private func renameFile(from: AliasKey, to: AliasKey) throws {
+    private func renameFile(from: AliasKey, to: AliasKey, dentries: (from: String, to: String)) throws {
         // Under the rebuild lock, like a commit's recording (see `commit`).
         try rebuild { overlay in
             // The registry first: if it fails, nothing else has changed.
@@ -380,10 +379,11 @@ extension TensorsFileSystem {
             moving?.rename(to: to)
             if let entry = overlay.pending.removeValue(forKey: from) { overlay.pending[to] = entry }
             if replaced != nil { overlay.pending[to] = nil }
+            state.withLock { $0.known.move(from: dentries.from, to: dentries.to) }
         }
     }
 
-    private func renameDirectory(from: AliasKey, to: AliasKey) throws {
+    private func renameDirectory(from: AliasKey, to: AliasKey, dentries: (from: String, to: String)) throws {
         func moved(_ key: AliasKey) -> AliasKey? {
             guard key.folder == from.folder, key.path == from.path || key.path.hasPrefix(from.path + "/") else { return nil }
             return AliasKey(folder: to.folder, path: to.path + key.path.dropFirst(from.path.count))
@@ -407,6 +407,7 @@ extension TensorsFileSystem {
             for (key, value) in overlay.pending { if let target = moved(key) { overlay.pending[key] = nil; overlay.pending[target] = value } }
             for (key, value) in overlay.emptyDirectories { if let target = moved(key) { overlay.emptyDirectories[key] = nil; overlay.emptyDirectories[target] = value } }
             overlay.emptyDirectories[to] = overlay.emptyDirectories[to] ?? Self.nowNs
+            state.withLock { $0.known.move(from: dentries.from, to: dentries.to) }
         }
     }
 }

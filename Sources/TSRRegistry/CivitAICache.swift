@@ -216,6 +216,8 @@ extension Registry {
         try write { db in
             for model in models { try Self.cacheModel(model, db) }
             try db.execute(sql: "UPDATE registry_generation SET generation = generation + 1")
+            // By-base and by-creator follow CivitAI data: mounts refresh those views.
+            try db.execute(sql: "INSERT INTO mount_changes (folder) VALUES (NULL)")
         }
     }
 

@@ -24,6 +24,9 @@ enum Migrations {
         migrator.registerMigration("v6-civitai-lookups-and-search") { db in
             try db.execute(sql: v6)
         }
+        migrator.registerMigration("v7-mount-change-log") { db in
+            try db.execute(sql: v7)
+        }
         return migrator
     }
 
@@ -322,5 +325,45 @@ enum Migrations {
         CREATE INDEX version_files_version ON version_files(version_id);
         CREATE INDEX version_images_version ON version_images(version_id);
         CREATE INDEX image_resources_image ON image_resources(image_id);
+        """
+
+    static let v7 = """
+        -- What changed, for mounts: each row names a name (folder, path) that appeared, changed or
+        -- left, or a blob (sha256 only) whose state or size changed, or (all NULL) anything the
+        -- read-only views derive from CivitAI data or workflows. A mount reads the rows after the
+        -- last it saw and refreshes only what the kernel holds there. Old rows are pruned.
+        CREATE TABLE mount_changes (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            folder TEXT,
+            path TEXT,
+            sha256 TEXT,
+            at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now'))
+        );
+        CREATE TRIGGER changes_alias_insert AFTER INSERT ON aliases BEGIN
+            INSERT INTO mount_changes (folder, path, sha256) VALUES (new.folder, new.path, new.sha256);
+        END;
+        CREATE TRIGGER changes_alias_update AFTER UPDATE ON aliases BEGIN
+            INSERT INTO mount_changes (folder, path, sha256) VALUES (old.folder, old.path, old.sha256);
+            INSERT INTO mount_changes (folder, path, sha256) SELECT new.folder, new.path, new.sha256
+                WHERE new.folder != old.folder OR new.path != old.path;
+        END;
+        CREATE TRIGGER changes_alias_delete AFTER DELETE ON aliases BEGIN
+            INSERT INTO mount_changes (folder, path, sha256) VALUES (old.folder, old.path, old.sha256);
+        END;
+        CREATE TRIGGER changes_blob_insert AFTER INSERT ON blobs BEGIN
+            INSERT INTO mount_changes (sha256) VALUES (new.sha256);
+        END;
+        CREATE TRIGGER changes_blob_update AFTER UPDATE ON blobs BEGIN
+            INSERT INTO mount_changes (sha256) VALUES (new.sha256);
+        END;
+        CREATE TRIGGER changes_blob_delete AFTER DELETE ON blobs BEGIN
+            INSERT INTO mount_changes (sha256) VALUES (old.sha256);
+        END;
+        CREATE TRIGGER changes_workflow_insert AFTER INSERT ON workflows BEGIN INSERT INTO mount_changes (folder) VALUES (NULL); END;
+        CREATE TRIGGER changes_workflow_update AFTER UPDATE ON workflows BEGIN INSERT INTO mount_changes (folder) VALUES (NULL); END;
+        CREATE TRIGGER changes_workflow_delete AFTER DELETE ON workflows BEGIN INSERT INTO mount_changes (folder) VALUES (NULL); END;
+        CREATE TRIGGER changes_workflow_entry_insert AFTER INSERT ON workflow_entries BEGIN INSERT INTO mount_changes (folder) VALUES (NULL); END;
+        CREATE TRIGGER changes_workflow_entry_update AFTER UPDATE ON workflow_entries BEGIN INSERT INTO mount_changes (folder) VALUES (NULL); END;
+        CREATE TRIGGER changes_workflow_entry_delete AFTER DELETE ON workflow_entries BEGIN INSERT INTO mount_changes (folder) VALUES (NULL); END;
         """
 }

@@ -25,6 +25,51 @@ public protocol MountQueries: Sendable {
     func mountBlobs() throws(RegistryError) -> [MountBlob]
     /// Entries of every workflow whose blob is not quarantined.
     func mountWorkflowEntries() throws(RegistryError) -> [MountWorkflowEntry]
+    /// The names directly in a directory of `folder` (not in its subdirectories), in path order.
+    func mountChildren(folder: String, under prefix: String) throws(RegistryError) -> [MountEntry]
+    /// What the top directory of by-base/ (`creator` false) or by-creator/ needs: the bases (or
+    /// creators) of every name, as stored (nil: unknown), and the newest change of any name.
+    func viewFacts(creator: Bool) throws(RegistryError) -> ViewFacts
+    /// The newest removal of any name (or workflow).
+    func newestRemoval() throws(RegistryError) -> Date?
+}
+
+/// The top of by-base/ or by-creator/ without reading every name: the distinct values come from
+/// the blobs that have names (a name's base and creator are its blob's).
+public struct ViewFacts: Sendable, Equatable {
+    public var values: [String?]
+    public var newestUpdate: Date?
+    public init(values: [String?], newestUpdate: Date?) {
+        self.values = values
+        self.newestUpdate = newestUpdate
+    }
+}
+
+/// A row of the change log (`mount_changes`): a name that appeared, changed or left (folder and
+/// path), a blob whose state or size changed (sha256 only), or neither: CivitAI data or workflows
+/// changed, which the read-only views derive from.
+public struct MountChange: Sendable, Equatable {
+    public var seq: Int64
+    public var folder: String?
+    public var path: String?
+    public var sha256: String?
+    public init(seq: Int64, folder: String?, path: String?, sha256: String?) {
+        self.seq = seq
+        self.folder = folder
+        self.path = path
+        self.sha256 = sha256
+    }
+}
+
+/// The change log after a given row, and whether it is complete (rows older than
+/// `Registry.changeLogLifetime` are pruned: a reader that fell that far behind must refresh
+/// everything it knows).
+public struct MountChanges: Sendable {
+    public var generation: Int64
+    public var changes: [MountChange]
+    /// The newest row's seq (the `after` given when there is none).
+    public var latest: Int64
+    public var complete: Bool
 }
 
 /// A directory of a folder view, from aggregate queries: whether names lie under it, the newest
@@ -44,6 +89,40 @@ public struct DirectoryFacts: Sendable, Equatable {
 }
 
 extension Registry: MountQueries {
+    /// How long change-log rows are kept.
+    public static let changeLogLifetime: TimeInterval = 3600
+
+    /// The newest change-log row and the generation, for a mount starting to follow changes.
+    public func mountChangesStart() throws(RegistryError) -> (generation: Int64, latest: Int64) {
+        try read { db in
+            let generation = try Int64.fetchOne(db, sql: "SELECT generation FROM registry_generation WHERE id = 1") ?? 0
+            let latest = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'mount_changes'") ?? 0
+            return (generation, latest)
+        }
+    }
+
+    /// The change-log rows after `seq`, read in one transaction with the generation.
+    public func mountChanges(after seq: Int64) throws(RegistryError) -> MountChanges {
+        try read { db in
+            let generation = try Int64.fetchOne(db, sql: "SELECT generation FROM registry_generation WHERE id = 1") ?? 0
+            let latest = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'mount_changes'") ?? 0
+            let changes = try Row.fetchAll(
+                db, sql: "SELECT seq, folder, path, sha256 FROM mount_changes WHERE seq > ? ORDER BY seq", arguments: [seq]
+            ).map { MountChange(seq: $0[0], folder: $0[1], path: $0[2], sha256: $0[3]) }
+            // Seqs are never reused and have no gaps (AUTOINCREMENT, rolled-back rows included).
+            let complete = Int64(changes.count) == max(latest - seq, 0)
+            return MountChanges(generation: generation, changes: changes, latest: max(latest, seq), complete: complete)
+        }
+    }
+
+    /// Drops change-log rows older than `changeLogLifetime`.
+    public func pruneMountChanges() throws(RegistryError) {
+        let cutoff = Date().addingTimeInterval(-Self.changeLogLifetime)
+        try write { db in
+            try db.execute(sql: "DELETE FROM mount_changes WHERE at < strftime('%Y-%m-%d %H:%M:%f', ?, 'unixepoch')", arguments: [cutoff.timeIntervalSince1970])
+        }
+    }
+
     /// The columns of a `MountEntry`, as `mountSnapshot` reads them.
     static let mountEntryColumns = """
         SELECT a.id, a.folder, a.path, a.sha256, a.updated_at, b.size, b.state,
@@ -146,5 +225,34 @@ extension Registry: MountQueries {
         try read { db in
             try MountWorkflowEntry.fetchAll(db, sql: Self.mountWorkflowEntriesSQL)
         }
+    }
+
+    public func mountChildren(folder: String, under prefix: String) throws(RegistryError) -> [MountEntry] {
+        let (clause, arguments) = Self.under(folder, prefix, table: "a", strictly: true)
+        let start = prefix.isEmpty ? 1 : prefix.unicodeScalars.count + 2  // SQLite counts code points
+        return try read { db in
+            try MountEntry.fetchAll(
+                db, sql: "\(Self.mountEntryColumns) \(clause) AND instr(substr(a.path, \(start)), '/') = 0 ORDER BY a.path",
+                arguments: arguments)
+        }
+    }
+
+    public func viewFacts(creator: Bool) throws(RegistryError) -> ViewFacts {
+        let value = creator ? "(\(Self.linkedVersion("c.username", digest: "b.sha256")))" : "COALESCE((\(Self.linkedVersion("mv.base_model", digest: "b.sha256"))), b.base_model)"
+        return try read { db in
+            let values = try String?.fetchAll(
+                db, sql: "SELECT DISTINCT \(value) FROM blobs b WHERE EXISTS (SELECT 1 FROM aliases a WHERE a.sha256 = b.sha256)")
+            let newest = try Date.fetchOne(db, sql: "SELECT max(updated_at) FROM aliases")
+            return ViewFacts(values: values, newestUpdate: newest)
+        }
+    }
+
+    public func newestRemoval() throws(RegistryError) -> Date? {
+        try read { db in try Date.fetchOne(db, sql: "SELECT max(deleted_at) FROM alias_tombstones") }
+    }
+
+    /// Blobs that failed verification.
+    public func quarantinedDigests() throws(RegistryError) -> [Digest] {
+        try read { db in try Digest.fetchAll(db, sql: "SELECT sha256 FROM blobs WHERE state = 'quarantined'") }
     }
 }

@@ -85,7 +85,11 @@ import TSRTesting
             let linked = try tsr(["db", "link"], environment: ["TSR_CIVITAI_URL": civitai.base])
             #expect(linked.status == 0)
             let start = Date()
-            while !(FileManager.default.fileExists(atPath: byCreator) && FileManager.default.fileExists(atPath: byBase)), Date().timeIntervalSince(start) < 3 {
+            let unknown = mount.mountpoint + "/by-creator/unknown/loras/mine.safetensors"
+            // New names show at once; names cached by the kernel go once the mount has read the change.
+            while !(FileManager.default.fileExists(atPath: byCreator) && FileManager.default.fileExists(atPath: byBase) && !FileManager.default.fileExists(atPath: unknown)),
+                Date().timeIntervalSince(start) < 3
+            {
                 Thread.sleep(forTimeInterval: 0.02)
             }
             #expect(Date().timeIntervalSince(start) < 1.0, "by-creator/ and by-base/ changed within a second")

@@ -121,7 +121,12 @@ import TSRTesting
             #expect(Set(listed) == ["checkpoints", "checkpoints/base.safetensors", "vae", "vae/ae.safetensors"])
             // fts-based walkers (Foundation, coreutils) trust st_nlink to know where subdirectories are.
             #expect(Set(try FileManager.default.subpathsOfDirectory(atPath: view)) == Set(listed))
-            let after = try FileManager.default.attributesOfItem(atPath: workflows)[.modificationDate] as? Date
+            // Its cached attributes are refreshed once the mount has read the change (every 200 ms).
+            var after = before
+            for _ in 0..<40 where after == before {
+                after = try FileManager.default.attributesOfItem(atPath: workflows)[.modificationDate] as? Date
+                if after == before { Thread.sleep(forTimeInterval: 0.05) }
+            }
             #expect(before != after, "workflows/ moved its mtime")
             #expect(try readBytes(view + "/vae/ae.safetensors") == vae, "a read fetches the bytes")
             #expect(open(view + "/vae/new.safetensors", O_CREAT | O_WRONLY, 0o644) == -1 && errno == EROFS, "workflows/ is read-only")

@@ -30,7 +30,7 @@ struct InProcessMountTests {
         try Data(bytes).write(to: URL(fileURLWithPath: mountpoint + "/loras/inproc.txt"))
         let alias = try daemon.fileSystem.library.registry.alias(folder: "loras", path: "inproc.txt")
         #expect(alias?.sha256 == (try SHA256Hasher.digest(bytes)))
-        #expect(daemon.fileSystem.namespace.node(at: "loras/inproc.txt")?.file?.size == Int64(bytes.count))
+        #expect(daemon.fileSystem.node(at: "loras/inproc.txt")?.file?.size == Int64(bytes.count))
     }
 }
 

@@ -23,13 +23,15 @@ struct MountSettingsTests {
 /// file handle, so numbers must stay below 2^32 and never be reused while in use.
 struct HandleNumberTests {
     @Test func numbersWrapBelow2To32AndSkipThoseInUse() {
-        var state = TensorsFileSystem.State(namespace: Namespace(generation: 0, nodes: [:]))
+        let root = Node(inode: .root, parent: .root, name: "", kind: .directory(DirectoryNode(names: [], children: [:], mtimeNs: 0)))
+        var state = TensorsFileSystem.State(known: KnownInodes(root: root))
+        let empty = TensorsFileSystem.Listing(path: "", nodes: [], entries: [], epoch: 0)
         state.nextHandle = 0xFFFF_FFFE
-        let a = state.store(.directory([]))
-        let b = state.store(.directory([]))
+        let a = state.store(.directory(empty))
+        let b = state.store(.directory(empty))
         #expect(a == 0xFFFF_FFFE && b == 0xFFFF_FFFF)
-        state.handles[1] = .directory([])
-        let c = state.store(.directory([]))
+        state.handles[1] = .directory(empty)
+        let c = state.store(.directory(empty))
         #expect(c == 2, "1 is in use")
         #expect(Set([a, b, c, 1]).count == 4 && state.handles.count == 4)
     }

@@ -108,25 +108,4 @@ import TSRStore
         #expect(ns.node(at: "vae")?.directory?.mtimeNs == NamespaceBuilder.ns(Self.t0) + 7)
         #expect(ns.node(at: "ipadapter")?.directory?.target == AliasKey(folder: "ipadapter", path: ""))
     }
-
-    @Test func differencesNameWhatKernelCachesMustDrop() {
-        let before = NamespaceBuilder.build(Self.sample)
-        var entries = Self.sample.entries
-        entries.append(Self.entry(5, "loras", "added.safetensors", "D"))
-        entries.removeAll { $0.id == 3 }
-        let after = NamespaceBuilder.build(Self.data(entries, tombstones: [MountTombstone(folder: "loras", path: "detail-copy.safetensors", deletedAt: Self.t0.addingTimeInterval(9))]))
-        let changes = TensorsFileSystem.differences(before, after)
-        guard let loras = after.node(at: "loras")?.inode else {
-            Issue.record("no loras")
-            return
-        }
-        let entryNames = changes.compactMap { change -> String? in
-            if case let .entry(parent, name) = change, parent == loras { return name }
-            return nil
-        }
-        #expect(entryNames.contains("added.safetensors"), "a new name: drop a cached negative entry")
-        #expect(entryNames.contains("detail-copy.safetensors"), "a removed name")
-        #expect(changes.contains { if case let .inode(inode) = $0 { return inode == loras }; return false }, "the listing and mtime changed")
-        #expect(TensorsFileSystem.differences(after, NamespaceBuilder.build(Self.data(entries, tombstones: [MountTombstone(folder: "loras", path: "detail-copy.safetensors", deletedAt: Self.t0.addingTimeInterval(9))]))).isEmpty, "no change, nothing to drop")
-    }
 }

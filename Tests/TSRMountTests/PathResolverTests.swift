@@ -51,6 +51,20 @@ import TSRTesting
         func mountBlob(_ digest: Digest) -> MountBlob? { data.blobs.first { $0.sha256 == digest && $0.state != .quarantined } }
         func mountBlobs() -> [MountBlob] { data.blobs.filter { $0.state != .quarantined }.sorted { $0.sha256 < $1.sha256 } }
         func mountWorkflowEntries() -> [MountWorkflowEntry] { data.workflowEntries.filter { $0.state != .quarantined } }
+
+        func mountChildren(folder: String, under prefix: String) -> [MountEntry] {
+            data.entries.filter { entry in
+                guard entry.folder == folder, Self.isUnder(entry.path, prefix, strictly: true) else { return false }
+                return !entry.path.dropFirst(prefix.isEmpty ? 0 : prefix.count + 1).contains("/")
+            }.sorted { $0.path < $1.path }
+        }
+
+        func viewFacts(creator: Bool) -> ViewFacts {
+            let values = Set(data.entries.map { creator ? $0.creator : $0.baseModel })
+            return ViewFacts(values: Array(values), newestUpdate: data.entries.map(\.updatedAt).max())
+        }
+
+        func newestRemoval() -> Date? { data.tombstones.map(\.deletedAt).max() }
     }
 
     static func at(_ seconds: Double) -> Date { T.t0.addingTimeInterval(seconds) }

@@ -1,0 +1,104 @@
+import FUSE
+import Foundation
+import Logging
+import Testing
+import TSRLibrary
+import TSRRegistry
+import TSRStore
+import TSRTesting
+@testable import TSRMount
+
+/// What the mount keeps per inode is what the kernel holds, and a registry change refreshes
+/// exactly that (docs/ARCHITECTURE.md, "Large registries"; SEMANTICS §4).
+@Suite struct KnownInodesTests {
+    static func file(_ inode: UInt64, _ name: String) -> Node {
+        Node(inode: Inode(inode), parent: .root, name: name, kind: .file(FileNode(sha256: nil, size: 1, state: .present, mtimeNs: 0, alias: nil, writable: false, pending: false)))
+    }
+
+    static var root: Node { Node(inode: .root, parent: .root, name: "", kind: .directory(DirectoryNode(names: [], children: [:], mtimeNs: 0))) }
+
+    @Test func lookupsAreCountedAndForgottenAtZero() {
+        var known = KnownInodes(root: Self.root)
+        known.remember(Self.file(10, "a"), at: "loras/a")
+        known.remember(Self.file(10, "a"), at: "loras/a")
+        known.forget(Inode(10), 1)
+        #expect(known[Inode(10)]?.lookups == 1, "one reference left")
+        known.forget(Inode(10), 1)
+        #expect(known[Inode(10)] == nil && known.inodes(at: "loras/a").isEmpty, "dropped at zero")
+        known.forget(.root, 100)
+        #expect(known[.root] != nil, "the root is never forgotten")
+        known.forget(Inode(99), 1)
+        #expect(known.count == 1, "forgetting an unknown inode changes nothing")
+    }
+
+    @Test func aRenameMovesEveryInodeBelowAndTheyFollow() {
+        var known = KnownInodes(root: Self.root)
+        known.remember(Self.file(10, "d"), at: "loras/d")
+        known.remember(Self.file(11, "x"), at: "loras/d/x")
+        known.remember(Self.file(12, "dx"), at: "loras/dx")
+        known.move(from: "loras/d", to: "loras/e")
+        #expect(known[Inode(10)]?.path == "loras/e" && known[Inode(10)]?.follows == true)
+        #expect(known[Inode(11)]?.path == "loras/e/x")
+        #expect(known[Inode(12)]?.path == "loras/dx", "a sibling sharing the prefix stays")
+        #expect(known.inodes(at: "loras/d").isEmpty && known.inodes(at: "loras/e") == [Inode(10)])
+    }
+
+    /// A change made by another process (the registry's change log) refreshes the inodes the
+    /// kernel holds, and names what its caches must drop: a new name under a held directory (it
+    /// may be cached as missing), a removed name, a name that now leads to other content, and
+    /// the attributes of the directories on the way. An inode the kernel does not hold costs
+    /// nothing.
+    @Test func aRegistryChangeRefreshesWhatTheKernelHolds() throws {
+        try TempDirectory.with { dir in
+            let library = try Library(home: dir.path + "/home")
+            let registry = library.registry
+            func add(_ path: String, _ content: String) throws {
+                let digest = try SHA256Hasher.digest(Array(content.utf8))
+                try registry.upsertBlob(BlobRecord(sha256: digest, size: Int64(content.utf8.count), state: .remote))
+                _ = try registry.addAlias(folder: "loras", path: path, sha256: digest, replace: true)
+            }
+            try add("style/kept.safetensors", "kept")
+            try add("style/removed.safetensors", "removed")
+            try add("style/rewritten.safetensors", "old")
+            try add("elsewhere/unheld.safetensors", "unheld")
+            let fs = try TensorsFileSystem(library: library, settings: MountSettings(), logger: Logger(label: "test"))
+            var held: [String: Inode] = [:]
+            for path in ["loras", "loras/style", "loras/style/kept.safetensors", "loras/style/removed.safetensors", "loras/style/rewritten.safetensors"] {
+                held[path] = try #require(try fs.resolveForKernel(path)).inode
+            }
+            let styleBefore = try #require(fs.resolve(held["loras/style"]!))
+            #expect(fs.state.withLock { $0.invalidations.isEmpty })
+
+            Thread.sleep(forTimeInterval: 0.01)  // a later mtime
+            try add("style/new.safetensors", "new")
+            _ = try registry.removeAlias(folder: "loras", path: "style/removed.safetensors")
+            try add("style/rewritten.safetensors", "new content")
+            try add("elsewhere/other.safetensors", "other")
+            try fs.rebuild()
+
+            let invalidations = fs.state.withLock { $0.invalidations }
+            var dropped = Set<String>()
+            var refreshed = Set<Inode>()
+            for item in invalidations {
+                switch item {
+                case let .entry(parent, name): dropped.insert((parent == held["loras/style"] ? "style/" : "\(parent)/") + name)
+                case let .inode(inode), let .content(inode): refreshed.insert(inode)
+                }
+            }
+            #expect(dropped.contains("style/new.safetensors"), "a new name: a cached negative entry is dropped")
+            #expect(dropped.contains("style/removed.safetensors"), "a removed name")
+            #expect(dropped.contains("style/rewritten.safetensors"), "a name that leads to other content")
+            #expect(!dropped.contains("style/kept.safetensors"), "an unchanged name stays cached")
+            #expect(refreshed.contains(held["loras/style"]!) && refreshed.contains(held["loras"]!), "directories on the way get new attributes")
+            #expect(!refreshed.contains(held["loras/style/kept.safetensors"]!))
+            let styleAfter = try #require(fs.resolve(held["loras/style"]!))
+            #expect((styleAfter.directory?.mtimeNs ?? 0) > (styleBefore.directory?.mtimeNs ?? 0))
+            #expect(fs.resolve(held["loras/style/rewritten.safetensors"]!)?.file?.size == 3, "the old inode keeps its content's size (readers of it keep it)")
+            #expect(fs.state.withLock { $0.known.count } == 6, "only what the kernel was handed is kept (and the root)")
+
+            fs.state.withLock { $0.invalidations.removeAll() }
+            try fs.rebuild()
+            #expect(fs.state.withLock { $0.invalidations.isEmpty }, "no change, nothing to drop")
+        }
+    }
+}
