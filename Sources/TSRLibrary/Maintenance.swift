@@ -118,6 +118,8 @@ public struct Maintenance: Sendable {
                 report.orphanFiles.append(digest.rawValue)
                 report.bytesFreed += status.size
             }
+            // Change-log rows older than an hour: no live mount needs them.
+            if !dryRun { try library.registry.pruneMountChanges() }
             let stale = try library.store.staleTempFiles()
             if !dryRun { for path in stale { try? SystemCalls.remove(path) } }
             report.tempFiles = stale

@@ -88,6 +88,10 @@ struct PathResolver {
             }
             if let committed { return Self.file(path, parent: parent, name: name, committed) }
         }
+        // A name that is neither a file nor a directory (the usual miss) costs one index probe.
+        let mentioned = overlay.pending.keys.contains { $0.folder == folder && (sub.isEmpty || $0.path.hasPrefix(sub + "/")) }
+            || overlay.emptyDirectories.keys.contains { $0.folder == folder && (sub.isEmpty || $0.path == sub || $0.path.hasPrefix(sub + "/")) }
+        if !parts.isEmpty, !mentioned, try !source.mountHasNames(folder: folder, under: sub) { return nil }
         let facts = try source.directoryFacts(folder: folder, under: sub)
         var mtime = NamespaceBuilder.baselineNs
         var subdirectories = Set(facts.subdirectories)

@@ -29,6 +29,9 @@ public struct MountSettings: Sendable {
     public var readdirPlus = true
     public var maxBackground: UInt16 = 64
     public var threads = 16
+    /// Change-log rows read one by one per refresh; past this many (a large import), everything
+    /// the kernel holds is refreshed instead.
+    var changeLogBatch = 10_000
     /// Owner shown for every file.
     public var uid: UInt32 = getuid()
     public var gid: UInt32 = getgid()
@@ -161,6 +164,8 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         guard let root = try PathResolver(source: library.registry, overlay: Overlay()).node(at: "") else {
             throw RegistryError.database("the mount root could not be built")
         }
+        // Rows older than an hour are no use to this mount or any other.
+        do { try library.registry.pruneMountChanges() } catch { logger.warning("pruning the change log: \(error)") }
         var initial = State(known: KnownInodes(root: root))
         initial.generation = start.generation
         initial.changeSeq = start.latest
@@ -288,7 +293,7 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
     /// directories; cached pages of files that failed verification. Under the rebuild lock.
     private func refresh(overlayChanges: Set<String>) throws {
         let seq = state.withLock { $0.changeSeq }
-        let log = try library.registry.mountChanges(after: seq)
+        let log = try library.registry.mountChanges(after: seq, limit: settings.changeLogBatch)
         var paths = overlayChanges
         var aliasViews = false
         var blobViews = false
@@ -306,7 +311,7 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
             }
         }
         let everything = !log.complete
-        if everything { logger.notice("the registry's change log was pruned past this mount's last look: refreshing everything the kernel holds") }
+        if everything { logger.notice("more changes than the change log lists one by one (a large import, or rows pruned since this mount's last look): refreshing everything the kernel holds") }
         let (known, overlay) = state.withLock { state -> (KnownInodes, Overlay) in
             state.epoch &+= 1
             return (state.known, state.overlay)
@@ -359,11 +364,12 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
             switch (entry.node.kind, fresh?.kind) {
             case let (.directory(before), .directory(after)?):
                 var names: [String]?
-                if entry.names != nil || Self.isReadOnlyView(entry.path) {
-                    // New names in a read-only view may hide negative dentries.
+                if everything || entry.names != nil || Self.isReadOnlyView(entry.path) {
+                    // New names may hide negative dentries: those of a read-only view are found by
+                    // comparing listings; without the change log's names, every name is dropped.
                     let listed = try resolver.listing(at: entry.path)?.map(\.name) ?? []
-                    for name in Set(listed).symmetricDifference(entry.names ?? []) { drops.append((inode, name)) }
-                    names = listed
+                    for name in everything ? Set(listed) : Set(listed).symmetricDifference(entry.names ?? []) { drops.append((inode, name)) }
+                    if entry.names != nil || Self.isReadOnlyView(entry.path) { names = listed }
                 }
                 if before.mtimeNs != after.mtimeNs || before.subdirectories != after.subdirectories || before.target != after.target {
                     invalidations.append(.inode(inode))

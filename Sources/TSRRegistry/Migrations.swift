@@ -339,6 +339,13 @@ enum Migrations {
             sha256 TEXT,
             at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now'))
         );
+        -- A directory's subdirectories without reading every name below it: names indexed by
+        -- the directory they are in (the path up to its last '/'; '' at the top).
+        CREATE INDEX aliases_directory ON aliases(folder, rtrim(path, replace(path, '/', '')));
+        -- A directory's newest change from the index alone (a range of names, no table rows).
+        CREATE INDEX aliases_updated ON aliases(folder, path, updated_at);
+        -- A directory's newest removal without reading every removal of its folder.
+        CREATE INDEX alias_tombstones_path ON alias_tombstones(folder, path);
         CREATE TRIGGER changes_alias_insert AFTER INSERT ON aliases BEGIN
             INSERT INTO mount_changes (folder, path, sha256) VALUES (new.folder, new.path, new.sha256);
         END;

@@ -13,6 +13,8 @@ public protocol MountQueries: Sendable {
     func mountEntry(folder: String, path: String) throws(RegistryError) -> MountEntry?
     /// What a directory of a folder view needs without listing it (names strictly under `prefix/`).
     func directoryFacts(folder: String, under prefix: String) throws(RegistryError) -> DirectoryFacts
+    /// Whether any name lies strictly under `prefix/` (one index probe).
+    func mountHasNames(folder: String, under prefix: String) throws(RegistryError) -> Bool
     /// The folders that hold at least one name.
     func mountFolders() throws(RegistryError) -> [String]
     /// Whether `folder` holds at least one name (one index probe, unlike `mountFolders`).
@@ -101,11 +103,16 @@ extension Registry: MountQueries {
         }
     }
 
-    /// The change-log rows after `seq`, read in one transaction with the generation.
-    public func mountChanges(after seq: Int64) throws(RegistryError) -> MountChanges {
+    /// The change-log rows after `seq`, read in one transaction with the generation. More than
+    /// `limit` rows (a large import) are not read: the answer is incomplete, and the reader
+    /// refreshes everything it knows instead.
+    public func mountChanges(after seq: Int64, limit: Int = 10_000) throws(RegistryError) -> MountChanges {
         try read { db in
             let generation = try Int64.fetchOne(db, sql: "SELECT generation FROM registry_generation WHERE id = 1") ?? 0
             let latest = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'mount_changes'") ?? 0
+            if latest - seq > Int64(limit) {
+                return MountChanges(generation: generation, changes: [], latest: latest, complete: false)
+            }
             let changes = try Row.fetchAll(
                 db, sql: "SELECT seq, folder, path, sha256 FROM mount_changes WHERE seq > ? ORDER BY seq", arguments: [seq]
             ).map { MountChange(seq: $0[0], folder: $0[1], path: $0[2], sha256: $0[3]) }
@@ -168,26 +175,40 @@ extension Registry: MountQueries {
 
     public func mountEntry(folder: String, path: String) throws(RegistryError) -> MountEntry? {
         try read { db in
-            try MountEntry.fetchOne(db, sql: "\(Self.mountEntryColumns) WHERE a.folder = ? AND a.path = ?", arguments: [folder, path])
+            try MountEntry.fetchOne(db.cachedStatement(sql: "\(Self.mountEntryColumns) WHERE a.folder = ? AND a.path = ?"), arguments: [folder, path])
         }
     }
+
+    /// The directory a name is in, with its trailing '/' ('' at the top): the expression of the
+    /// `aliases_directory` index, written exactly as there so that SQLite uses it.
+    static let directoryOfPath = "rtrim(path, replace(path, '/', ''))"
 
     public func directoryFacts(folder: String, under prefix: String) throws(RegistryError) -> DirectoryFacts {
         let (clause, arguments) = Self.under(folder, prefix, table: "a", strictly: true)
         let (tombstoneClause, tombstoneArguments) = Self.under(folder, prefix, table: "t", strictly: true)
-        // What follows "prefix/" in each path; a slash in it means a subdirectory.
-        let start = prefix.isEmpty ? 1 : prefix.unicodeScalars.count + 2  // SQLite counts code points
+        // The directories names are in, strictly below this one: a range of the directory index
+        // (for a directory holding only files, an empty one).
+        let directories = prefix.isEmpty
+            ? ("SELECT DISTINCT \(Self.directoryOfPath) FROM aliases WHERE folder = ? AND \(Self.directoryOfPath) > ''", [folder] as StatementArguments)
+            : ("SELECT DISTINCT \(Self.directoryOfPath) FROM aliases WHERE folder = ? AND \(Self.directoryOfPath) > ? AND \(Self.directoryOfPath) < ?",
+                [folder, prefix + "/", prefix + "0"] as StatementArguments)
         return try read { db in
-            let row = try Row.fetchOne(db, sql: "SELECT count(*), max(a.updated_at) FROM aliases a \(clause)", arguments: arguments)
-            let removal = try Date.fetchOne(db, sql: "SELECT max(t.deleted_at) FROM alias_tombstones t \(tombstoneClause)", arguments: tombstoneArguments)
-            let subdirectories = try String.fetchAll(
-                db,
-                sql: """
-                    SELECT DISTINCT substr(rest, 1, instr(rest, '/') - 1) FROM (SELECT substr(a.path, \(start)) AS rest FROM aliases a \(clause))
-                    WHERE instr(rest, '/') > 0 ORDER BY 1
-                    """,
-                arguments: arguments)
-            return DirectoryFacts(names: row?[0] ?? 0, newestUpdate: row?[1], newestRemoval: removal, subdirectories: subdirectories)
+            let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT count(*), max(a.updated_at) FROM aliases a \(clause)"), arguments: arguments)
+            let removal = try Date.fetchOne(
+                db.cachedStatement(sql: "SELECT max(t.deleted_at) FROM alias_tombstones t \(tombstoneClause)"), arguments: tombstoneArguments)
+            let skip = prefix.isEmpty ? 0 : prefix.count + 1
+            var subdirectories = Set<String>()
+            for directory in try String.fetchAll(db.cachedStatement(sql: directories.0), arguments: directories.1) {
+                if let first = directory.dropFirst(skip).split(separator: "/").first { subdirectories.insert(String(first)) }
+            }
+            return DirectoryFacts(names: row?[0] ?? 0, newestUpdate: row?[1], newestRemoval: removal, subdirectories: subdirectories.sorted())
+        }
+    }
+
+    public func mountHasNames(folder: String, under prefix: String) throws(RegistryError) -> Bool {
+        let (clause, arguments) = Self.under(folder, prefix, table: "a", strictly: true)
+        return try read { db in
+            try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM aliases a \(clause))"), arguments: arguments) ?? false
         }
     }
 
@@ -196,7 +217,7 @@ extension Registry: MountQueries {
     }
 
     public func mountHasFolder(_ folder: String) throws(RegistryError) -> Bool {
-        try read { db in try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM aliases WHERE folder = ?)", arguments: [folder]) ?? false }
+        try read { db in try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM aliases WHERE folder = ?)"), arguments: [folder]) ?? false }
     }
 
     public func mountTombstones(folder: String?, under prefix: String) throws(RegistryError) -> [MountTombstone] {

@@ -101,4 +101,33 @@ import TSRTesting
             #expect(fs.state.withLock { $0.invalidations.isEmpty }, "no change, nothing to drop")
         }
     }
+
+    /// More changes than the log is read for one by one (a large import): everything the kernel
+    /// holds is refreshed, and every name in a held directory is dropped, since any of them may
+    /// be cached as missing.
+    @Test func aLargeImportRefreshesEverythingHeld() throws {
+        try TempDirectory.with { dir in
+            let library = try Library(home: dir.path + "/home")
+            let registry = library.registry
+            func add(_ path: String, _ content: String) throws {
+                let digest = try SHA256Hasher.digest(Array(content.utf8))
+                try registry.upsertBlob(BlobRecord(sha256: digest, size: Int64(content.utf8.count), state: .remote))
+                _ = try registry.addAlias(folder: "loras", path: path, sha256: digest, replace: true)
+            }
+            try add("style/kept.safetensors", "kept")
+            var settings = MountSettings()
+            settings.changeLogBatch = 3
+            let fs = try TensorsFileSystem(library: library, settings: settings, logger: Logger(label: "test"))
+            let style = try #require(try fs.resolveForKernel("loras/style")).inode
+            #expect(try fs.resolveForKernel("loras/style/new-0.safetensors") == nil, "looked up before it exists (a negative entry)")
+            for index in 0..<4 { try add("style/new-\(index).safetensors", "new \(index)") }
+            try fs.rebuild()
+            let dropped = Set(fs.state.withLock { $0.invalidations }.compactMap { item -> String? in
+                if case let .entry(parent, name) = item, parent == style { return name }
+                return nil
+            })
+            #expect(dropped.isSuperset(of: ["new-0.safetensors", "new-3.safetensors", "kept.safetensors"]), "\(dropped)")
+            #expect(fs.state.withLock { $0.changeSeq } == (try registry.mountChangesStart().latest), "it caught up with the log")
+        }
+    }
 }

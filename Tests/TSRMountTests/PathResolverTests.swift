@@ -41,6 +41,8 @@ import TSRTesting
                 subdirectories: subdirectories.sorted())
         }
 
+        func mountHasNames(folder: String, under prefix: String) -> Bool { directoryFacts(folder: folder, under: prefix).names > 0 }
+
         func mountFolders() -> [String] { Array(Set(data.entries.map(\.folder))).sorted() }
         func mountHasFolder(_ folder: String) -> Bool { data.entries.contains { $0.folder == folder } }
 
