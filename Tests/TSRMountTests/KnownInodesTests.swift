@@ -15,6 +15,13 @@ import TSRTesting
         Node(inode: Inode(inode), parent: .root, name: name, kind: .file(FileNode(sha256: nil, size: 1, state: .present, mtimeNs: 0, alias: nil, writable: false, pending: false)))
     }
 
+    /// Names `content` (a remote blob) as loras/`path`.
+    static func add(_ path: String, _ content: String, to registry: Registry) throws {
+        let digest = try SHA256Hasher.digest(Array(content.utf8))
+        try registry.upsertBlob(BlobRecord(sha256: digest, size: Int64(content.utf8.count), state: .remote))
+        _ = try registry.addAlias(folder: "loras", path: path, sha256: digest, replace: true)
+    }
+
     static var root: Node { Node(inode: .root, parent: .root, name: "", kind: .directory(DirectoryNode(names: [], children: [:], mtimeNs: 0))) }
 
     @Test func lookupsAreCountedAndForgottenAtZero() {
@@ -52,11 +59,7 @@ import TSRTesting
         try TempDirectory.with { dir in
             let library = try Library(home: dir.path + "/home")
             let registry = library.registry
-            func add(_ path: String, _ content: String) throws {
-                let digest = try SHA256Hasher.digest(Array(content.utf8))
-                try registry.upsertBlob(BlobRecord(sha256: digest, size: Int64(content.utf8.count), state: .remote))
-                _ = try registry.addAlias(folder: "loras", path: path, sha256: digest, replace: true)
-            }
+            func add(_ path: String, _ content: String) throws { try Self.add(path, content, to: registry) }
             try add("style/kept.safetensors", "kept")
             try add("style/removed.safetensors", "removed")
             try add("style/rewritten.safetensors", "old")
@@ -109,11 +112,7 @@ import TSRTesting
         try TempDirectory.with { dir in
             let library = try Library(home: dir.path + "/home")
             let registry = library.registry
-            func add(_ path: String, _ content: String) throws {
-                let digest = try SHA256Hasher.digest(Array(content.utf8))
-                try registry.upsertBlob(BlobRecord(sha256: digest, size: Int64(content.utf8.count), state: .remote))
-                _ = try registry.addAlias(folder: "loras", path: path, sha256: digest, replace: true)
-            }
+            func add(_ path: String, _ content: String) throws { try Self.add(path, content, to: registry) }
             try add("style/kept.safetensors", "kept")
             var settings = MountSettings()
             settings.changeLogBatch = 3
