@@ -7,10 +7,13 @@ import TSRStore
 ///
 /// What the mount shows, and the thin FUSE adapter that shows it.
 ///
-/// - A `Namespace` is an immutable snapshot of every path in the mount, built from one consistent
-///   read of the registry (`MountData`) plus the mount's own in-flight state (files being written,
-///   empty directories made with mkdir). Requests read the current snapshot; changes build a new one
-///   and swap it in, so no request ever sees a half-applied change.
+/// - `PathResolver` answers what one path shows from indexed registry queries and the mount's
+///   overlay (files being written, directories made with mkdir); `KnownInodes` keeps what the
+///   kernel holds; nothing is kept per alias (docs/ARCHITECTURE.md, "The mount").
+/// - A `Namespace` is an immutable tree of every path built by `NamespaceBuilder` from registry
+///   data (`MountData`) and the overlay: the definition of what the mount shows. The resolver
+///   builds the parts of the read-only views it needs with it, and tests compare the resolver
+///   with it on every path.
 /// - **Views.** `<folder>/…` (one per ComfyUI folder key; `unet/` and `clip/` mirror
 ///   `diffusion_models/` and `text_encoders/`) are writable; `by-base/<base>/<folder>/…`,
 ///   `by-creator/<creator>/<folder>/…`, `by-hash/<sha256>` and `workflows/<name>/…` are read-only.

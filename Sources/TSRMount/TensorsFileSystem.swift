@@ -12,7 +12,7 @@ public struct MountSettings: Sendable {
     /// Everything read-only (EROFS on every change).
     public var readOnly = false
     /// Kernel cache lifetimes, in seconds. Long, because changes are pushed to the kernel by
-    /// explicit invalidation (see `TensorsFileSystem.install`).
+    /// explicit invalidation (see `TensorsFileSystem.refresh`).
     public var entryTimeout = 3600.0
     public var attributeTimeout = 3600.0
     public var negativeTimeout = 3600.0
@@ -66,10 +66,11 @@ public struct MountSettings: Sendable {
     }
 }
 
-/// The tensors filesystem: the namespace served through FUSE, reads from blob files, writes into
-/// store write transactions.
+/// The tensors filesystem: what `PathResolver` shows, served through FUSE; reads from blob files,
+/// writes into store write transactions; the kernel's cached inodes kept current from the
+/// registry's change log.
 ///
-/// Locks, in the order they may be taken: `rebuildLock` (serialises namespace rebuilds and the
+/// Locks, in the order they may be taken: `rebuildLock` (serialises refreshes and the
 /// registry/overlay changes they reflect; held across registry I/O) → `state` (short, no I/O) →
 /// a `PendingWrite`'s own lock (held across its temp-file I/O, never while taking `state`).
 public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
@@ -92,6 +93,9 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         /// Bumped whenever changes are applied to `known`: a lookup that raced one asks again, so
         /// the kernel is never handed a node that the change has already passed by.
         var epoch: UInt64 = 0
+        /// Overlay paths whose refresh failed (the registry could not be read): the next poll
+        /// refreshes them.
+        var unrefreshed: Set<String> = []
         var writes: [AliasKey: PendingWrite] = [:]
         var handles: [UInt64: Handle] = [:]
         var nextHandle: UInt64 = 1
@@ -264,8 +268,20 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
             let before = state.withLock { $0.overlay }
             var overlay = before
             guard try change(&overlay) else { return }
-            state.withLock { $0.overlay = overlay }
-            try refresh(overlayChanges: Self.changedPaths(before, overlay))
+            let paths = state.withLock { state in
+                state.overlay = overlay
+                // Paths a refresh that failed did not get to: tried again now.
+                defer { state.unrefreshed.removeAll() }
+                return state.unrefreshed.union(Self.changedPaths(before, overlay))
+            }
+            do {
+                try refresh(overlayChanges: paths)
+            } catch {
+                // The change itself is made: what the kernel caches follows at the next poll,
+                // which retries until the registry can be read.
+                logger.error("refreshing the kernel's caches after a change: \(error) (retried at the next poll)")
+                state.withLock { $0.unrefreshed.formUnion(paths) }
+            }
         }
     }
 
@@ -436,7 +452,7 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
     func poll() {
         do {
             let generation = try library.registry.generation()
-            if generation != state.withLock({ $0.generation }) { try rebuild() }
+            if state.withLock({ generation != $0.generation || !$0.unrefreshed.isEmpty }) { try rebuild() }
             if polls.add(1, ordering: .relaxed).newValue % Self.prunePolls == 0 { try library.registry.pruneMountChanges() }
         } catch {
             logger.error("registry poll failed: \(error)")
