@@ -1,5 +1,11 @@
+#define _GNU_SOURCE
 #include "CLinux.h"
+#include <fcntl.h>
 #include <sys/ioctl.h>
 #include <linux/fs.h>
 
 int tsr_ficlone(int dst_fd, int src_fd) { return ioctl(dst_fd, FICLONE, src_fd); }
+
+int tsr_start_writeback(int fd, long long offset, long long length) {
+    return sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE);
+}

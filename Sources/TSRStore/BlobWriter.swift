@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinux
 import SystemPackage
 
 /// One write transaction: bytes stream into a locked temp file under `tmp/` and are hashed as
@@ -26,6 +27,11 @@ public final class BlobWriter {
     private var open = true
     /// Appends are hashed by whoever took the hasher (`takeHasher`), on a thread of their own.
     private var externallyHashed = false
+    /// Where the writeback started by appends reaches (see `startWriteback`).
+    private var writebackFrom: Int64 = 0
+
+    /// Appended bytes are handed to the disk in steps of this size while writing goes on.
+    static let writebackStep: Int64 = 8 << 20
 
     init(store: BlobStore, fd: FileDescriptor, tempPath: String, expected: Digest?, expectedSize: Int64?) throws(StoreError) {
         self.store = store
@@ -53,6 +59,7 @@ public final class BlobWriter {
             let count = try FileHasher.stream(fd, path: tempPath, into: hasher)
             written = count
             hashedThrough = count
+            writebackFrom = count
         } catch {
             abandon()
             throw error
@@ -66,6 +73,7 @@ public final class BlobWriter {
         try SystemCalls.retrying("ftruncate", tempPath) { ftruncate(fd.rawValue, 0) }
         hasher = try SHA256Hasher()
         written = 0
+        writebackFrom = 0
         hashedThrough = 0
         sequential = true
         externallyHashed = false
@@ -107,6 +115,16 @@ public final class BlobWriter {
             sequential = false
         }
         written = max(written, offset + Int64(bytes.count))
+        if sequential && written - writebackFrom >= Self.writebackStep { startWriteback() }
+    }
+
+    /// Starts writing the appended bytes to disk (sync_file_range, SYNC_FILE_RANGE_WRITE) without
+    /// waiting: the fsync at commit, which a blob needs before it is published, then waits only
+    /// for the last step instead of the whole file. Only for appends: bytes that may be written
+    /// again would go to disk twice. Failure is harmless (commit's fsync writes them anyway).
+    private func startWriteback() {
+        _ = tsr_start_writeback(fd.rawValue, writebackFrom, written - writebackFrom)
+        writebackFrom = written
     }
 
     /// Sets the size (ftruncate); shrinking or growing both make the hash come from the file.

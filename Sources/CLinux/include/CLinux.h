@@ -1,10 +1,14 @@
 #ifndef TSR_CLINUX_H
 #define TSR_CLINUX_H
 // Linux calls Swift cannot make directly: ioctl is variadic and FICLONE is a function-like
-// macro. One wrapper per call; no logic here.
+// macro; sync_file_range is declared only under _GNU_SOURCE. One wrapper per call; no logic here.
 
 #include <sys/xattr.h>
 
 /// ioctl(dst, FICLONE, src): make dst share src's extents (reflink). 0 or -1 with errno.
 int tsr_ficlone(int dst_fd, int src_fd);
+
+/// sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE): start writing the range's dirty
+/// pages to disk without waiting for them. 0 or -1 with errno.
+int tsr_start_writeback(int fd, long long offset, long long length);
 #endif
