@@ -185,6 +185,20 @@ public struct MountEntry: Sendable, Equatable, Decodable, FetchableRecord {
         self.baseModel = baseModel
         self.creator = creator
     }
+
+    /// Decoded by column position (the order of `Registry.mountEntryColumns`): a folder listing
+    /// decodes thousands of rows, and the Codable path costs several times more per row.
+    public init(row: Row) throws {
+        id = row[0]
+        folder = row[1]
+        path = row[2]
+        sha256 = row[3]
+        updatedAt = row[4]
+        size = row[5]
+        state = row[6]
+        baseModel = row[7]
+        creator = row[8]
+    }
 }
 
 /// One blob as `by-hash/` shows it.

@@ -9,7 +9,8 @@ public protocol MountQueries: Sendable {
     /// Names of `folder` (every folder when nil) at `prefix` or under `prefix/` ("" for all), in
     /// folder and path order.
     func mountEntries(folder: String?, under prefix: String) throws(RegistryError) -> [MountEntry]
-    /// The name `path` of `folder`.
+    /// The name `path` of `folder`. Folder views show no base or creator: `baseModel` and
+    /// `creator` are left nil.
     func mountEntry(folder: String, path: String) throws(RegistryError) -> MountEntry?
     /// What a directory of a folder view needs without listing it (names strictly under `prefix/`).
     func directoryFacts(folder: String, under prefix: String) throws(RegistryError) -> DirectoryFacts
@@ -27,7 +28,8 @@ public protocol MountQueries: Sendable {
     func mountBlobs() throws(RegistryError) -> [MountBlob]
     /// Entries of every workflow whose blob is not quarantined.
     func mountWorkflowEntries() throws(RegistryError) -> [MountWorkflowEntry]
-    /// The names directly in a directory of `folder` (not in its subdirectories), in path order.
+    /// The names directly in a directory of `folder` (not in its subdirectories), in path order;
+    /// like `mountEntry`, without base or creator.
     func mountChildren(folder: String, under prefix: String) throws(RegistryError) -> [MountEntry]
     /// What the top directory of by-base/ (`creator` false) or by-creator/ needs: the bases (or
     /// creators) of every name, as stored (nil: unknown), and the newest change of any name.
@@ -138,6 +140,12 @@ extension Registry: MountQueries {
         FROM aliases a JOIN blobs b ON b.sha256 = a.sha256
         """
 
+    /// The same columns for the folder views, without the CivitAI subqueries they do not show.
+    static let folderEntryColumns = """
+        SELECT a.id, a.folder, a.path, a.sha256, a.updated_at, b.size, b.state, NULL AS base_model, NULL AS creator
+        FROM aliases a JOIN blobs b ON b.sha256 = a.sha256
+        """
+
     static let mountBlobsSQL = "SELECT sha256, size, state, created_at FROM blobs WHERE state != 'quarantined' ORDER BY sha256"
     static let mountWorkflowEntriesSQL = """
         SELECT w.name AS workflow, e.folder, e.path, e.sha256, b.size, b.state, w.updated_at
@@ -175,7 +183,7 @@ extension Registry: MountQueries {
 
     public func mountEntry(folder: String, path: String) throws(RegistryError) -> MountEntry? {
         try read { db in
-            try MountEntry.fetchOne(db.cachedStatement(sql: "\(Self.mountEntryColumns) WHERE a.folder = ? AND a.path = ?"), arguments: [folder, path])
+            try MountEntry.fetchOne(db.cachedStatement(sql: "\(Self.folderEntryColumns) WHERE a.folder = ? AND a.path = ?"), arguments: [folder, path])
         }
     }
 
@@ -253,7 +261,7 @@ extension Registry: MountQueries {
         let start = prefix.isEmpty ? 1 : prefix.unicodeScalars.count + 2  // SQLite counts code points
         return try read { db in
             try MountEntry.fetchAll(
-                db, sql: "\(Self.mountEntryColumns) \(clause) AND instr(substr(a.path, \(start)), '/') = 0 ORDER BY a.path",
+                db, sql: "\(Self.folderEntryColumns) \(clause) AND instr(substr(a.path, \(start)), '/') = 0 ORDER BY a.path",
                 arguments: arguments)
         }
     }
