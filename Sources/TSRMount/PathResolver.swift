@@ -95,7 +95,7 @@ struct PathResolver {
         let facts = try source.directoryFacts(folder: folder, under: sub)
         var mtime = NamespaceBuilder.baselineNs
         var subdirectories = Set(facts.subdirectories)
-        var exists = parts.isEmpty || facts.names > 0
+        var exists = parts.isEmpty || facts.hasNames
         if let date = facts.newestUpdate { mtime = max(mtime, NamespaceBuilder.ns(date)) }
         if let date = facts.newestRemoval { mtime = max(mtime, NamespaceBuilder.ns(date)) }
         // What the mount itself adds below: names being written and directories made with mkdir.

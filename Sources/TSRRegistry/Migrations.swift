@@ -27,6 +27,9 @@ enum Migrations {
         migrator.registerMigration("v7-mount-change-log") { db in
             try db.execute(sql: v7)
         }
+        migrator.registerMigration("v8-directory-newest") { db in
+            try db.execute(sql: v8)
+        }
         return migrator
     }
 
@@ -372,5 +375,15 @@ enum Migrations {
         CREATE TRIGGER changes_workflow_entry_insert AFTER INSERT ON workflow_entries BEGIN INSERT INTO mount_changes (folder) VALUES (NULL); END;
         CREATE TRIGGER changes_workflow_entry_update AFTER UPDATE ON workflow_entries BEGIN INSERT INTO mount_changes (folder) VALUES (NULL); END;
         CREATE TRIGGER changes_workflow_entry_delete AFTER DELETE ON workflow_entries BEGIN INSERT INTO mount_changes (folder) VALUES (NULL); END;
+        """
+
+    static let v8 = """
+        -- Names by the directory they are in (the path up to its last '/'; '' at the top), newest
+        -- last: a directory's subdirectories are found by skipping from one directory to the next,
+        -- each one's newest change is the last entry of its range, and its names are one range —
+        -- no query reads every name below a directory. Replaces the two v7 indexes it covers.
+        DROP INDEX aliases_directory;
+        DROP INDEX aliases_updated;
+        CREATE INDEX aliases_directory_updated ON aliases(folder, rtrim(path, replace(path, '/', '')), updated_at);
         """
 }

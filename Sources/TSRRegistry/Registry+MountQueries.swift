@@ -79,13 +79,13 @@ public struct MountChanges: Sendable {
 /// A directory of a folder view, from aggregate queries: whether names lie under it, the newest
 /// change under it (a name's update or a removal), and the names of its subdirectories.
 public struct DirectoryFacts: Sendable, Equatable {
-    public var names: Int
+    public var hasNames: Bool
     public var newestUpdate: Date?
     public var newestRemoval: Date?
     public var subdirectories: [String]
 
-    public init(names: Int, newestUpdate: Date?, newestRemoval: Date?, subdirectories: [String]) {
-        self.names = names
+    public init(hasNames: Bool, newestUpdate: Date?, newestRemoval: Date?, subdirectories: [String]) {
+        self.hasNames = hasNames
         self.newestUpdate = newestUpdate
         self.newestRemoval = newestRemoval
         self.subdirectories = subdirectories
@@ -140,11 +140,14 @@ extension Registry: MountQueries {
         FROM aliases a JOIN blobs b ON b.sha256 = a.sha256
         """
 
-    /// The same columns for the folder views, without the CivitAI subqueries they do not show.
-    static let folderEntryColumns = """
-        SELECT a.id, a.folder, a.path, a.sha256, a.updated_at, b.size, b.state, NULL AS base_model, NULL AS creator
-        FROM aliases a JOIN blobs b ON b.sha256 = a.sha256
+    /// The same columns for the folder views, without the CivitAI subqueries they do not show;
+    /// `aliases` may name the index to read it by.
+    static func folderEntryColumns(aliases: String = "aliases a") -> String {
         """
+        SELECT a.id, a.folder, a.path, a.sha256, a.updated_at, b.size, b.state, NULL AS base_model, NULL AS creator
+        FROM \(aliases) JOIN blobs b ON b.sha256 = a.sha256
+        """
+    }
 
     static let mountBlobsSQL = "SELECT sha256, size, state, created_at FROM blobs WHERE state != 'quarantined' ORDER BY sha256"
     static let mountWorkflowEntriesSQL = """
@@ -183,33 +186,50 @@ extension Registry: MountQueries {
 
     public func mountEntry(folder: String, path: String) throws(RegistryError) -> MountEntry? {
         try read { db in
-            try MountEntry.fetchOne(db.cachedStatement(sql: "\(Self.folderEntryColumns) WHERE a.folder = ? AND a.path = ?"), arguments: [folder, path])
+            try MountEntry.fetchOne(db.cachedStatement(sql: "\(Self.folderEntryColumns()) WHERE a.folder = ? AND a.path = ?"), arguments: [folder, path])
         }
     }
 
     /// The directory a name is in, with its trailing '/' ('' at the top): the expression of the
-    /// `aliases_directory` index, written exactly as there so that SQLite uses it.
+    /// `aliases_directory_updated` index, written exactly as there so that SQLite uses it.
     static let directoryOfPath = "rtrim(path, replace(path, '/', ''))"
 
+    /// The directories names are in at or below a directory (bounds `?2` ≤ d < `?3`, or no upper
+    /// bound), each with its newest change: the index is walked from one directory to the next
+    /// (a probe per directory, never a row per name), and a directory's newest change is the last
+    /// entry of its range.
+    static func directoriesSQL(bounded: Bool) -> String {
+        let d = directoryOfPath
+        let upper = bounded ? " AND \(d) < ?3" : ""
+        return """
+            WITH RECURSIVE dirs(dir) AS (
+                SELECT (SELECT min(\(d)) FROM aliases WHERE folder = ?1 AND \(d) >= ?2\(upper))
+                UNION ALL
+                SELECT (SELECT min(\(d)) FROM aliases WHERE folder = ?1 AND \(d) > dirs.dir\(upper)) FROM dirs WHERE dirs.dir IS NOT NULL
+            )
+            SELECT dir, (SELECT max(updated_at) FROM aliases WHERE folder = ?1 AND \(d) = dirs.dir) FROM dirs WHERE dir IS NOT NULL
+            """
+    }
+
     public func directoryFacts(folder: String, under prefix: String) throws(RegistryError) -> DirectoryFacts {
-        let (clause, arguments) = Self.under(folder, prefix, table: "a", strictly: true)
         let (tombstoneClause, tombstoneArguments) = Self.under(folder, prefix, table: "t", strictly: true)
-        // The directories names are in, strictly below this one: a range of the directory index
-        // (for a directory holding only files, an empty one).
-        let directories = prefix.isEmpty
-            ? ("SELECT DISTINCT \(Self.directoryOfPath) FROM aliases WHERE folder = ? AND \(Self.directoryOfPath) > ''", [folder] as StatementArguments)
-            : ("SELECT DISTINCT \(Self.directoryOfPath) FROM aliases WHERE folder = ? AND \(Self.directoryOfPath) > ? AND \(Self.directoryOfPath) < ?",
-                [folder, prefix + "/", prefix + "0"] as StatementArguments)
+        let directories: (String, StatementArguments) = prefix.isEmpty
+            ? (Self.directoriesSQL(bounded: false), [folder, ""])
+            : (Self.directoriesSQL(bounded: true), [folder, prefix + "/", prefix + "0"])
         return try read { db in
-            let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT count(*), max(a.updated_at) FROM aliases a \(clause)"), arguments: arguments)
-            let removal = try Date.fetchOne(
-                db.cachedStatement(sql: "SELECT max(t.deleted_at) FROM alias_tombstones t \(tombstoneClause)"), arguments: tombstoneArguments)
             let skip = prefix.isEmpty ? 0 : prefix.count + 1
             var subdirectories = Set<String>()
-            for directory in try String.fetchAll(db.cachedStatement(sql: directories.0), arguments: directories.1) {
+            var newest: Date?
+            var any = false
+            for row in try Row.fetchAll(db.cachedStatement(sql: directories.0), arguments: directories.1) {
+                any = true
+                let directory: String = row[0]
+                if let date: Date = row[1] { newest = max(newest ?? date, date) }
                 if let first = directory.dropFirst(skip).split(separator: "/").first { subdirectories.insert(String(first)) }
             }
-            return DirectoryFacts(names: row?[0] ?? 0, newestUpdate: row?[1], newestRemoval: removal, subdirectories: subdirectories.sorted())
+            let removal = try Date.fetchOne(
+                db.cachedStatement(sql: "SELECT max(t.deleted_at) FROM alias_tombstones t \(tombstoneClause)"), arguments: tombstoneArguments)
+            return DirectoryFacts(hasNames: any, newestUpdate: newest, newestRemoval: removal, subdirectories: subdirectories.sorted())
         }
     }
 
@@ -257,12 +277,13 @@ extension Registry: MountQueries {
     }
 
     public func mountChildren(folder: String, under prefix: String) throws(RegistryError) -> [MountEntry] {
-        let (clause, arguments) = Self.under(folder, prefix, table: "a", strictly: true)
-        let start = prefix.isEmpty ? 1 : prefix.unicodeScalars.count + 2  // SQLite counts code points
+        // One range of the directory index: the names directly in it, not those below. Named,
+        // because for the ORDER BY the planner would rather walk the whole folder in path order.
+        let columns = Self.folderEntryColumns(aliases: "aliases a INDEXED BY aliases_directory_updated")
         return try read { db in
             try MountEntry.fetchAll(
-                db, sql: "\(Self.folderEntryColumns) \(clause) AND instr(substr(a.path, \(start)), '/') = 0 ORDER BY a.path",
-                arguments: arguments)
+                db.cachedStatement(sql: "\(columns) WHERE a.folder = ? AND rtrim(a.path, replace(a.path, '/', '')) = ? ORDER BY a.path"),
+                arguments: [folder, prefix.isEmpty ? "" : prefix + "/"])
         }
     }
 

@@ -37,11 +37,11 @@ import TSRTesting
                 return parts.count > 1 ? String(parts[0]) : nil
             })
             return DirectoryFacts(
-                names: entries.count, newestUpdate: entries.map(\.updatedAt).max(), newestRemoval: removals.map(\.deletedAt).max(),
+                hasNames: !entries.isEmpty, newestUpdate: entries.map(\.updatedAt).max(), newestRemoval: removals.map(\.deletedAt).max(),
                 subdirectories: subdirectories.sorted())
         }
 
-        func mountHasNames(folder: String, under prefix: String) -> Bool { directoryFacts(folder: folder, under: prefix).names > 0 }
+        func mountHasNames(folder: String, under prefix: String) -> Bool { directoryFacts(folder: folder, under: prefix).hasNames }
 
         func mountFolders() -> [String] { Array(Set(data.entries.map(\.folder))).sorted() }
         func mountHasFolder(_ folder: String) -> Bool { data.entries.contains { $0.folder == folder } }
@@ -143,7 +143,7 @@ import TSRTesting
     }
 
     /// The registry's SQL, end to end: a registry with nested names in several folders (one with a
-    /// non-ASCII directory), names removed and moved, a quarantined blob and a workflow; the
+    /// non-ASCII directory), added at distinct times (a directory with an older and a newer name), names removed and moved, a quarantined blob and a workflow; the
     /// resolver over the registry answers what the snapshot of the same registry shows.
     @Test func theRegistrysQueriesAnswerWhatItsSnapshotShows() throws {
         try TempDirectory.with { dir in
@@ -152,11 +152,15 @@ import TSRTesting
                 ("checkpoints", "sdxl.safetensors"), ("loras", "style/detail.safetensors"), ("loras", "style/deep/more.safetensors"),
                 ("loras", "flat.safetensors"), ("loras", "stylé/ü.safetensors"), ("loras", "stylé/ab/x.safetensors"), ("loras", "stylé/bb/y.safetensors"), ("loras", "style0.safetensors"), ("loras", "style.safetensors"),
                 ("diffusion_models", "flux.safetensors"), ("text_encoders", "t5/t5xxl.safetensors"), ("ipadapter", "ip.bin"),
+                ("loras", "style/later.safetensors"),
             ]
             for (index, (folder, path)) in names.enumerated() {
                 let digest = T.digest("content \(index)")
                 try registry.upsertBlob(BlobRecord(sha256: digest, size: Int64(index + 1), state: index == 2 ? .remote : .present, baseModel: index % 3 == 0 ? "SD 1.5" : nil))
                 _ = try registry.addAlias(folder: folder, path: path, sha256: digest, replace: false)
+                // Each name its own update time (milliseconds are stored), so a directory's
+                // newest change is told apart from its oldest.
+                Thread.sleep(forTimeInterval: 0.002)
             }
             _ = try registry.removeAlias(folder: "loras", path: "style0.safetensors")
             try registry.moveAlias(from: ("loras", "flat.safetensors"), to: ("loras", "moved/flat.safetensors"), replace: false)
