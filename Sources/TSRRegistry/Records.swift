@@ -157,7 +157,7 @@ public struct SourceRecord: Codable, Sendable, Equatable, FetchableRecord, Mutab
 }
 
 /// One alias as the mount shows it.
-public struct MountEntry: Sendable, Equatable, Decodable, FetchableRecord {
+public struct MountEntry: Sendable, Equatable, FetchableRecord {
     public var id: Int64
     public var folder: String
     public var path: String
@@ -168,11 +168,6 @@ public struct MountEntry: Sendable, Equatable, Decodable, FetchableRecord {
     public var baseModel: String?
     /// The CivitAI creator, when the blob is linked (filled by the CivitAI cache).
     public var creator: String?
-
-    enum CodingKeys: String, CodingKey {
-        case id, folder, path, sha256, size, state, creator
-        case updatedAt = "updated_at", baseModel = "base_model"
-    }
 
     public init(id: Int64, folder: String, path: String, sha256: Digest, updatedAt: Date, size: Int64, state: BlobState, baseModel: String?, creator: String?) {
         self.id = id
@@ -186,8 +181,9 @@ public struct MountEntry: Sendable, Equatable, Decodable, FetchableRecord {
         self.creator = creator
     }
 
-    /// Decoded by column position (the order of `Registry.mountEntryColumns`): a folder listing
-    /// decodes thousands of rows, and the Codable path costs several times more per row.
+    /// Decoded by column position (the order of `Registry.mountEntryColumns` and
+    /// `folderEntryColumns`): a folder listing decodes thousands of rows, and Codable decoding
+    /// costs several times more per row.
     public init(row: Row) throws {
         id = row[0]
         folder = row[1]

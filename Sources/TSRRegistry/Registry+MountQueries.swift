@@ -194,13 +194,15 @@ extension Registry: MountQueries {
     /// `aliases_directory_updated` index, written exactly as there so that SQLite uses it.
     static let directoryOfPath = "rtrim(path, replace(path, '/', ''))"
 
-    /// The directories names are in at or below a directory (bounds `?2` ≤ d < `?3`, or no upper
-    /// bound), each with its newest change: the index is walked from one directory to the next
-    /// (a probe per directory, never a row per name), and a directory's newest change is the last
-    /// entry of its range.
-    static func directoriesSQL(bounded: Bool) -> String {
+    /// The directories names are in at or below a directory (bounds `?2` ≤ d < `?3`; without
+    /// `?3` for a folder's top), each with its newest change: the index is walked from one
+    /// directory to the next (a probe per directory, never a row per name), and a directory's
+    /// newest change is the last entry of its range.
+    static let directoriesBelowSQL = directoriesSQL(upper: " AND \(directoryOfPath) < ?3")
+    static let directoriesOfFolderSQL = directoriesSQL(upper: "")
+
+    private static func directoriesSQL(upper: String) -> String {
         let d = directoryOfPath
-        let upper = bounded ? " AND \(d) < ?3" : ""
         return """
             WITH RECURSIVE dirs(dir) AS (
                 SELECT (SELECT min(\(d)) FROM aliases WHERE folder = ?1 AND \(d) >= ?2\(upper))
@@ -214,8 +216,8 @@ extension Registry: MountQueries {
     public func directoryFacts(folder: String, under prefix: String) throws(RegistryError) -> DirectoryFacts {
         let (tombstoneClause, tombstoneArguments) = Self.under(folder, prefix, table: "t", strictly: true)
         let directories: (String, StatementArguments) = prefix.isEmpty
-            ? (Self.directoriesSQL(bounded: false), [folder, ""])
-            : (Self.directoriesSQL(bounded: true), [folder, prefix + "/", prefix + "0"])
+            ? (Self.directoriesOfFolderSQL, [folder, ""])
+            : (Self.directoriesBelowSQL, [folder, prefix + "/", prefix + "0"])
         return try read { db in
             let skip = prefix.isEmpty ? 0 : prefix.count + 1
             var subdirectories = Set<String>()
@@ -282,7 +284,7 @@ extension Registry: MountQueries {
         let columns = Self.folderEntryColumns(aliases: "aliases a INDEXED BY aliases_directory_updated")
         return try read { db in
             try MountEntry.fetchAll(
-                db.cachedStatement(sql: "\(columns) WHERE a.folder = ? AND rtrim(a.path, replace(a.path, '/', '')) = ? ORDER BY a.path"),
+                db.cachedStatement(sql: "\(columns) WHERE a.folder = ? AND \(Self.directoryOfPath) = ? ORDER BY a.path"),
                 arguments: [folder, prefix.isEmpty ? "" : prefix + "/"])
         }
     }

@@ -143,8 +143,9 @@ import TSRTesting
     }
 
     /// The registry's SQL, end to end: a registry with nested names in several folders (one with a
-    /// non-ASCII directory), added at distinct times (a directory with an older and a newer name), names removed and moved, a quarantined blob and a workflow; the
-    /// resolver over the registry answers what the snapshot of the same registry shows.
+    /// non-ASCII directory), added at distinct times (a directory with an older and a newer name),
+    /// names removed and moved, a quarantined blob and a workflow; the resolver over the registry
+    /// answers what the snapshot of the same registry shows.
     @Test func theRegistrysQueriesAnswerWhatItsSnapshotShows() throws {
         try TempDirectory.with { dir in
             let registry = try Registry(path: dir.path + "/models.db")
