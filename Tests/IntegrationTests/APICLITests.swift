@@ -113,6 +113,28 @@ import FoundationNetworking
         }
     }
 
+    @Test(.enabled(if: TestMount.isAvailable)) func aBackgroundMountAnswersOnItsAPIOnceMountedAndATakenPortMountsNothing() throws {
+        defer { dir.remove() }
+        let mountpoint = dir.path + "/mnt"
+        try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+        defer { if TestMount.isMounted(mountpoint) { _ = try? Shell.run("/bin/fusermount3", ["-uz", mountpoint]) } }
+        let occupied = try FixtureServer { _, connection in connection.respond(200) }
+        defer { occupied.stop() }
+        let taken = try tsr(["mount", mountpoint, "--api", "127.0.0.1:\(occupied.port)"])
+        #expect(taken.status == 1 && taken.stderr.contains("already in use"), "\(taken.stderr)")
+        #expect(!TestMount.isMounted(mountpoint), "the daemon stopped before mounting")
+
+        // Once `tsr mount` returns, the API answers: the first request is not refused.
+        let probe = try FixtureServer { _, connection in connection.respond(200) }
+        let free = probe.port
+        probe.stop()
+        let mounted = try tsr(["mount", mountpoint, "--api", "127.0.0.1:\(free)"])
+        #expect(mounted.status == 0, "\(mounted.stderr)")
+        let (status, body) = try Self.call("GET", "http://127.0.0.1:\(free)/stats")
+        #expect(status == 200, "\(body)")
+        #expect(try tsr(["umount", mountpoint]).status == 0)
+    }
+
     @Test func serveListensOnLoopbackRefusesOtherAddressesWithoutATokenAndSaysWhenThePortIsTaken() throws {
         defer { dir.remove() }
         let refused = try tsr(["serve", "--listen", "0.0.0.0:0"])

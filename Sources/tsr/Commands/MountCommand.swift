@@ -67,7 +67,7 @@ struct MountCommand: ParsableCommand {
                     let fetcher = shared.make(library: daemon.fileSystem.library, settings: settings, credentials: credentials)
                     let server = try APIServer(fetcher: fetcher, configuration: apiConfiguration)
                     let logger = Logger(label: "tsr.api")
-                    let running = APIRunner.start(server, signals: false) { url in logger.notice("API and web page at \(url)") }
+                    let running = try APIRunner.startListening(server) { url in logger.notice("API and web page at \(url)") }
                     apiTask = running
                     Task {
                         do { try await running.value } catch is CancellationError {} catch {

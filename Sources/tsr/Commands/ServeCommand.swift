@@ -33,6 +33,25 @@ enum APIRunner {
 }
 
 extension APIRunner {
+    /// Starts the server and returns once it listens; throws (in words a user can act on) if it
+    /// cannot. The mount daemon calls this before mounting, so a mount that appears has its API
+    /// answering, and a taken port stops the daemon before anything is mounted.
+    static func startListening(_ server: APIServer, announce: @escaping @Sendable (String) -> Void) throws -> Task<Void, any Error> {
+        let settled = DispatchSemaphore(value: 0)
+        let failure = SharedText("")
+        let running = start(server, signals: false) { url in
+            announce(url)
+            settled.signal()
+        }
+        Task {
+            do { try await running.value } catch is CancellationError {} catch { failure.value = "\(error)" }
+            settled.signal()
+        }
+        settled.wait()
+        if !failure.value.isEmpty { throw Failure(explain(failure.value, server.configuration)) }
+        return running
+    }
+
     /// The server's failure in words a user can act on.
     static func explain(_ error: String, _ configuration: APIConfiguration) -> String {
         if error.contains("Address already in use") {
