@@ -61,6 +61,19 @@ enum Background {
         }
     }
 
+    /// The address the daemon logged for its API ("API and web page at URL") after `offset` of
+    /// the log, the last one if several.
+    static func loggedAPIURL(home: String, from offset: Int) -> String? {
+        guard let handle = FileHandle(forReadingAtPath: logPath(home)) else { return nil }
+        defer { try? handle.close() }
+        guard (try? handle.seek(toOffset: UInt64(max(offset, 0)))) != nil, let data = try? handle.readToEnd() else { return nil }
+        let marker = "API and web page at "
+        let text = String(decoding: data, as: UTF8.self)
+        guard let line = text.split(separator: "\n").last(where: { $0.contains(marker) }),
+              let range = line.range(of: marker) else { return nil }
+        return line[range.upperBound...].trimmingCharacters(in: .whitespaces)
+    }
+
     /// Waits until the kernel lists the mount, or the daemon exits (its log says why). A large
     /// registry takes a while to load: after 15 s it says so and waits on while the daemon lives
     /// (10 minutes at most, then the daemon is stopped so nothing mounts behind the user's back).

@@ -124,13 +124,14 @@ import FoundationNetworking
         #expect(taken.status == 1 && taken.stderr.contains("already in use"), "\(taken.stderr)")
         #expect(!TestMount.isMounted(mountpoint), "the daemon stopped before mounting")
 
-        // Once `tsr mount` returns, the API answers: the first request is not refused.
-        let probe = try FixtureServer { _, connection in connection.respond(200) }
-        let free = probe.port
-        probe.stop()
-        let mounted = try tsr(["mount", mountpoint, "--api", "127.0.0.1:\(free)"])
+        // Once `tsr mount` returns, the API answers at the address it printed (the port the
+        // system chose for port 0): the first request is not refused.
+        let mounted = try tsr(["mount", mountpoint, "--api", "127.0.0.1:0"])
         #expect(mounted.status == 0, "\(mounted.stderr)")
-        let (status, body) = try Self.call("GET", "http://127.0.0.1:\(free)/stats")
+        let printed = try #require(mounted.stdout.range(of: #"API and web page: http://127\.0\.0\.1:[0-9]+/"#, options: .regularExpression).map { String(mounted.stdout[$0]) })
+        let url = String(printed.dropFirst("API and web page: ".count))
+        #expect(!url.hasSuffix(":0/"), "\(mounted.stdout)")
+        let (status, body) = try Self.call("GET", url + "stats")
         #expect(status == 200, "\(body)")
         #expect(try tsr(["umount", mountpoint]).status == 0)
     }

@@ -36,13 +36,10 @@ struct SecretsScenario {
         let mountpoint = world.dir.path + "/mnt"
         try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
         defer { if TestMount.isMounted(mountpoint) { _ = try? Shell.run("/bin/fusermount3", ["-uz", mountpoint]) } }
-        let port = try FixtureServer { _, connection in connection.respond(200) }
-        let free = port.port
-        port.stop()
-        Thread.sleep(forTimeInterval: 0.2)
-        let mounted = try world.tsr(["mount", mountpoint, "--api", "127.0.0.1:\(free)", "--api-token-stdin"], input: apiToken + "\n")
+        let mounted = try world.tsr(["mount", mountpoint, "--api", "127.0.0.1:0", "--api-token-stdin"], input: apiToken + "\n")
         #expect(mounted.status == 0, "\(mounted.stderr)")
-        let base = "http://127.0.0.1:\(free)"
+        let printed = try #require(mounted.stdout.range(of: #"http://127\.0\.0\.1:[0-9]+"#, options: .regularExpression), "\(mounted.stdout)")
+        let base = String(mounted.stdout[printed])
         let body = #"{"url":"hf://org/gated/m3.safetensors","folder":"checkpoints","huggingface_token":"\#(hf.token)"}"#
         let answer = try Shell.run("/usr/bin/curl", ["-s", "-X", "POST", "-H", "Authorization: Bearer \(apiToken)", "-H", "Content-Type: application/json",
                                                      "--data-binary", "@-", base + "/models/download"], input: body)
