@@ -96,7 +96,7 @@ let package = Package(
         .testTarget(name: "TSRFetchTests", dependencies: ["TSRFetch", "TSRLibrary", "TSRTesting", "TSRWorkflow"]),
         .testTarget(
             name: "TSRMountTests",
-            dependencies: ["TSRMount", "TSRLibrary", "TSRTesting", "TSRRegistry", "CLinux"]),
+            dependencies: ["TSRMount", "TSRLibrary", "TSRTesting", "TSRRegistry", "CLinux", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "IntegrationTests", dependencies: ["TSRTesting", "TSRStore", "CLinux"]),
         // Numbered fault scenarios (docs/SCENARIOS.md); each appends to the report scripts/test.sh prints.
         .testTarget(name: "ScenarioTests", dependencies: ["TSRTesting", "TSRStore", "CLinux"]),

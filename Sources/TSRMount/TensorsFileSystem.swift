@@ -451,13 +451,19 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
     /// One poll: picks up registry changes made by other processes, then pushes invalidations.
     func poll() {
         do {
-            let generation = try library.registry.generation()
-            if state.withLock({ generation != $0.generation || !$0.unrefreshed.isEmpty }) { try rebuild() }
+            try followChanges()
             if polls.add(1, ordering: .relaxed).newValue % Self.prunePolls == 0 { try library.registry.pruneMountChanges() }
         } catch {
             logger.error("registry poll failed: \(error)")
         }
         flushInvalidations()
+    }
+
+    /// Refreshes what the kernel holds when another process changed the registry, or when a
+    /// refresh that failed is still owed (`unrefreshed`).
+    func followChanges() throws {
+        let generation = try library.registry.generation()
+        if state.withLock({ generation != $0.generation || !$0.unrefreshed.isEmpty }) { try rebuild() }
     }
 
     // MARK: Attributes

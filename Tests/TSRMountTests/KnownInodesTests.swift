@@ -1,5 +1,6 @@
 import FUSE
 import Foundation
+import GRDB
 import Logging
 import Testing
 import TSRLibrary
@@ -102,6 +103,42 @@ import TSRTesting
             fs.state.withLock { $0.invalidations.removeAll() }
             try fs.rebuild()
             #expect(fs.state.withLock { $0.invalidations.isEmpty }, "no change, nothing to drop")
+        }
+    }
+
+    /// A refresh that cannot read the registry neither fails nor undoes the change that caused
+    /// it: its paths are kept, and the next poll refreshes them once the registry reads again.
+    @Test func aFailedRefreshIsRetriedByTheNextPoll() throws {
+        try TempDirectory.with { dir in
+            let library = try Library(home: dir.path + "/home")
+            try Self.add("style/kept.safetensors", "kept", to: library.registry)
+            let fs = try TensorsFileSystem(library: library, settings: MountSettings(), logger: Logger(label: "test"))
+            let loras = try #require(try fs.resolveForKernel("loras")).inode
+            #expect(try fs.resolveForKernel("loras/made") == nil, "looked up before it exists (a negative entry)")
+            func owed() -> (dropped: [String], owed: Bool) {
+                fs.state.withLock { state in
+                    let dropped = state.invalidations.compactMap { item -> String? in
+                        if case let .entry(parent, name) = item, parent == loras { return name }
+                        return nil
+                    }
+                    return (dropped, !state.unrefreshed.isEmpty)
+                }
+            }
+
+            // Another connection hides the change log, so the refresh's first read fails.
+            let other = try DatabaseQueue(path: library.layout.database)
+            try other.write { try $0.execute(sql: "ALTER TABLE mount_changes RENAME TO mount_changes_hidden") }
+            let made = AliasKey(folder: "loras", path: "made")
+            try fs.rebuild { overlay in overlay.emptyDirectories[made] = TensorsFileSystem.nowNs }
+            #expect(fs.state.withLock { $0.overlay.emptyDirectories[made] } != nil, "the change is made")
+            #expect(owed().dropped.isEmpty && owed().owed, "nothing refreshed yet; the refresh is owed")
+            try fs.followChanges()
+            #expect(owed().dropped.isEmpty && owed().owed, "still owed while the registry cannot be read")
+
+            try other.write { try $0.execute(sql: "ALTER TABLE mount_changes_hidden RENAME TO mount_changes") }
+            try fs.followChanges()
+            #expect(owed().dropped.contains("made"), "the next poll drops the cached negative entry: \(owed().dropped)")
+            #expect(!owed().owed)
         }
     }
 
