@@ -9,7 +9,9 @@ packages=(
   libcurl4-openssl-dev          # the fetch engine
   curl                          # the download benchmark's baseline (bench/FetchBench)
   pkg-config
-  util-linux                    # mount/umount and script(1) for tests (tmpfs, loop devices, a TTY)
+  util-linux bsdutils           # mount/umount, setpriv and script(1) for tests (tmpfs, loop devices, a TTY)
+  procps                        # pgrep: tests find the mount daemon's process
+  python3                       # bench/*.py and the tests' YAML and browser helpers
   btrfs-progs                   # a loop-mounted btrfs in the tests exercises reflink copies
   systemd                       # systemd-analyze verify checks the units in mount-helpers/
   python3-yaml                  # tests load extra_model_paths.yaml the way ComfyUI does (yaml.safe_load)
