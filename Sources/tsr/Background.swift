@@ -61,13 +61,13 @@ enum Background {
         }
     }
 
-    /// The address the daemon logged for its API ("API and web page at URL") after `offset` of
-    /// the log, the last one if several.
+    /// The address the daemon logged for its API (after `APIRunner.announcement`) past `offset`
+    /// of the log, the last one if several.
     static func loggedAPIURL(home: String, from offset: Int) -> String? {
         guard let handle = FileHandle(forReadingAtPath: logPath(home)) else { return nil }
         defer { try? handle.close() }
         guard (try? handle.seek(toOffset: UInt64(max(offset, 0)))) != nil, let data = try? handle.readToEnd() else { return nil }
-        let marker = "API and web page at "
+        let marker = APIRunner.announcement
         let text = String(decoding: data, as: UTF8.self)
         guard let line = text.split(separator: "\n").last(where: { $0.contains(marker) }),
               let range = line.range(of: marker) else { return nil }

@@ -67,12 +67,10 @@ struct MountCommand: ParsableCommand {
                     let fetcher = shared.make(library: daemon.fileSystem.library, settings: settings, credentials: credentials)
                     let server = try APIServer(fetcher: fetcher, configuration: apiConfiguration)
                     let logger = Logger(label: "tsr.api")
-                    let running = try APIRunner.startListening(server) { url in logger.notice("API and web page at \(url)") }
-                    apiTask = running
-                    Task {
-                        do { try await running.value } catch is CancellationError {} catch {
-                            logger.error("\(APIRunner.explain("\(error)", apiConfiguration))")
-                        }
+                    apiTask = try APIRunner.startListening(server, signals: false) { url in
+                        logger.notice("\(APIRunner.announcement)\(url)")
+                    } stopped: { error in
+                        if let error { logger.error("\(error)") }
                     }
                 }
                 defer { apiTask?.cancel() }

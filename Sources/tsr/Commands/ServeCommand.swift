@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Synchronization
 import TSRFetch
 import TSRLibrary
 import TSRServer
@@ -23,35 +24,51 @@ struct APIOptions: ParsableArguments {
     }
 }
 
-/// Runs the API until a signal or the end of `run`; prints where it listens.
+/// Runs the API on a task of its own.
 enum APIRunner {
-    static func start(_ server: APIServer, signals: Bool, announce: @escaping @Sendable (String) -> Void) -> Task<Void, any Error> {
-        Task {
-            try await server.run(gracefulShutdownSignals: signals) { port in announce(server.configuration.url(port: port)) }
+    /// The words the daemon logs its API's address with; `tsr mount` reads the address back
+    /// from the log after them.
+    static let announcement = "API and web page at "
+
+    /// Starts the server and returns once it listens (`announce` is told where); throws, in
+    /// words a user can act on, if it cannot listen. `stopped` is told when the server ends
+    /// after that: nil for a signal or cancellation, else why. The mount daemon starts it before
+    /// mounting, so a mount that appears has its API answering and a taken port mounts nothing.
+    static func startListening(
+        _ server: APIServer, signals: Bool, announce: @escaping @Sendable (String) -> Void,
+        stopped: @escaping @Sendable (String?) -> Void = { _ in }
+    ) throws -> Task<Void, any Error> {
+        let settled = DispatchSemaphore(value: 0)
+        let state = ListenState()
+        let running = Task {
+            try await server.run(gracefulShutdownSignals: signals) { port in
+                state.value.withLock { $0.listening = true }
+                announce(server.configuration.url(port: port))
+                settled.signal()
+            }
         }
+        Task {
+            var failure: String?
+            do { try await running.value } catch is CancellationError {} catch { failure = explain("\(error)", server.configuration) }
+            // A failure to listen is thrown to the caller instead.
+            let tell = state.value.withLock { state in
+                state.failure = failure
+                return state.listening || failure == nil
+            }
+            if tell { stopped(failure) }
+            settled.signal()
+        }
+        settled.wait()
+        if let failure = state.value.withLock({ $0.listening ? nil : $0.failure }) { throw Failure(failure) }
+        return running
+    }
+
+    private final class ListenState: Sendable {
+        let value = Mutex<(listening: Bool, failure: String?)>((false, nil))
     }
 }
 
 extension APIRunner {
-    /// Starts the server and returns once it listens; throws (in words a user can act on) if it
-    /// cannot. The mount daemon calls this before mounting, so a mount that appears has its API
-    /// answering, and a taken port stops the daemon before anything is mounted.
-    static func startListening(_ server: APIServer, announce: @escaping @Sendable (String) -> Void) throws -> Task<Void, any Error> {
-        let settled = DispatchSemaphore(value: 0)
-        let failure = SharedText("")
-        let running = start(server, signals: false) { url in
-            announce(url)
-            settled.signal()
-        }
-        Task {
-            do { try await running.value } catch is CancellationError {} catch { failure.value = "\(error)" }
-            settled.signal()
-        }
-        settled.wait()
-        if !failure.value.isEmpty { throw Failure(explain(failure.value, server.configuration)) }
-        return running
-    }
-
     /// The server's failure in words a user can act on.
     static func explain(_ error: String, _ configuration: APIConfiguration) -> String {
         if error.contains("Address already in use") {
@@ -89,15 +106,14 @@ struct ServeCommand: ParsableCommand {
             let server = try APIServer(fetcher: fetcher, configuration: configuration)
             let done = DispatchSemaphore(value: 0)
             let failure = SharedText("")
-            let task = APIRunner.start(server, signals: true) { url in
+            _ = try APIRunner.startListening(server, signals: true) { url in
                 FileHandle.standardOutput.write(Data("serving \(library.layout.home) at \(url)\n".utf8))
-            }
-            Task {
-                do { try await task.value } catch { failure.value = "\(error)" }
+            } stopped: { error in
+                failure.value = error ?? ""
                 done.signal()
             }
             done.wait()
-            if !failure.value.isEmpty { throw Failure(APIRunner.explain(failure.value, configuration)) }
+            if !failure.value.isEmpty { throw Failure(failure.value) }
         }
     }
 }
