@@ -69,7 +69,7 @@ public enum SourceSpec: Sendable, Equatable {
         var parts = path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         let repoLength = ["datasets", "spaces"].contains(parts.first ?? "") ? 3 : 2
         guard parts.count > repoLength, !revision.isEmpty, parts.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." }) else {
-            throw .invalidSource("hf://\(path): expected hf://ORG/REPO/PATH/IN/REPO[@REVISION]")
+            throw .invalidSource("hf://\(Self.shown(path)): expected hf://ORG/REPO/PATH/IN/REPO[@REVISION]")
         }
         let repo = parts[0..<repoLength].joined(separator: "/")
         parts.removeFirst(repoLength)
@@ -79,14 +79,21 @@ public enum SourceSpec: Sendable, Equatable {
     private static func civitai(reference: String) throws(FetchError) -> SourceSpec {
         let pieces = reference.split(separator: "@", omittingEmptySubsequences: false)
         guard let model = Int(pieces[0]), model > 0, pieces.count <= 2 else {
-            throw .invalidSource("civitai:\(reference): expected civitai:MODEL_ID or civitai:MODEL_ID@VERSION_ID")
+            throw .invalidSource("civitai:\(Self.shown(reference)): expected civitai:MODEL_ID or civitai:MODEL_ID@VERSION_ID")
         }
         var version: Int?
         if pieces.count == 2 {
-            guard let v = Int(pieces[1]), v > 0 else { throw .invalidSource("civitai:\(reference): the version must be a number") }
+            guard let v = Int(pieces[1]), v > 0 else { throw .invalidSource("civitai:\(Self.shown(reference)): the version must be a number") }
             version = v
         }
         return .civitai(modelId: model, versionId: version)
+    }
+
+    /// A reference as error messages show it: nothing from a `?` or `#` on (a query may carry a
+    /// key, `civitai:123?token=…`), control characters dropped.
+    static func shown(_ reference: String) -> String {
+        let cut = reference.firstIndex(where: { $0 == "?" || $0 == "#" }).map { String(reference[..<$0]) + "?…" } ?? reference
+        return String(String.UnicodeScalarView(cut.unicodeScalars.filter { $0.value >= 0x20 && $0.value != 0x7F }))
     }
 
     /// The URL stored as a source: public hosts (so a source keeps working when the endpoint

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Hummingbird
 import Logging
 import TSRFetch
@@ -11,15 +14,20 @@ public struct APIConfiguration: Sendable {
     /// The bearer token every API request must carry; required unless `host` is loopback. Kept
     /// in memory only.
     public var token: String?
+    /// Host names, besides literal loopback addresses and `localhost`, that requests without a
+    /// token may be addressed to (`TSR_API_HOSTS`, comma-separated): a name the user gave this
+    /// machine in its own hosts file. Compared exactly, case-insensitively.
+    public var allowedHosts: [String]
 
-    public init(host: String = "127.0.0.1", port: Int = 8189, token: String? = nil) {
+    public init(host: String = "127.0.0.1", port: Int = 8189, token: String? = nil, allowedHosts: [String] = []) {
         self.host = host
         self.port = port
         self.token = token.flatMap { $0.isEmpty ? nil : $0 }
+        self.allowedHosts = allowedHosts.map { $0.lowercased() }.filter { !$0.isEmpty }
     }
 
     /// Parses `HOST:PORT`, `:PORT` or `PORT` (host 127.0.0.1); `[::1]:PORT` for IPv6.
-    public static func parse(_ text: String, token: String?) throws(APIError) -> APIConfiguration {
+    public static func parse(_ text: String, token: String?, allowedHosts: [String] = []) throws(APIError) -> APIConfiguration {
         var host = "127.0.0.1"
         var portText = text
         if let colon = text.lastIndex(of: ":") {
@@ -32,7 +40,7 @@ public struct APIConfiguration: Sendable {
         guard let port = Int(portText), (0...65535).contains(port) else {
             throw APIError(.badRequest, "\(text): expected HOST:PORT, :PORT or PORT (e.g. 127.0.0.1:8189)")
         }
-        let configuration = APIConfiguration(host: host, port: port, token: token)
+        let configuration = APIConfiguration(host: host, port: port, token: token, allowedHosts: allowedHosts)
         try configuration.validate()
         return configuration
     }
@@ -42,7 +50,7 @@ public struct APIConfiguration: Sendable {
         "http://\(host.contains(":") ? "[\(host)]" : host):\(port)/"
     }
 
-    public var isLoopback: Bool { ["127.0.0.1", "localhost", "::1"].contains(host) || host.hasPrefix("127.") }
+    public var isLoopback: Bool { LoopbackHost.isLoopback(host.lowercased()) }
 
     /// Binding beyond this machine needs a token: anyone who can reach the port could otherwise
     /// download into the store.
@@ -121,25 +129,18 @@ struct GuardMiddleware: RouterMiddleware {
     private func check(_ request: Request) throws {
         let host = request.head.authority ?? ""
         if configuration.token == nil {
-            let name = Self.hostName(host)
-            guard ["localhost", "127.0.0.1", "::1"].contains(name) || name.hasPrefix("127.") else {
-                throw APIError(.forbidden, "this API answers requests addressed to localhost or 127.0.0.1 only (it was addressed to \(host))")
+            guard let name = LoopbackHost.name(ofAuthority: host), LoopbackHost.isLoopback(name) || configuration.allowedHosts.contains(name) else {
+                throw APIError(.forbidden, "this API answers requests addressed to localhost or a loopback address only (it was addressed to \(LoopbackHost.printable(host)))")
             }
         }
-        if request.method != .get && request.method != .head, let origin = request.headers[.origin], origin != "http://\(host)" {
-            throw APIError(.forbidden, "requests from \(origin) may not change anything here; use the page served by this API")
+        if request.method != .get && request.method != .head, let origin = request.headers[.origin], origin.lowercased() != "http://\(host.lowercased())" {
+            throw APIError(.forbidden, "requests from \(LoopbackHost.printable(origin)) may not change anything here; use the page served by this API")
         }
         guard let token = configuration.token, request.uri.path != "/", request.uri.path != "/openapi.json" else { return }
         let given = request.headers[.authorization] ?? ""
         guard given.hasPrefix("Bearer "), Self.equal(Array(given.utf8.dropFirst(7)), Array(token.utf8)) else {
             throw APIError(.unauthorized, "this API needs its bearer token: send Authorization: Bearer <token>")
         }
-    }
-
-    /// The host name of a Host header (`[::1]:8189` → `::1`).
-    static func hostName(_ host: String) -> String {
-        if host.hasPrefix("["), let end = host.firstIndex(of: "]") { return String(host[host.index(after: host.startIndex)..<end]).lowercased() }
-        return String(host.split(separator: ":", maxSplits: 1).first ?? "").lowercased()
     }
 
     /// Compares in time independent of where the first difference is.
@@ -171,5 +172,57 @@ func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thr
         let thread = Thread { continuation.resume(with: Result { try body() }) }
         thread.name = "tsr-api-blocking"
         thread.start()
+    }
+}
+
+/// What counts as "this machine" for requests without a token (DNS rebinding): `localhost` and
+/// literal loopback addresses, parsed as addresses — never a name that merely starts like one
+/// (`127.evil.example`, `127.0.0.1.nip.io` resolve wherever their owner likes).
+public enum LoopbackHost {
+    /// The host of a Host header or authority (`[::1]:8189` → `::1`, `LocalHost:80` →
+    /// `localhost`), lowercased; nil when it is malformed (a port that is not a number, stray
+    /// brackets, an empty name).
+    public static func name(ofAuthority authority: String) -> String? {
+        var host = authority
+        var port: Substring?
+        if host.hasPrefix("[") {
+            guard let end = host.firstIndex(of: "]") else { return nil }
+            let rest = host[host.index(after: end)...]
+            if !rest.isEmpty {
+                guard rest.hasPrefix(":") else { return nil }
+                port = rest.dropFirst()
+            }
+            host = String(host[host.index(after: host.startIndex)..<end])
+        } else if let colon = host.firstIndex(of: ":") {
+            port = host[host.index(after: colon)...]
+            host = String(host[..<colon])
+        }
+        if let port {
+            guard !port.isEmpty, port.count <= 5, port.allSatisfy({ $0.isASCII && $0.isNumber }), Int(port)! <= 65535 else { return nil }
+        }
+        guard !host.isEmpty else { return nil }
+        return host.lowercased()
+    }
+
+    /// True for `localhost`, an IPv4 address in 127.0.0.0/8 written as four decimal numbers,
+    /// `::1` and IPv4-mapped loopback (`::ffff:127.0.0.1`) in any IPv6 spelling.
+    public static func isLoopback(_ name: String) -> Bool {
+        if name == "localhost" { return true }
+        var v4 = in_addr()
+        if inet_pton(AF_INET, name, &v4) == 1 {
+            return UInt32(bigEndian: v4.s_addr) >> 24 == 127
+        }
+        var v6 = in6_addr()
+        guard inet_pton(AF_INET6, name, &v6) == 1 else { return false }
+        let bytes = withUnsafeBytes(of: v6) { Array($0) }
+        if bytes[0..<15].allSatisfy({ $0 == 0 }) && bytes[15] == 1 { return true }
+        return bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xFF && bytes[11] == 0xFF && bytes[12] == 127
+    }
+
+    /// A header value as it may be put in an error message: control characters escaped, at most
+    /// 200 characters.
+    static func printable(_ value: String) -> String {
+        let escaped = value.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? "\\u{\(String($0.value, radix: 16))}" : String($0) }.joined()
+        return escaped.count > 200 ? String(escaped.prefix(200)) + "…" : escaped
     }
 }

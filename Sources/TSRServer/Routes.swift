@@ -28,10 +28,10 @@ struct Routes: Sendable {
         router.post("/workflows") { request, _ in try await addWorkflow(request) }
         router.post("/workflows/check") { request, _ in try await checkWorkflow(request) }
         router.get("/workflows/:name/check") { _, context in
-            let name = try context.parameters.require("name")
+            let name = try Self.decoded(context.parameters.require("name"))
             return try await onAPIThreads { try checkStored(name) }
         }
-        router.post("/workflows/:name/pull") { request, context in try await pull(context.parameters.require("name"), request) }
+        router.post("/workflows/:name/pull") { request, context in try await pull(Self.decoded(context.parameters.require("name")), request) }
         router.get("/downloads") { _, _ in try JSONBody.response(DownloadList(downloads: server.downloads.list())) }
         router.get("/downloads/events") { _, _ in events() }
         router.delete("/downloads/:id") { _, context in try cancel(context.parameters.require("id")) }
@@ -116,6 +116,10 @@ struct Routes: Sendable {
         if let url = spec.downloadURL(settings: fetcher.settings) { _ = try fetcher.settings.checkStart(url) }
         if let folder = body.folder {
             do { _ = try ModelPath.validateFolder(folder) } catch { throw APIError(.badRequest, "folder: \(error.description)") }
+        }
+        // A name that can never be stored is a bad request too, before the stream starts.
+        if let filename = body.filename {
+            do { _ = try ModelPath.validateRelativePath(filename) } catch { throw APIError(.badRequest, "filename: \(error.description)") }
         }
         let keyed = keyed(huggingFace: body.huggingfaceToken, civitai: body.civitaiApiKey ?? urlKey)
         let pullRequest = PullRequest(spec: spec, folder: body.folder, name: body.filename, sha256: body.sha256)
@@ -286,6 +290,15 @@ struct Routes: Sendable {
         guard let status = server.downloads.cancel(id) else { throw APIError(.notFound, "no download \(id) (GET /downloads lists them)") }
         if status.state.isFinished { throw APIError(.conflict, "download \(id) has already \(status.state == .completed ? "completed" : "ended") (\(status.state.rawValue))") }
         return try JSONBody.response(status)
+    }
+
+    /// A path parameter as the client meant it: Hummingbird hands them over still percent-encoded
+    /// (`my%20flow`), and the page encodes names with `encodeURIComponent`.
+    static func decoded(_ parameter: String) throws -> String {
+        guard let text = parameter.removingPercentEncoding else {
+            throw APIError(.badRequest, "\(parameter) is not a valid percent-encoded name")
+        }
+        return text
     }
 
     static func integer(_ text: String?, name: String, default value: Int, range: ClosedRange<Int>) throws -> Int {

@@ -18,11 +18,11 @@ final class APIHarness: Sendable {
     let port: Int
     private let task: Task<Void, any Error>
 
-    init(settings: FetchSettings = APIHarness.settings(), credentials: Credentials = Credentials(), token: String? = nil) async throws {
+    init(settings: FetchSettings = APIHarness.settings(), credentials: Credentials = Credentials(), token: String? = nil, allowedHosts: [String] = []) async throws {
         dir = try TempDirectory("tsr-api")
         library = try Library(home: dir.path + "/home")
         let fetcher = Fetcher(library: library, settings: settings, credentials: credentials)
-        server = try APIServer(fetcher: fetcher, configuration: APIConfiguration(host: "127.0.0.1", port: 0, token: token), downloads: DownloadCenter(eventInterval: .milliseconds(20)))
+        server = try APIServer(fetcher: fetcher, configuration: APIConfiguration(host: "127.0.0.1", port: 0, token: token, allowedHosts: allowedHosts), downloads: DownloadCenter(eventInterval: .milliseconds(20)))
         let (ports, continuation) = AsyncStream<Int>.makeStream()
         let server = self.server
         // As `tsr serve` runs it: without an executor preference on the server's task (cancelling

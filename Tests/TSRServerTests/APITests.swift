@@ -260,6 +260,9 @@ import TSRTesting
                 ("POST", "/models/download", ["url": "https://evil.example/x.safetensors", "folder": "loras"], 400, "allowlist"),
                 ("POST", "/models/download", ["url": "hf://o/r/x.safetensors", "folder": "../etc"], 400, "folder"),
                 ("DELETE", "/downloads/abc", nil, 400, "not a download id"),
+                // Refused before a download stream starts (issue 25).
+                ("POST", "/models/download", ["url": "hf://o/r/x.safetensors", "folder": "loras", "filename": "../../x"], 400, "filename"),
+                ("POST", "/models/download", ["url": "civitai:abc?token=SECRET-KEY-1234", "folder": "loras"], 400, "civitai:abc?…"),
             ]
             for (method, path, body, status, message) in cases {
                 let reply = try await api.request(method, path, json: body)
@@ -268,9 +271,33 @@ import TSRTesting
                 let error = reply.json["error"] as? String ?? ""
                 #expect(!error.isEmpty && error.contains(message), "\(method) \(path): \(error)")
             }
+            let leaked = try await api.request("POST", "/models/download", json: ["url": "civitai:1@x?token=SECRET-KEY-1234"])
+            #expect(leaked.status == 400 && !leaked.text.contains("SECRET-KEY-1234"), "a key in a bad source is never echoed: \(leaked.text)")
             let notJSON = try await api.request("POST", "/models/download", body: Data("{".utf8))
             #expect(notJSON.status == 400 && (notJSON.json["error"] as? String)?.contains("not valid JSON") == true)
             #expect(try api.library.registry.workflows().isEmpty && (try api.library.registry.stats().aliases) == 0, "nothing was stored")
+            await api.stop()
+        }
+    }
+
+    /// The page builds workflow URLs with encodeURIComponent: names with a space or non-ASCII
+    /// letters must reach the same workflow (issue 25).
+    @Test func workflowNamesInPathsArePercentDecoded() async throws {
+        try await onAPIThreads {
+            let api = try await APIHarness()
+            let workflow: [String: Any] = ["nodes": [["id": 1, "type": "VAELoader", "properties": ["models": [
+                ["name": "v.safetensors", "url": "https://huggingface.co/org/repo/resolve/main/v.safetensors", "directory": "vae"],
+            ]]]]]
+            for (encoded, name) in [("my%20flow", "my flow"), ("f%C3%BCr", "für")] {
+                let added = try await api.request("POST", "/workflows?name=\(encoded)", json: workflow)
+                #expect(added.status == 201 && added.json["name"] as? String == name, "\(added.text)")
+                let check = try await api.request("GET", "/workflows/\(encoded)/check")
+                #expect(check.status == 200, "GET /workflows/\(encoded)/check: \(check.text)")
+                let pull = try await api.request("POST", "/workflows/\(encoded)/pull")
+                #expect(pull.status != 404, "POST /workflows/\(encoded)/pull: \(pull.text)")
+            }
+            let bad = try await api.request("GET", "/workflows/%ZZ/check")
+            #expect(bad.status == 400 || bad.status == 404)
             await api.stop()
         }
     }
@@ -307,6 +334,59 @@ import TSRTesting
             #expect(try APIConfiguration.parse("[::1]:9000", token: nil).host == "::1")
             #expect(throws: APIError.self) { try APIConfiguration.parse("localhost:http", token: nil) }
             #expect(throws: APIError.self) { try APIConfiguration.parse("70000", token: nil) }
+        }
+    }
+
+    /// DNS rebinding (issue 25): a name that merely starts like a loopback address resolves
+    /// wherever its owner likes, so only literal loopback addresses and localhost pass.
+    @Test func theHostGuardAcceptsOnlyLiteralLoopbackAddressesAndLocalhost() async throws {
+        let accepted = [
+            "localhost", "LOCALHOST:8189", "LocalHost", "127.0.0.1", "127.0.0.1:80", "127.1.2.3:65535", "[::1]", "[::1]:8189",
+            "[0:0:0:0:0:0:0:1]:1", "[::ffff:127.0.0.1]:9",
+        ]
+        let refused = [
+            "127.evil.example:18189", "127.0.0.1.nip.io", "127.0.0.1.", "localhost.", "localhost.evil.example", "evil.localhost",
+            "128.0.0.1", "0.0.0.0", "127.1", "127.000.000.001", "0x7f.0.0.1", "2130706433", "[::2]", "[::ffff:10.0.0.1]", "::1",
+            "[::1", "127.0.0.1:", "127.0.0.1:http", "127.0.0.1:99999", "127.0.0.1:80:80", "", ":8189", "[]:80", "[::1]x",
+        ]
+        for authority in accepted {
+            let name = LoopbackHost.name(ofAuthority: authority)
+            #expect(name.map(LoopbackHost.isLoopback) == true, "\(authority) is this machine")
+        }
+        for authority in refused {
+            let name = LoopbackHost.name(ofAuthority: authority)
+            #expect(name.map(LoopbackHost.isLoopback) != true, "\(authority) is not this machine")
+        }
+        #expect(!(try APIConfiguration.parse("127.evil.example:9000", token: "t").isLoopback))
+        #expect(throws: APIError.self) { try APIConfiguration.parse("127.evil.example:9000", token: nil) }
+
+        try await onAPIThreads {
+            let api = try await APIHarness()
+            let port = api.port
+            for host in ["127.evil.example:\(port)", "127.0.0.1.nip.io:\(port)", "localhost.:\(port)", "127.0.0.1:\(port)x"] {
+                let read = try api.raw("GET /stats HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\n\r\n")
+                #expect(read.hasPrefix("HTTP/1.1 403"), "GET with Host: \(host)")
+                let write = try api.raw(
+                    "POST /workflows?name=rebound HTTP/1.1\r\nHost: \(host)\r\nOrigin: http://\(host)\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+                #expect(write.hasPrefix("HTTP/1.1 403"), "POST with Host and Origin \(host)")
+            }
+            for host in ["LOCALHOST:\(port)", "127.0.0.1:\(port)", "[::1]:\(port)"] {
+                let read = try api.raw("GET /stats HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\n\r\n")
+                #expect(read.hasPrefix("HTTP/1.1 200"), "GET with Host: \(host)")
+            }
+            // The same origin in other letter case is the same origin.
+            let sameOrigin = try api.raw(
+                "POST /workflows/check HTTP/1.1\r\nHost: localhost:\(port)\r\nOrigin: http://LocalHost:\(port)\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+            #expect(sameOrigin.hasPrefix("HTTP/1.1 400"), "reaches the route")
+            #expect(try api.library.registry.workflows().isEmpty, "no rebound request changed the library")
+            await api.stop()
+
+            var configured = APIHarness.settings()
+            configured.maxAttempts = 3
+            let named = try await APIHarness(settings: configured, allowedHosts: ["Studio.Lan"])
+            #expect(try named.raw("GET /stats HTTP/1.1\r\nHost: studio.lan:\(named.port)\r\nConnection: close\r\n\r\n").hasPrefix("HTTP/1.1 200"))
+            #expect(try named.raw("GET /stats HTTP/1.1\r\nHost: studio.lan.evil.example\r\nConnection: close\r\n\r\n").hasPrefix("HTTP/1.1 403"))
+            await named.stop()
         }
     }
 

@@ -20,7 +20,8 @@ struct APIOptions: ParsableArguments {
             }
             token = line
         }
-        do { return try APIConfiguration.parse(address, token: token) } catch { throw ValidationError(error.description) }
+        let hosts = (ProcessInfo.processInfo.environment["TSR_API_HOSTS"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        do { return try APIConfiguration.parse(address, token: token, allowedHosts: hosts) } catch { throw ValidationError(error.description) }
     }
 }
 
