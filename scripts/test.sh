@@ -7,9 +7,16 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 swift build --build-tests
 # Never leave a mount behind, whatever happens: a stuck FUSE mount would block the next run.
+# A mount whose daemon is stuck in the kernel cannot be killed; aborting its FUSE connection
+# (fusectl) fails every request in flight and frees it.
 cleanup_mounts() {
-  awk '/ - fuse\.tsr / {print $5}' /proc/self/mountinfo 2>/dev/null | while read -r m; do
-    case "$m" in /tmp/*) fusermount3 -uz "$m" 2>/dev/null || true ;; esac
+  awk '/ - fuse\.tsr / {print $3, $5}' /proc/self/mountinfo 2>/dev/null | while read -r dev m; do
+    case "$m" in
+      /tmp/*)
+        [ -d /sys/fs/fuse/connections/"${dev#*:}" ] || mount -t fusectl none /sys/fs/fuse/connections 2>/dev/null || true
+        echo 1 > /sys/fs/fuse/connections/"${dev#*:}"/abort 2>/dev/null || true
+        fusermount3 -uz "$m" 2>/dev/null || true ;;
+    esac
   done
 }
 trap cleanup_mounts EXIT

@@ -156,6 +156,8 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
     }
 
     let state: Mutex<State>
+    /// Sends the notifications a close owes the kernel, off the FUSE workers.
+    let notifier = Notifier()
     private let rebuildLock = NSLock()
     private let polls = Atomic<Int>(0)
 
@@ -176,6 +178,8 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         initial.quarantined = Set(try library.registry.quarantinedDigests())
         state = Mutex(initial)
     }
+
+    deinit { notifier.stop() }
 
     /// What the mount shows at `path` now (nil: nothing; registry errors are thrown).
     func resolver() -> PathResolver {
@@ -436,7 +440,13 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         }
         defer { if !dropped.isEmpty { state.withLock { $0.quarantineUnflushed.subtract(dropped) } } }
         guard let session, !pending.isEmpty else { return }
-        for item in pending {
+        Self.deliver(pending, to: session)
+    }
+
+    /// Sends invalidations to the kernel; each may wait for a directory or page lock, so only the
+    /// poller and the notifier call it, never a request handler.
+    static func deliver(_ items: [Invalidation], to session: Session) {
+        for item in items {
             switch item {
             case let .entry(parent, name): session.invalidateEntry(parent: parent, name: name)
             case let .inode(inode): session.invalidateInode(inode)
@@ -560,7 +570,13 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
     }
 
     public func readdir(_ request: Request, inode: Inode, offset: Int, size: Int, file: FileInfo, plus: Bool) {
-        guard case let .directory(listing)? = state.withLock({ $0.handles[file.handle] }) else { return request.reply(error: .badFile) }
+        guard case var .directory(listing)? = state.withLock({ $0.handles[file.handle] }) else { return request.reply(error: .badFile) }
+        // READDIRPLUS hands the kernel each entry's node: one listed before a change (a write
+        // committed since opendir) would replace the fresh dentry of that name with the old
+        // content's inode, and an open right after the writer's close(2) would read the old bytes.
+        if plus, offset < listing.entries.count, state.withLock({ $0.epoch }) != listing.epoch {
+            listing = refreshed(listing, handle: file.handle)
+        }
         request.reply(directory: listing.entries, offset: offset, size: size, plus: plus) { sent in
             guard plus, !sent.isEmpty else { return }
             // Each READDIRPLUS entry hands the kernel a lookup reference.
@@ -572,6 +588,25 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
                 }
             }
         }
+    }
+
+    /// An open directory's listing with every name that is still there resolved again (same
+    /// names, same order, so offsets stay valid), remembered for the next readdir.
+    func refreshed(_ listing: Listing, handle: UInt64) -> Listing {
+        let epoch = state.withLock { $0.epoch }
+        guard let fresh = try? resolver().listing(at: listing.path) else { return listing }
+        let byName = Dictionary(fresh.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        var updated = listing
+        for index in updated.nodes.indices {
+            guard let node = byName[updated.nodes[index].name] else { continue }
+            updated.nodes[index] = node
+            updated.entries[index] = DirectoryEntry(name: node.name, entry: entry(node))
+        }
+        updated.epoch = epoch
+        state.withLock { state in
+            if case .directory? = state.handles[handle] { state.handles[handle] = .directory(updated) }
+        }
+        return updated
     }
 
     public func releasedir(_ request: Request, inode: Inode, file: FileInfo) {
@@ -690,14 +725,19 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
             try? fd.close()
         case let .pending(write, writable)?:
             let last = write.leave()
+            var items: [Invalidation] = []
             if writable {
                 do {
-                    try commit(write, invalidateNow: true)
+                    items = try commit(write)
                 } catch {
                     logger.error("commit on release of \(write.name?.description ?? "an unlinked file") failed: \(error)")
                 }
             }
             if last { finish(write) }
+            // Nobody waits for a release: answered now, the invalidations follow on the notifier.
+            request.replyOK()
+            sendNow(items)
+            return
         default:
             break
         }

@@ -93,13 +93,15 @@ extension TensorsFileSystem {
     /// Commits a write's bytes and records them under its name; from then on the name shows the
     /// committed alias (one namespace rebuild for both).
     ///
-    /// With `invalidateNow` (flush and release, where the kernel holds no directory lock) the
-    /// name's kernel entry is dropped before returning, so the next open after close(2) finds the
-    /// new content's inode, while readers of the old content keep theirs and its page cache (§7).
+    /// Returns the invalidations that make the name's kernel entry lead to the new content's
+    /// inode (readers of the old content keep theirs and its page cache, §7). Flush and release
+    /// send them through the notifier (`sendNow`), never from the worker: flush answers close(2)
+    /// only once they are sent, so the next open after close(2) finds the new content.
     ///
     /// `closedBy` is the lock owner of a close that may not be the last (see `PendingWrite.commit`).
-    func commit(_ write: PendingWrite, closedBy owner: UInt64? = nil, invalidateNow: Bool = false) throws {
-        guard try write.commit(closedBy: owner) != nil else { return }
+    @discardableResult
+    func commit(_ write: PendingWrite, closedBy owner: UInt64? = nil) throws -> [Invalidation] {
+        guard try write.commit(closedBy: owner) != nil else { return [] }
         // The name is read under the rebuild lock, which renames and unlinks hold while they change
         // it and the registry: a rename racing with this commit either moves the recorded alias or
         // has already given the write its new name, and an unlinked write records nothing.
@@ -117,12 +119,27 @@ extension TensorsFileSystem {
             return true
         })
         redirect(shown)
-        guard invalidateNow, let session, let key = recorded else { return }
+        guard let key = recorded else { return [] }
+        var items: [Invalidation] = []
         for path in Self.shownPaths(key) {
             let name = String(path.split(separator: "/").last ?? "")
             for parent in state.withLock({ $0.known.directories(at: Self.parentPath(path)) }) {
-                session.invalidateEntry(parent: parent, name: name)
+                items.append(.entry(parent, name))
             }
+        }
+        return items
+    }
+
+    /// Sends `items` to the kernel on the notifier's thread, then runs `then` (a reply that must
+    /// follow them). Never blocks the calling worker.
+    func sendNow(_ items: [Invalidation], then: (@Sendable () -> Void)? = nil) {
+        guard !items.isEmpty, session != nil else {
+            then?()
+            return
+        }
+        notifier.enqueue { [weak self] in
+            if let self, let session = self.session { Self.deliver(items, to: session) }
+            then?()
         }
     }
 
@@ -190,8 +207,9 @@ extension TensorsFileSystem {
         do {
             // Every close(2) of every process sharing the open file flushes; only one by a process
             // that wrote commits (the last close, the release, always does).
-            try commit(write, closedBy: file.lockOwner == 0 ? nil : file.lockOwner, invalidateNow: true)
-            request.replyOK()
+            let items = try commit(write, closedBy: file.lockOwner == 0 ? nil : file.lockOwner)
+            // Answered once the kernel's entry leads to the new content (on the notifier's thread).
+            sendNow(items) { request.replyOK() }
         } catch {
             logger.error("commit of \(write.name?.description ?? "an unlinked file") failed: \(error)")
             // A new file that never committed disappears with the failed close: its name is not

@@ -77,7 +77,12 @@ public final class TestMount: @unchecked Sendable {
         while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
         if process.isRunning {
             kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            let killed = Date().addingTimeInterval(5)
+            while process.isRunning && Date() < killed { Thread.sleep(forTimeInterval: 0.05) }
+            // Still there: a thread stuck in the kernel; aborting the connection frees it.
+            if process.isRunning { Self.abortConnection(of: mountpoint) }
+            let aborted = Date().addingTimeInterval(10)
+            while process.isRunning && Date() < aborted { Thread.sleep(forTimeInterval: 0.05) }
         }
         if Self.isMounted(mountpoint) { _ = try? Shell.run("/bin/fusermount3", ["-uz", mountpoint], timeout: 10) }
     }
@@ -86,6 +91,32 @@ public final class TestMount: @unchecked Sendable {
     public func kill9() {
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
+    }
+
+    /// For a watchdog that found the mount frozen: a daemon thread stuck in the kernel cannot die
+    /// of SIGKILL, so the FUSE connection is aborted first (fusectl), which fails every request
+    /// in flight; then the daemon is killed and the mount detached. Never waits unbounded.
+    public func abortFrozen() {
+        Self.abortConnection(of: mountpoint)
+        kill(process.processIdentifier, SIGKILL)
+        let deadline = Date().addingTimeInterval(10)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        if Self.isMounted(mountpoint) { _ = try? Shell.run("/bin/fusermount3", ["-uz", mountpoint], timeout: 10) }
+    }
+
+    /// Writes 1 to `/sys/fs/fuse/connections/<minor>/abort` for the FUSE mount at `path`
+    /// (mounting fusectl there first if needed; as root only).
+    public static func abortConnection(of path: String) {
+        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return }
+        let escaped = path.replacingOccurrences(of: " ", with: "\\040")
+        guard let line = text.split(separator: "\n").first(where: { $0.split(separator: " ").count > 4 && $0.split(separator: " ")[4] == escaped }),
+            let device = line.split(separator: " ").dropFirst(2).first, let minor = device.split(separator: ":").last
+        else { return }
+        let connections = "/sys/fs/fuse/connections"
+        if !FileManager.default.fileExists(atPath: "\(connections)/\(minor)") {
+            _ = try? Shell.run("/bin/mount", ["-t", "fusectl", "none", connections], timeout: 10)
+        }
+        try? "1".write(toFile: "\(connections)/\(minor)/abort", atomically: false, encoding: .utf8)
     }
 
     /// Mounts again on the same point with the same home.

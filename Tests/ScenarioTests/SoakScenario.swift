@@ -126,7 +126,7 @@ struct SoakScenario {
             // The watchdog: a deadlocked mount never lets the workers finish.
             if group.wait(timeout: .now() + seconds + 60) == .timedOut {
                 tally.fail("deadlock: workers still blocked \(Int(seconds + 60)) s after the start")
-                mount.kill9()
+                mount.abortFrozen()
                 _ = group.wait(timeout: .now() + 30)
                 return
             }
