@@ -151,7 +151,8 @@ public final class Session: @unchecked Sendable {
             let box = Unmanaged<Box>.fromOpaque(userdata).takeUnretainedValue()
             var settings = ConnectionSettings(
                 capable: conn.pointee.capable, want: conn.pointee.want, maxBackground: conn.pointee.max_background,
-                congestionThreshold: conn.pointee.congestion_threshold, timeGranularity: conn.pointee.time_gran)
+                congestionThreshold: conn.pointee.congestion_threshold, timeGranularity: conn.pointee.time_gran,
+                maxReadahead: conn.pointee.max_readahead)
             box.handler.initialize(&settings)
             // The passthrough hooks must see every request: none may be spliced past them.
             if box.passthrough { settings.disable(ConnectionSettings.spliceRead) }
@@ -159,6 +160,7 @@ public final class Session: @unchecked Sendable {
             conn.pointee.max_background = settings.maxBackground
             conn.pointee.congestion_threshold = settings.congestionThreshold
             conn.pointee.time_gran = settings.timeGranularity
+            conn.pointee.max_readahead = settings.maxReadahead
         }
         ops.destroy = { userdata in
             guard let userdata else { return }

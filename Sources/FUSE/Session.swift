@@ -67,6 +67,9 @@ public struct ConnectionSettings: Sendable {
     public var maxBackground: UInt32
     public var congestionThreshold: UInt32
     public var timeGranularity: UInt32
+    /// The most the kernel reads ahead of a reader, in bytes (the kernel keeps the smaller of
+    /// this and its own per-device setting, 128 KiB by default).
+    public var maxReadahead: UInt32
 
     /// Asks for a capability when the kernel offers it.
     public mutating func enable(_ capability: Int32) {

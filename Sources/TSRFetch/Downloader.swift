@@ -80,6 +80,13 @@ public struct Downloader: Sendable {
         if pipe.heldBytes > 0 && state.validator == nil && request.expected == nil {
             _ = try? pipe.reset()
         }
+        // A fresh download of registered content starts from the header region registration
+        // fetched (the final digest check covers those bytes too), not from byte 0 again.
+        if pipe.heldBytes == 0, let expected = request.expected, let prefix = (try? registry.prefix(expected)) ?? nil,
+            !prefix.isEmpty, Int64(prefix.count) < (request.expectedSize ?? .max)
+        {
+            _ = prefix.withUnsafeBytes { pipe.push($0) }
+        }
         var failures = 0
         while true {
             let before = pipe.heldBytes

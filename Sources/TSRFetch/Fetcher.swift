@@ -62,6 +62,9 @@ public final class Fetcher: Sendable {
                     return try download(request, name: nil, progress: { self.report(digest.rawValue, $0, $1) }, cancel: cancel)
                 } catch {
                     if case .cancelled = error { throw error }
+                    // Wrong bytes: the stored header region may be wrong too (a download seeds
+                    // from it); the next registration fetches and checks it again.
+                    if case .digestMismatch = error { try? library.registry.dropPrefix(digest) }
                     last = error
                 }
             }

@@ -11,7 +11,7 @@ public struct SourceResolver: Sendable {
     public let credentials: Credentials
 
     /// Prefixes are fetched in units of this many bytes.
-    public static let prefixUnit = 128 << 10
+    public static let prefixUnit = HeaderRegion.unit
 
     public init(settings: FetchSettings, credentials: Credentials) {
         self.settings = settings
@@ -118,30 +118,37 @@ public struct SourceResolver: Sendable {
 
     // MARK: Prefix, size and name
 
-    /// Fetches the first bytes (128 KiB, or the whole safetensors header rounded up to 128 KiB)
-    /// with range requests; fills in the exact size and the server's file name.
+    /// Fetches the header region (`HeaderRegion`: the safetensors header rounded up to 128 KiB
+    /// plus two readahead windows, or the first 128 KiB of any other file) with at most two range
+    /// requests; fills in the exact size and the server's file name. A safetensors file whose
+    /// header length is implausible keeps no prefix (its first bytes are read, nothing more). A
+    /// file no larger than what was read comes whole: the caller verifies it before keeping it.
     func readPrefixBytes(_ file: inout RemoteFile) throws(FetchError) {
-        var collected: [UInt8] = []
-        var want = Self.prefixUnit
-        var total: Int64?
-        var disposition: String?
-        for _ in 0..<2 {
-            let (bytes, size, name) = try rangeRead(file.downloadURL, from: collected.count, to: want)
-            collected += bytes
-            total = total ?? size
-            disposition = disposition ?? name
-            guard ModelPath.isSafetensors(disposition ?? file.fileName), collected.count >= 8 else { break }
-            let needed = 8 + Int(min(Safetensors.headerLength(collected), Safetensors.maxHeaderSize))
-            let rounded = (needed + Self.prefixUnit - 1) / Self.prefixUnit * Self.prefixUnit
-            if collected.count >= needed || Int64(collected.count) >= (total ?? .max) { break }
-            want = rounded
-        }
+        var (collected, total, disposition) = try rangeRead(file.downloadURL, from: 0, to: HeaderRegion.unit)
         if let expected = file.size, let total, expected != total {
             throw .sizeMismatch(url: Redact.url(file.downloadURL), expected: expected, actual: total)
         }
-        file.size = file.size ?? total
-        file.prefix = collected
         if let disposition { file.fileName = disposition }
+        file.size = file.size ?? total
+        guard let size = file.size else {
+            file.prefix = nil
+            return
+        }
+        if Int64(collected.count) >= size {
+            file.prefix = Array(collected.prefix(Int(size)))
+            return
+        }
+        let safetensors = ModelPath.isSafetensors(file.fileName)
+        let length = safetensors && collected.count >= 8 ? Safetensors.headerLength(collected) : nil
+        guard let wanted = HeaderRegion.prefixLength(safetensors: safetensors, headerLength: length, fileSize: size) else {
+            file.prefix = nil
+            return
+        }
+        if wanted > collected.count {
+            let (rest, _, _) = try rangeRead(file.downloadURL, from: collected.count, to: wanted)
+            collected += rest
+        }
+        file.prefix = Array(collected.prefix(wanted))
     }
 
     /// Bytes `[from, to)` (fewer at the end of the file), the total size, and the name from

@@ -190,16 +190,33 @@ extension Library {
     public func registerRemote(
         digest: Digest, size: Int64, folder: String, path: String, replace: Bool, url: String, kind: String, prefix: [UInt8]?
     ) throws(LibraryError) -> AliasChange {
+        let kept = try keepWhole(digest: digest, size: size, prefix: prefix)
         let blob = remoteBlob(digest: digest, size: size, name: path, prefix: prefix)
-        let item = RemoteRegistration(blob: blob, folder: folder, path: path, replace: replace, url: url, kind: kind, prefix: prefix)
+        let item = RemoteRegistration(blob: blob, folder: folder, path: path, replace: replace, url: url, kind: kind, prefix: kept)
         do { return try registry.registerRemote(item) } catch { throw .registry(error) }
     }
 
     /// Registers a blob by its source alone, without a name (a workflow dependency whose name in
     /// the folder view stands for other content).
     public func registerRemoteBlob(digest: Digest, size: Int64, name: String, url: String, kind: String, prefix: [UInt8]?) throws(LibraryError) {
+        let kept = try keepWhole(digest: digest, size: size, prefix: prefix)
         let blob = remoteBlob(digest: digest, size: size, name: name, prefix: prefix)
-        do { try registry.registerRemoteBlob(blob, url: url, kind: kind, prefix: prefix) } catch { throw .registry(error) }
+        do { try registry.registerRemoteBlob(blob, url: url, kind: kind, prefix: kept) } catch { throw .registry(error) }
+    }
+
+    /// A prefix that is the whole file is no prefix: its bytes are verified against the digest
+    /// here and committed as the blob (so the name is `present`), or refused with both digests.
+    /// Returns the prefix to keep (nil once committed); any other prefix is returned as it is.
+    func keepWhole(digest: Digest, size: Int64, prefix: [UInt8]?) throws(LibraryError) -> [UInt8]? {
+        guard let prefix, Int64(prefix.count) >= size else { return prefix }
+        let whole = Array(prefix.prefix(Int(size)))
+        let actual: Digest
+        do { actual = try SHA256Hasher.digest(whole) } catch { throw .store(error) }
+        guard actual == digest else { throw .store(.digestMismatch(expected: digest, actual: actual, quarantined: nil)) }
+        if !store.contains(digest) {
+            do { _ = try store.put(whole, expected: digest) } catch { throw .store(error) }
+        }
+        return nil
     }
 
     /// The blob row of a file not downloaded yet: header facts from its prefix when `name` says

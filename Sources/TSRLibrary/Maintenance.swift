@@ -36,12 +36,14 @@ public struct GCReport: Sendable, Codable, Equatable {
     public var tempFiles: [String] = []
     /// Stopped downloads of files no registered entry waits for.
     public var partialDownloads: [String] = []
+    /// Bytes that failed verification, kept in quarantine/ past their age (or all of them).
+    public var quarantinedFiles: [String] = []
     public var dryRun = false
 
     enum CodingKeys: String, CodingKey {
         case blobs
         case bytesFreed = "bytes_freed", orphanFiles = "orphan_files", tempFiles = "temp_files", dryRun = "dry_run"
-        case partialDownloads = "partial_downloads"
+        case partialDownloads = "partial_downloads", quarantinedFiles = "quarantined_files"
     }
 }
 
@@ -97,7 +99,11 @@ public struct Maintenance: Sendable {
     /// Removes blobs no alias names, blob files the registry does not know (older than an hour,
     /// so an import that has committed but not yet registered is left alone), stale temp files
     /// and stopped downloads no remote entry waits for.
-    public func collectGarbage(dryRun: Bool) throws(LibraryError) -> GCReport {
+    /// How long quarantined bytes are kept for inspection before `tsr gc` removes them.
+    public static let quarantineAge: Int64 = 7 * 24 * 3600
+
+    /// `quarantineAge` (seconds): quarantined files older than this go; 0 removes them all.
+    public func collectGarbage(dryRun: Bool, quarantineAge: Int64 = Maintenance.quarantineAge) throws(LibraryError) -> GCReport {
         var report = GCReport()
         report.dryRun = dryRun
         try wrappingErrors {
@@ -133,6 +139,12 @@ public struct Maintenance: Sendable {
                 }
                 report.partialDownloads.append(partial.path)
                 report.bytesFreed += partial.size
+            }
+            let quarantineCutoff = quarantineAge == 0 ? Int64.max : Clock.nowNs() - quarantineAge * 1_000_000_000
+            for file in try library.store.quarantinedFiles() where file.mtimeNs < quarantineCutoff {
+                if !dryRun { try SystemCalls.remove(file.path) }
+                report.quarantinedFiles.append(file.path)
+                report.bytesFreed += file.size
             }
         }
         return report

@@ -10,11 +10,19 @@ public protocol BlobFetcher: Sendable {
     /// Blocks until the blob is committed to the store, or throws why it cannot be. Called on a
     /// thread of its own (never on Swift's cooperative pool, never on a FUSE worker).
     func fetch(_ digest: Digest, size: Int64) throws
+    /// Whether `error` says the source served other bytes than the digest names (then the
+    /// stored header region may be wrong too, and is dropped).
+    func isWrongBytes(_ error: any Error) -> Bool
+}
+
+extension BlobFetcher {
+    public func isWrongBytes(_ error: any Error) -> Bool { false }
 }
 
 /// Reads of files whose bytes are not local: they park their request (holding no FUSE worker
 /// thread), one fetch runs per digest whatever the number of readers, and the fetch's completion
-/// answers every parked read (§3).
+/// answers every parked read (§3). Reads inside the header region are answered from it without a
+/// download; a download that failed is not tried again until its back-off has passed.
 extension TensorsFileSystem {
     struct ParkedRead: @unchecked Sendable {
         // @unchecked: Request is Sendable; the rest are values.
@@ -29,14 +37,30 @@ extension TensorsFileSystem {
         if library.store.contains(digest) {
             return upgradeAndServe(ParkedRead(request: request, handle: handle, offset: offset, size: size), digest: digest)
         }
-        // Inside the stored prefix (the safetensors header): answered without a download (§3).
+        let expected = expectedSize(digest)
         let end = offset + Int64(size)
-        if let prefix = try? library.registry.prefix(digest), end <= Int64(prefix.count) || Int64(prefix.count) == expectedSize(digest) {
-            let from = Int(min(offset, Int64(prefix.count)))
-            let to = Int(min(end, Int64(prefix.count)))
-            return request.reply(bytes: Array(prefix[from..<to]))
+        if expected > 0 && offset >= expected { return request.reply(bytes: []) }
+        if let prefix = headerRegion(digest) {
+            if expected > 0 && Int64(prefix.count) >= expected {
+                // The whole file, kept unverified by an older registration: verified now, never
+                // served as it is.
+                if adoptWholePrefix(prefix, digest: digest, size: expected) {
+                    return upgradeAndServe(ParkedRead(request: request, handle: handle, offset: offset, size: size), digest: digest)
+                }
+                return request.reply(error: .io)
+            }
+            // Inside the header region (§3): answered without a download.
+            if end <= Int64(prefix.count) {
+                return request.reply(bytes: Array(prefix[Int(offset)..<Int(end)]))
+            }
         }
         guard let fetcher else {
+            return request.reply(error: .io)
+        }
+        // The last download failed: EIO at once until its back-off has passed, instead of a new
+        // transfer for every read and page fault.
+        let running = state.withLock { $0.fetching.contains(digest) }
+        if !running, let failure = try? library.registry.fetchFailure(digest), failure.nextTryAt > Date() {
             return request.reply(error: .io)
         }
         let parked = ParkedRead(request: request, handle: handle, offset: offset, size: size)
@@ -44,7 +68,6 @@ extension TensorsFileSystem {
             let isNew = !state.fetching.contains(digest)
             if isNew { state.fetching.insert(digest) }
             state.downloads[digest, default: []].append(parked)
-            state.failures[digest] = nil
             return isNew
         }
         // An interrupted reader (a signal, SIGKILL) is answered EINTR now; the download goes on.
@@ -59,7 +82,6 @@ extension TensorsFileSystem {
             if removed { request.reply(error: .interrupted) }
         }
         guard start else { return }
-        let expected = expectedSize(digest)
         // A thread per download: fetching blocks on the network, and its completion does file and
         // registry I/O; neither may occupy FUSE workers or Swift's small cooperative pool.
         let thread = Thread { [self] in
@@ -76,14 +98,60 @@ extension TensorsFileSystem {
         thread.start()
     }
 
+    /// The stored header region of a blob that is not here (nil: none), cached for the reads that
+    /// follow one another through it.
+    func headerRegion(_ digest: Digest) -> [UInt8]? {
+        if let cached = state.withLock({ $0.prefixes[digest] }) { return cached }
+        guard let prefix = try? library.registry.prefix(digest) else { return nil }
+        state.withLock { state in
+            if state.prefixes.count >= 16 { state.prefixes.removeAll() }
+            state.prefixes[digest] = prefix
+        }
+        return prefix
+    }
+
+    /// Commits a whole file kept as a prefix if it hashes to `digest`; otherwise records the
+    /// failure (the bytes are dropped and fetched again, checked, from the source).
+    func adoptWholePrefix(_ prefix: [UInt8], digest: Digest, size: Int64) -> Bool {
+        let whole = Array(prefix.prefix(Int(size)))
+        do {
+            let actual = try SHA256Hasher.digest(whole)
+            guard actual == digest else {
+                let reason = "the bytes registered for it hash to \(actual.rawValue), not \(digest.rawValue)"
+                logger.error("\(digest.short): \(reason); dropped")
+                forgetHeaderRegion(digest)
+                _ = try? library.registry.recordFetchFailure(digest, reason: reason, base: settings.retryBackoff, cap: settings.retryBackoffMax)
+                return false
+            }
+            _ = try library.store.put(whole, expected: digest)
+            try library.markDownloaded(Committed(digest: digest, size: size, deduplicated: false))
+            state.withLock { _ = $0.prefixes.removeValue(forKey: digest) }
+            try rebuild()
+            return true
+        } catch {
+            logger.error("committing the registered bytes of \(digest.short): \(error)")
+            return library.store.contains(digest)
+        }
+    }
+
+    /// Drops a header region that may be wrong (its download failed verification).
+    func forgetHeaderRegion(_ digest: Digest) {
+        state.withLock { _ = $0.prefixes.removeValue(forKey: digest) }
+        do { try library.registry.dropPrefix(digest) } catch { logger.error("dropping the header region of \(digest.short): \(error)") }
+    }
+
     /// The size the registry gives a blob (0 if unknown).
     func expectedSize(_ digest: Digest) -> Int64 {
         (try? library.registry.blob(digest))?.size ?? 0
     }
 
-    /// The fetch of `digest` ended: mark it present (or failed) and answer every parked read.
+    /// The fetch of `digest` ended: mark it present (or record the failure and its back-off)
+    /// and answer every parked read. A commit drops the kernel's cached pages of every file
+    /// showing the blob, so later reads (mmap included) come from the verified blob; the header
+    /// region served before is compared with it.
     func finishDownload(_ digest: Digest, outcome: Result<Void, any Error>) {
         var failure: String?
+        let served = state.withLock { $0.prefixes[digest] }
         switch outcome {
         case .success where library.store.contains(digest):
             do {
@@ -96,10 +164,19 @@ extension TensorsFileSystem {
             failure = "the download finished but the blob is not in the store"
         case let .failure(error):
             failure = "\(error)"
+            if fetcher?.isWrongBytes(error) == true { forgetHeaderRegion(digest) }
+        }
+        if let failure {
+            do {
+                let recorded = try library.registry.recordFetchFailure(digest, reason: failure, base: settings.retryBackoff, cap: settings.retryBackoffMax)
+                logger.error("download of \(digest.short) failed: \(failure); reads answer EIO until \(recorded.summary.split(separator: ",").last ?? "") (`tsr pull` tries now)")
+            } catch {
+                logger.error("download of \(digest.short) failed: \(failure) (recording it failed: \(error))")
+            }
         }
         let parked = state.withLock { state -> [ParkedRead] in
-            if let failure { state.failures[digest] = failure }
             state.fetching.remove(digest)
+            if failure == nil { state.prefixes[digest] = nil }
             return state.downloads.removeValue(forKey: digest) ?? []
         }
         for read in parked {
@@ -109,7 +186,29 @@ extension TensorsFileSystem {
                 upgradeAndServe(read, digest: digest)
             }
         }
-        if let failure { logger.error("download of \(digest.short) failed: \(failure)") }
+        guard failure == nil else { return }
+        if let served, let note = compareServed(served, digest: digest) {
+            logger.warning("\(digest.short): \(note)")
+            state.withLock { $0.notes[digest] = note }
+        }
+        // After the parked reads are answered (their pages are locked until then): drop every
+        // cached page of the files showing this blob, from the notifier's thread.
+        let inodes = state.withLock { state in
+            state.known.entries.compactMap { $0.value.node.file?.sha256 == digest ? $0.key : nil }
+        }
+        sendNow(inodes.map { .content($0) })
+    }
+
+    /// nil when the header region served before the download is the blob's first bytes; else
+    /// what differs.
+    func compareServed(_ served: [UInt8], digest: Digest) -> String? {
+        guard let fd = try? SystemCallsBridge.openBlob(store: library.store, digest: digest) else { return nil }
+        defer { try? fd.close() }
+        var bytes = [UInt8](repeating: 0, count: served.count)
+        let n = (try? bytes.withUnsafeMutableBytes { try fd.read(fromAbsoluteOffset: 0, into: $0) }) ?? 0
+        if n == served.count && bytes == served { return nil }
+        let at = (0..<min(n, served.count)).first { bytes[$0] != served[$0] } ?? min(n, served.count)
+        return "the header region served before the download differs from the verified bytes at byte \(at); cached pages were dropped, reads now come from the verified blob"
     }
 
     /// Turns a `.remote` handle into a `.blob` one now that the bytes are here, and answers the read.
@@ -144,16 +243,17 @@ extension TensorsFileSystem {
             return BlobState.present.rawValue
         }
         guard let digest = file.sha256, file.state == .remote else { return file.state.rawValue }
-        return state.withLock { state in
-            if state.fetching.contains(digest) { return "fetching" }
-            if state.failures[digest] != nil { return "failed" }
-            return "remote"
-        }
+        if library.store.contains(digest) { return BlobState.present.rawValue }
+        if state.withLock({ $0.fetching.contains(digest) }) { return "fetching" }
+        if (try? library.registry.fetchFailure(digest)) != nil { return "failed" }
+        return "remote"
     }
 
-    /// `user.tsr.error` of a file whose last download failed.
+    /// `user.tsr.error` of a file: why its last download failed and when it is tried again, or
+    /// what its verified bytes showed about the header region served before.
     func errorText(_ file: FileNode) -> String? {
         guard let digest = file.sha256 else { return nil }
-        return state.withLock { $0.failures[digest] }
+        if !library.store.contains(digest), let failure = try? library.registry.fetchFailure(digest) { return failure.summary }
+        return state.withLock { $0.notes[digest] }
     }
 }

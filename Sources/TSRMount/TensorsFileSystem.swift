@@ -29,6 +29,10 @@ public struct MountSettings: Sendable {
     public var readdirPlus = true
     public var maxBackground: UInt16 = 64
     public var threads = 16
+    /// After a failed download, reads of the file answer EIO at once for this long, doubled per
+    /// failure up to `retryBackoffMax` (seconds).
+    public var retryBackoff: TimeInterval = 60
+    public var retryBackoffMax: TimeInterval = 3600
     /// Change-log rows read one by one per refresh; past this many (a large import), everything
     /// the kernel holds is refreshed instead.
     var changeLogBatch = 10_000
@@ -58,8 +62,11 @@ public struct MountSettings: Sendable {
             case "threads":
                 guard let count = Int(value), (2...256).contains(count) else { return "threads is 2 to 256, not '\(value)'" }
                 threads = count
+            case "retry_backoff", "retry_backoff_max":
+                guard let seconds = Double(value), seconds >= 0 else { return "\(key) needs seconds, not '\(value)'" }
+                if key == "retry_backoff" { retryBackoff = seconds } else { retryBackoffMax = seconds }
             default:
-                return "unknown key '\(key)' (entry_timeout, attr_timeout, negative_timeout, readdirplus, max_background, threads)"
+                return "unknown key '\(key)' (entry_timeout, attr_timeout, negative_timeout, readdirplus, max_background, threads, retry_backoff, retry_backoff_max)"
             }
         }
         return nil
@@ -109,8 +116,11 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         var downloads: [Digest: [ParkedRead]] = [:]
         /// Digests with a download running (which may have no reader left waiting).
         var fetching: Set<Digest> = []
-        /// Why the last download of a digest failed (user.tsr.error).
-        var failures: [Digest: String] = [:]
+        /// Header regions of files not here yet, as last read from the registry (a few at a time).
+        var prefixes: [Digest: [UInt8]] = [:]
+        /// What was found when a download committed: the header region served before it differed
+        /// from the verified bytes (user.tsr.error).
+        var notes: [Digest: String] = [:]
         /// Blobs that failed verification: handles opened on them before stop reading the moved
         /// file and fetch the content again.
         var quarantined: Set<Digest> = []
@@ -176,6 +186,8 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         initial.generation = start.generation
         initial.changeSeq = start.latest
         initial.quarantined = Set(try library.registry.quarantinedDigests())
+        // A (re)mount tries every failed download again at its first read.
+        do { try library.registry.retryFetchFailuresNow() } catch { logger.warning("resetting download back-offs: \(error)") }
         state = Mutex(initial)
     }
 
@@ -520,6 +532,9 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         connection.maxBackground = UInt32(settings.maxBackground)
         connection.congestionThreshold = UInt32(settings.maxBackground) * 3 / 4
         connection.timeGranularity = 1
+        // Header peeks must stay inside the stored header region (HeaderRegion), which allows
+        // for two readahead windows of at most this size.
+        connection.maxReadahead = UInt32(HeaderRegion.readaheadLimit)
     }
 
     public func lookup(_ request: Request, parent: Inode, name: String) {

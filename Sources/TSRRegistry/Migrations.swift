@@ -30,6 +30,9 @@ enum Migrations {
         migrator.registerMigration("v8-directory-newest") { db in
             try db.execute(sql: v8)
         }
+        migrator.registerMigration("v9-fetch-failures") { db in
+            try db.execute(sql: v9)
+        }
         return migrator
     }
 
@@ -251,6 +254,26 @@ enum Migrations {
         CREATE TRIGGER generation_blob_insert AFTER INSERT ON blobs BEGIN UPDATE registry_generation SET generation = generation + 1; END;
         CREATE TRIGGER generation_blob_update AFTER UPDATE ON blobs BEGIN UPDATE registry_generation SET generation = generation + 1; END;
         CREATE TRIGGER generation_blob_delete AFTER DELETE ON blobs BEGIN UPDATE registry_generation SET generation = generation + 1; END;
+        """
+
+    static let v9 = """
+        -- The last failed download of a blob that is not here (wrong bytes, an HTTP error, a
+        -- stall): reads through the mount answer EIO at once until next_try_at instead of
+        -- starting a transfer per read or page fault. attempts grows the wait (1 min … 1 h).
+        -- A new source, the blob arriving, `tsr pull` or a remount ends the wait.
+        CREATE TABLE fetch_failures (
+            sha256 TEXT PRIMARY KEY NOT NULL REFERENCES blobs(sha256) ON DELETE CASCADE,
+            reason TEXT NOT NULL,
+            attempts INTEGER NOT NULL CHECK (attempts >= 1),
+            failed_at TEXT NOT NULL,
+            next_try_at TEXT NOT NULL
+        );
+        CREATE TRIGGER fetch_failures_new_source AFTER INSERT ON sources BEGIN
+            DELETE FROM fetch_failures WHERE sha256 = NEW.sha256;
+        END;
+        CREATE TRIGGER fetch_failures_present AFTER UPDATE OF state ON blobs WHEN NEW.state = 'present' BEGIN
+            DELETE FROM fetch_failures WHERE sha256 = NEW.sha256;
+        END;
         """
 
     static let v3 = """

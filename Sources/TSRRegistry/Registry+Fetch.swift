@@ -94,7 +94,10 @@ extension Registry {
             }
             try Self.upsertBlob(item.blob, db)
             try Self.addSource(item.blob.sha256, url: item.url, kind: item.kind, db)
-            if let prefix = item.prefix {
+            if item.blob.state == .present {
+                // Nothing to peek at before a download that is not needed.
+                try db.execute(sql: "DELETE FROM blob_prefixes WHERE sha256 = ?", arguments: [item.blob.sha256])
+            } else if let prefix = item.prefix {
                 try db.execute(
                     sql: "INSERT INTO blob_prefixes (sha256, bytes) VALUES (?, ?) ON CONFLICT(sha256) DO UPDATE SET bytes = excluded.bytes",
                     arguments: [item.blob.sha256, Data(prefix)])
@@ -108,6 +111,7 @@ extension Registry {
         try write { db in
             try Self.upsertBlob(record, db)
             try db.execute(sql: "DELETE FROM blob_prefixes WHERE sha256 = ?", arguments: [record.sha256])
+            try db.execute(sql: "DELETE FROM fetch_failures WHERE sha256 = ?", arguments: [record.sha256])
         }
     }
 
@@ -123,6 +127,90 @@ extension Registry {
 
     public func removePartialDownload(_ key: String) throws(RegistryError) {
         try write { db in _ = try PartialDownloadRecord.deleteOne(db, key: key) }
+    }
+}
+
+/// Why the last download of a blob failed, and when the mount tries again.
+public struct FetchFailure: Sendable, Equatable {
+    public var reason: String
+    public var attempts: Int
+    public var failedAt: Date
+    public var nextTryAt: Date
+
+    /// "failed: <reason>, next try at <time>" (the time in UTC, to the second).
+    public var summary: String {
+        "failed: \(reason), next try at \(Self.format(nextTryAt))"
+    }
+
+    static func format(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.string(from: date)
+    }
+
+    /// How long to wait after `attempts` failures: `base` doubled per attempt, at most `cap`.
+    public static func backoff(attempts: Int, base: TimeInterval, cap: TimeInterval) -> TimeInterval {
+        min(cap, base * pow(2, Double(max(0, min(attempts - 1, 30)))))
+    }
+}
+
+extension Registry {
+    // MARK: Failed downloads
+
+    /// Records a failed download of `digest`: one more attempt, the next try after the back-off.
+    @discardableResult
+    public func recordFetchFailure(
+        _ digest: Digest, reason: String, now: Date = Date(), base: TimeInterval = 60, cap: TimeInterval = 3600
+    ) throws(RegistryError) -> FetchFailure {
+        try write { db in
+            let attempts = (try Int.fetchOne(db, sql: "SELECT attempts FROM fetch_failures WHERE sha256 = ?", arguments: [digest]) ?? 0) + 1
+            let next = now.addingTimeInterval(FetchFailure.backoff(attempts: attempts, base: base, cap: cap))
+            try db.execute(
+                sql: """
+                    INSERT INTO fetch_failures (sha256, reason, attempts, failed_at, next_try_at) VALUES (?, ?, ?, ?, ?)
+                    ON CONFLICT(sha256) DO UPDATE SET reason = excluded.reason, attempts = excluded.attempts,
+                        failed_at = excluded.failed_at, next_try_at = excluded.next_try_at
+                    """,
+                arguments: [digest, reason, attempts, now, next])
+            return FetchFailure(reason: reason, attempts: attempts, failedAt: now, nextTryAt: next)
+        }
+    }
+
+    /// The last failure of `digest`'s download, if it has not arrived since.
+    public func fetchFailure(_ digest: Digest) throws(RegistryError) -> FetchFailure? {
+        try read { db in
+            try Row.fetchOne(db, sql: "SELECT reason, attempts, failed_at, next_try_at FROM fetch_failures WHERE sha256 = ?", arguments: [digest])
+                .map { FetchFailure(reason: $0[0], attempts: $0[1], failedAt: $0[2], nextTryAt: $0[3]) }
+        }
+    }
+
+    /// Every recorded failure, by digest.
+    public func fetchFailures() throws(RegistryError) -> [Digest: FetchFailure] {
+        try read { db in
+            var all: [Digest: FetchFailure] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT sha256, reason, attempts, failed_at, next_try_at FROM fetch_failures") {
+                guard let digest = Digest(rawValue: row[0]) else { continue }
+                all[digest] = FetchFailure(reason: row[1], attempts: row[2], failedAt: row[3], nextTryAt: row[4])
+            }
+            return all
+        }
+    }
+
+    /// Tries again at once: `tsr pull` of the name forgets its failure.
+    public func clearFetchFailure(_ digest: Digest) throws(RegistryError) {
+        try write { db in try db.execute(sql: "DELETE FROM fetch_failures WHERE sha256 = ?", arguments: [digest]) }
+    }
+
+    /// Ends every wait (a mount starting tries each failed download again at its first read); the
+    /// reasons and attempt counts stay.
+    public func retryFetchFailuresNow(_ now: Date = Date()) throws(RegistryError) {
+        try write { db in try db.execute(sql: "UPDATE fetch_failures SET next_try_at = ? WHERE next_try_at > ?", arguments: [now, now]) }
+    }
+
+    /// Drops the stored first bytes of a blob (its download failed verification: they may be
+    /// wrong too; the next registration fetches and checks them again).
+    public func dropPrefix(_ digest: Digest) throws(RegistryError) {
+        try write { db in try db.execute(sql: "DELETE FROM blob_prefixes WHERE sha256 = ?", arguments: [digest]) }
     }
 }
 

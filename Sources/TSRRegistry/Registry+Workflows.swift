@@ -174,7 +174,10 @@ extension Registry {
         try write { db in
             try Self.upsertBlob(blob, db)
             try Self.addSource(blob.sha256, url: url, kind: kind, db)
-            if let prefix {
+            if blob.state == .present {
+                // Nothing to peek at before a download that is not needed.
+                try db.execute(sql: "DELETE FROM blob_prefixes WHERE sha256 = ?", arguments: [blob.sha256])
+            } else if let prefix {
                 try db.execute(
                     sql: "INSERT INTO blob_prefixes (sha256, bytes) VALUES (?, ?) ON CONFLICT(sha256) DO UPDATE SET bytes = excluded.bytes",
                     arguments: [blob.sha256, Data(prefix)])

@@ -34,16 +34,18 @@ struct ModelSummary: Encodable {
     var sha256: String
     var size: Int64
     var state: String
+    var downloadError: String?
     var baseModel: String
     var creator: String?
     var civitaiName: String?
     var civitaiModelId: Int64?
     var names: [AliasName]
 
-    init(_ model: CatalogModel) {
+    init(_ model: CatalogModel, failure: FetchFailure? = nil) {
         sha256 = model.sha256.rawValue
         size = model.size
         state = model.state.rawValue
+        downloadError = model.state == .remote ? failure?.summary : nil
         baseModel = model.baseModel ?? "unknown"
         creator = model.creator
         civitaiName = model.civitaiName
@@ -53,6 +55,7 @@ struct ModelSummary: Encodable {
 
     enum CodingKeys: String, CodingKey {
         case sha256, size, state, creator, names
+        case downloadError = "download_error"
         case baseModel = "base_model", civitaiName = "civitai_name", civitaiModelId = "civitai_model_id"
     }
 }
@@ -125,6 +128,7 @@ struct ModelDetail: Encodable {
     var sha256: String
     var size: Int64
     var state: String
+    var downloadError: String?
     var baseModel: String
     var names: [AliasName]
     var tensorCount: Int?
@@ -137,6 +141,7 @@ struct ModelDetail: Encodable {
 
     enum CodingKeys: String, CodingKey {
         case sha256, size, state, names, metadata, sources, civitai
+        case downloadError = "download_error"
         case baseModel = "base_model", tensorCount = "tensor_count", headerSize = "header_size"
         case triggerWords = "trigger_words", examplePrompts = "example_prompts"
     }

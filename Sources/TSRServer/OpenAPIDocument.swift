@@ -64,6 +64,10 @@ enum OpenAPIDocument {
        "quarantined"
       ]
      },
+     "download_error": {
+      "type": "string",
+      "description": "For a remote model whose last download failed: why, and when the mount tries again (reads answer EIO until then)."
+     },
      "base_model": {
       "type": "string"
      },
@@ -143,6 +147,9 @@ enum OpenAPIDocument {
       "type": "integer"
      },
      "state": {
+      "type": "string"
+     },
+     "download_error": {
       "type": "string"
      },
      "base_model": {

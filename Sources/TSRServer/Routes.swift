@@ -61,9 +61,10 @@ struct Routes: Sendable {
         let limit = try Self.integer(query.get("limit"), name: "limit", default: 200, range: 1...5000)
         let offset = try Self.integer(query.get("offset"), name: "offset", default: 0, range: 0...Int.max)
         let all = try registry.catalog()
+        let failures = try registry.fetchFailures()
         let kept = all.filter(filter.keeps)
         return try JSONBody.response(ModelList(
-            total: kept.count, offset: offset, models: kept.dropFirst(offset).prefix(limit).map(ModelSummary.init),
+            total: kept.count, offset: offset, models: kept.dropFirst(offset).prefix(limit).map { ModelSummary($0, failure: failures[$0.sha256]) },
             facets: Facets(all)))
     }
 
@@ -73,7 +74,8 @@ struct Routes: Sendable {
         let info = try Inspector(library: library).info(digest.rawValue, cwd: "/")
         let link = try registry.civitaiLink(digest)
         var detail = ModelDetail(
-            sha256: digest.rawValue, size: blob.size, state: blob.state.rawValue, baseModel: link?.baseModel ?? info.baseModel,
+            sha256: digest.rawValue, size: blob.size, state: blob.state.rawValue,
+            downloadError: blob.state == .remote ? try registry.fetchFailure(digest)?.summary : nil, baseModel: link?.baseModel ?? info.baseModel,
             names: try registry.aliases(of: digest).map { AliasName(folder: $0.folder, path: $0.path) },
             tensorCount: info.tensorCount, headerSize: info.headerSize, metadata: info.metadata,
             sources: try registry.sources(of: digest).map { SourceBody(url: $0.url, kind: $0.kind) },

@@ -221,16 +221,68 @@ public final class BlobStore: Sendable {
         return Committed(digest: digest, size: size, deduplicated: false)
     }
 
-    /// Moves bytes that failed verification out of the way, keeping them for inspection.
+    /// Moves bytes that failed verification out of the way, keeping them for inspection: one
+    /// copy per distinct wrong content, named by the digest it actually has (the same wrong
+    /// bytes downloaded again are dropped, not kept twice), and the folder kept within
+    /// `quarantineLimit` by removing the oldest other copies. Returns where the bytes are.
     func quarantine(path: String, actual: Digest) -> String? {
-        let target = "\(layout.quarantine)/\(actual.rawValue).\(sequence.add(1, ordering: .relaxed).oldValue).\(getpid())"
+        let target = "\(layout.quarantine)/\(actual.rawValue)"
+        if (try? SystemCalls.status(target)) != nil {
+            try? SystemCalls.remove(path)
+            return target
+        }
         do {
             try SystemCalls.rename(path, to: target)
-            return target
         } catch {
             try? SystemCalls.remove(path)
             return nil
         }
+        _ = try? trimQuarantine(limit: quarantineLimit, keeping: target)
+        return target
+    }
+
+    /// The most bytes quarantine/ keeps (`TSR_QUARANTINE_LIMIT` in bytes; 20 GiB by default):
+    /// past it the oldest copies go, never the newest.
+    public var quarantineLimit: Int64 {
+        getenv("TSR_QUARANTINE_LIMIT").flatMap { Int64(String(cString: $0)) } ?? 20 << 30
+    }
+
+    /// Every file in quarantine/ with its size and modification time, oldest first.
+    public func quarantinedFiles() throws(StoreError) -> [(path: String, size: Int64, mtimeNs: Int64)] {
+        var files: [(path: String, size: Int64, mtimeNs: Int64)] = []
+        for name in try SystemCalls.listDirectory(layout.quarantine) {
+            let path = layout.quarantine + "/" + String(decoding: name, as: UTF8.self)
+            guard let status = try? SystemCalls.status(path), status.isRegularFile else { continue }
+            files.append((path, status.size, status.mtimeNs))
+        }
+        return files.sorted { $0.mtimeNs < $1.mtimeNs }
+    }
+
+    /// Removes quarantined files, oldest first, until they take at most `limit` bytes (never
+    /// `keeping`). Returns how many bytes were freed.
+    @discardableResult
+    public func trimQuarantine(limit: Int64, keeping: String? = nil) throws(StoreError) -> Int64 {
+        let files = try quarantinedFiles()
+        var total = files.reduce(0) { $0 + $1.size }
+        var freed: Int64 = 0
+        for file in files where total > limit && file.path != keeping {
+            try SystemCalls.remove(file.path)
+            total -= file.size
+            freed += file.size
+        }
+        return freed
+    }
+
+    /// Removes quarantined files last modified before `cutoffNs` (all of them for `.max`).
+    /// Returns how many files and bytes went.
+    public func removeQuarantined(olderThanNs cutoffNs: Int64) throws(StoreError) -> (files: Int, bytes: Int64) {
+        var removed = (files: 0, bytes: Int64(0))
+        for file in try quarantinedFiles() where file.mtimeNs < cutoffNs {
+            try SystemCalls.remove(file.path)
+            removed.files += 1
+            removed.bytes += file.size
+        }
+        return removed
     }
 
     // MARK: Adopting existing files

@@ -69,6 +69,16 @@ public final class FixtureServer: Sendable {
     /// Every request received so far.
     public var requests: [Request] { log.withLock { $0 } }
 
+    /// How many body bytes a `Range` header asks for of a file of `size` bytes (all of them
+    /// without one).
+    public static func rangeLength(_ range: String?, size: Int) -> Int {
+        guard let range, range.hasPrefix("bytes=") else { return size }
+        let spec = range.dropFirst(6).split(separator: "-", omittingEmptySubsequences: false)
+        let first = Int(spec.first ?? "") ?? 0
+        let last = spec.count > 1 ? Int(spec[1]) ?? size - 1 : size - 1
+        return max(0, min(last, size - 1) - first + 1)
+    }
+
     /// Stops accepting and closes open connections (a stalled handler's writes then fail).
     public func stop() {
         guard !stopped.exchange(true, ordering: .relaxed) else { return }

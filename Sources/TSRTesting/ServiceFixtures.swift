@@ -12,10 +12,14 @@ public final class HuggingFaceFixture: Sendable {
         public var bytes: [UInt8]
         public var lfs: Bool
         public var gated: Bool
-        public init(bytes: [UInt8], lfs: Bool = true, gated: Bool = false) {
+        /// What the CDN sends instead of `bytes` (a damaged copy: the hub still names `bytes`'
+        /// SHA-256 and size).
+        public var served: [UInt8]?
+        public init(bytes: [UInt8], lfs: Bool = true, gated: Bool = false, served: [UInt8]? = nil) {
             self.bytes = bytes
             self.lfs = lfs
             self.gated = gated
+            self.served = served
         }
     }
 
@@ -36,7 +40,7 @@ public final class HuggingFaceFixture: Sendable {
             guard let file = all.values.first(where: { (try? SHA256Hasher.digest($0.bytes).rawValue) == digest }) else {
                 return connection.respond(404)
             }
-            connection.serveFile(file.bytes, request: request, etag: "\"cdn-\(digest.prefix(8))\"")
+            connection.serveFile(file.served ?? file.bytes, request: request, etag: "\"cdn-\(digest.prefix(8))\"")
         }
         self.cdn = cdn
         hub = try FixtureServer { request, connection in
@@ -69,6 +73,14 @@ public final class HuggingFaceFixture: Sendable {
     public var endpoint: String { hub.localhostURL }
 
     public func set(_ key: String, _ file: File) { files.withLock { $0[key] = file } }
+
+    /// Body bytes the CDN was asked for so far (from each GET's Range, capped by the file's size):
+    /// what crossed the network.
+    public func cdnBytes(of digest: String, size: Int) -> Int {
+        cdn.requests.filter { $0.method == "GET" && $0.path.hasSuffix(digest) }.reduce(0) { total, request in
+            total + FixtureServer.rangeLength(request.header("range"), size: size)
+        }
+    }
 }
 
 /// A CivitAI emulator: `/api/v1/models/{id}` and `/api/v1/model-versions/{id}` answer with the

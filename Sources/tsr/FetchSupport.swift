@@ -225,4 +225,11 @@ struct MountBlobFetcher: BlobFetcher {
     func fetch(_ digest: Digest, size: Int64) throws {
         _ = try fetcher.fetch(digest)
     }
+
+    func isWrongBytes(_ error: any Error) -> Bool {
+        switch error as? FetchError {
+        case .digestMismatch?, .sizeMismatch?: return true
+        default: return false
+        }
+    }
 }

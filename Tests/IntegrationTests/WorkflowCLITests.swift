@@ -9,7 +9,8 @@ import TSRTesting
     let dir: TempDirectory
     var home: String { dir.path + "/home" }
     let checkpoint = SafetensorsBuilder(metadata: ["modelspec.architecture": "stable-diffusion-xl-v1-base"], tensors: [("w", "U8", [1 << 20])], fill: 1).bytes()
-    let vae = SafetensorsBuilder(tensors: [("decoder.w", "U8", [200_000])], fill: 2).bytes()
+    // Larger than the header region registration fetches (else it is verified and stored then).
+    let vae = SafetensorsBuilder(tensors: [("decoder.w", "U8", [600_000])], fill: 2).bytes()
     let other = SafetensorsBuilder(tensors: [("w", "U8", [1000])], fill: 9).bytes()
 
     init() throws { dir = try TempDirectory("tsr-workflow-cli") }

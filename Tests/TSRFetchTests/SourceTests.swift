@@ -65,7 +65,7 @@ import TSRTesting
 
 /// Resolution against the Hugging Face and CivitAI emulators.
 @Suite struct ResolverTests {
-    let header = SafetensorsBuilder(metadata: ["modelspec.architecture": "stable-diffusion-xl-v1-base"], tensors: [("weight", "U8", [300_000])], fill: 3).bytes()
+    let header = SafetensorsBuilder(metadata: ["modelspec.architecture": "stable-diffusion-xl-v1-base"], tensors: [("weight", "U8", [1_000_000])], fill: 3).bytes()
 
     func settings(hf: HuggingFaceFixture? = nil, civitai: CivitAIFixture? = nil) -> FetchSettings {
         var settings = FetchHome.settings()
@@ -81,10 +81,11 @@ import TSRTesting
         #expect(file.digest == (try SHA256Hasher.digest(header)) && file.size == Int64(header.count))
         #expect(file.fileName == "model.safetensors" && file.canonicalURL == "https://huggingface.co/org/repo/resolve/main/unet/model.safetensors")
         let prefix = try #require(file.prefix)
-        #expect(prefix.count == SourceResolver.prefixUnit && Array(header.prefix(prefix.count)) == prefix)
+        // The header region: the header rounded up to 128 KiB, plus two readahead windows.
+        #expect(prefix.count == HeaderRegion.unit + HeaderRegion.margin && Array(header.prefix(prefix.count)) == prefix)
         #expect(try Safetensors.parse(bytes: prefix, fileSize: Int64(header.count)).tensorCount > 0)
         let bodyBytes = hf.cdn.requests.filter { $0.method == "GET" }.compactMap { $0.header("range") }
-        #expect(bodyBytes == ["bytes=0-131071"], "only the prefix was requested")
+        #expect(bodyBytes == ["bytes=0-131071", "bytes=131072-393215"], "only the header region was requested")
     }
 
     @Test func smallNonLFSFilesHaveNoDigestAndGatedReposNameHFToken() throws {

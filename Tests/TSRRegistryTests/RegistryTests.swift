@@ -14,14 +14,43 @@ import TSRTesting
         try TempDirectory.with { dir in try body(try Registry(path: dir.path + "/models.db"), dir) }
     }
 
+    /// A failed download waits 1 min, 2, 4 … up to an hour before the mount tries again; a new
+    /// source, the bytes arriving, or a restart end the wait (issue 17).
+    @Test func aFailedDownloadBacksOffAndANewSourceOrTheBlobArrivingEndsTheWait() throws {
+        try Self.withRegistry { registry, _ in
+            let digest = Self.digest(7)
+            try registry.upsertBlob(BlobRecord(sha256: digest, size: 10, state: .remote))
+            let start = Date(timeIntervalSince1970: 1_000_000)
+            var waits: [TimeInterval] = []
+            for attempt in 1...8 {
+                let failure = try registry.recordFetchFailure(digest, reason: "HTTP 503", now: start)
+                #expect(failure.attempts == attempt)
+                waits.append(failure.nextTryAt.timeIntervalSince(start))
+            }
+            #expect(waits == [60, 120, 240, 480, 960, 1920, 3600, 3600])
+            #expect(try registry.fetchFailure(digest)?.summary.hasPrefix("failed: HTTP 503, next try at 1970-01-12T") == true)
+            try registry.retryFetchFailuresNow(start)
+            #expect(try registry.fetchFailure(digest)?.nextTryAt == start, "a restart tries at once")
+            #expect(try registry.fetchFailure(digest)?.attempts == 8, "and keeps the count")
+            try registry.addSource(digest, url: "https://example.org/a", kind: "url")
+            #expect(try registry.fetchFailure(digest) == nil, "a new source tries at once")
+            try registry.recordFetchFailure(digest, reason: "wrong bytes")
+            try registry.addSource(digest, url: "https://example.org/a", kind: "url")
+            #expect(try registry.fetchFailure(digest) != nil, "the same source again is no change")
+            try registry.setState(digest, .present)
+            #expect(try registry.fetchFailures().isEmpty, "the bytes arrived")
+        }
+    }
+
     @Test func migrationsCreateEveryTableAndViewOnce() throws {
         try Self.withRegistry { registry, dir in
-            #expect(try registry.appliedMigrations() == ["v1-store-registry-civitai-cache", "v2-mount-change-tracking", "v3-blob-prefixes", "v4-partial-downloads", "v5-workflows", "v6-civitai-lookups-and-search", "v7-mount-change-log", "v8-directory-newest"])
+            #expect(try registry.appliedMigrations() == ["v1-store-registry-civitai-cache", "v2-mount-change-tracking", "v3-blob-prefixes", "v4-partial-downloads", "v5-workflows", "v6-civitai-lookups-and-search", "v7-mount-change-log", "v8-directory-newest", "v9-fetch-failures"])
             let tables = Set(try registry.tableCounts().keys)
             for table in [
                 "blobs", "aliases", "local_files", "safetensor_metadata", "sources", "creators", "models", "model_versions",
                 "trained_words", "version_files", "file_hashes", "tags", "model_tags", "version_images",
                 "image_generation_params", "image_resources", "partial_downloads", "workflows", "workflow_entries", "civitai_lookups", "models_fts",
+                "fetch_failures",
             ] {
                 #expect(tables.contains(table), "missing table \(table)")
             }
@@ -29,7 +58,7 @@ import TSRTesting
             // Reopening applies nothing again and keeps the data.
             try registry.upsertBlob(BlobRecord(sha256: Self.digest(1), size: 1, state: .present))
             let again = try Registry(path: dir.path + "/models.db")
-            #expect(try again.appliedMigrations().count == 8)
+            #expect(try again.appliedMigrations().count == 9)
             #expect(try again.blob(Self.digest(1))?.size == 1)
         }
     }

@@ -73,11 +73,23 @@ struct DoctorCommand: ParsableCommand {
                     fix: "stop every tsr process, copy the home aside, and run sqlite3 \(library.layout.database) '.recover' into a new models.db")
             }
             let quarantined = try library.registry.blobs(state: .quarantined)
-            if quarantined.isEmpty {
-                add("store", .ok, "no quarantined blob")
-            } else {
-                add("store", .warn, "\(quarantined.count) blob\(quarantined.count == 1 ? "" : "s") failed verification (bytes in \(library.layout.quarantine))",
+            if !quarantined.isEmpty {
+                add("store", .warn, "\(quarantined.count) stored blob\(quarantined.count == 1 ? "" : "s") failed verification",
                     fix: "`tsr pull --all-missing` fetches those with a source again; `tsr verify` re-checks the rest")
+            }
+            let files = try library.store.quarantinedFiles()
+            if files.isEmpty {
+                if quarantined.isEmpty { add("store", .ok, "nothing quarantined") }
+            } else {
+                let bytes = files.reduce(0) { $0 + $1.size }
+                add("quarantine", .info, "\(files.count) file\(files.count == 1 ? "" : "s") of wrong bytes kept for inspection, \(formatBytes(bytes)) in \(library.layout.quarantine) (at most \(formatBytes(library.store.quarantineLimit)))",
+                    fix: "`tsr gc` removes those older than a week, `tsr gc --quarantine` all of them")
+            }
+            let failures = try library.registry.fetchFailures()
+            if !failures.isEmpty {
+                let example = failures.min { $0.value.nextTryAt < $1.value.nextTryAt }!
+                add("downloads", .warn, "\(failures.count) download\(failures.count == 1 ? "" : "s") failed; reads of \(failures.count == 1 ? "that file" : "those files") answer EIO until the next try (e.g. \(example.key.short): \(example.value.summary))",
+                    fix: "`tsr pull NAME` tries one again now; `tsr list` shows which")
             }
             let temp = try library.store.staleTempFiles().count
             let partials = try library.store.idlePartials()

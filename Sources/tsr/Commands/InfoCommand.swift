@@ -1,5 +1,7 @@
 import ArgumentParser
 import TSRLibrary
+import TSRRegistry
+import TSRStore
 
 struct InfoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -22,7 +24,10 @@ struct InfoCommand: ParsableCommand {
             if let path = report.path { Out.line("path:         \(path)") }
             Out.line("sha256:       \(report.sha256)")
             Out.line("size:         \(report.size) (\(formatBytes(report.size)))")
-            if let state = report.state { Out.line("state:        \(state)") }
+            if let state = report.state {
+                let failure = state == BlobState.remote.rawValue ? (Digest(rawValue: report.sha256).flatMap { try? library.registry.fetchFailure($0) }) : nil
+                Out.line("state:        \(failure?.summary ?? state)")
+            }
             Out.line("base model:   \(report.baseModel)")
             if let count = report.tensorCount { Out.line("tensors:      \(count)") }
             if let size = report.headerSize { Out.line("header size:  \(size)") }

@@ -11,9 +11,11 @@ struct ListItem: Codable {
     var size: Int64
     var state: String
     var baseModel: String
+    /// Why the last download failed and when the mount tries again (state "failed").
+    var error: String?
 
     enum CodingKeys: String, CodingKey {
-        case folder, name, sha256, size, state
+        case folder, name, sha256, size, state, error
         case baseModel = "base_model"
     }
 }
@@ -37,8 +39,12 @@ struct ListCommand: ParsableCommand {
                 do throws(NameError) { return try ModelPath.validateFolder(value) } catch { throw ValidationError(error.description) }
             }
             let rows = try library.registry.listing(folder: key, baseModel: base)
-            let items = rows.map {
-                ListItem(folder: $0.folder, name: $0.path, sha256: $0.sha256.rawValue, size: $0.size, state: $0.state.rawValue, baseModel: $0.baseModel ?? BaseModel.unknown)
+            let failures = try library.registry.fetchFailures()
+            let items = rows.map { row in
+                let failure = row.state == .remote ? failures[row.sha256] : nil
+                return ListItem(
+                    folder: row.folder, name: row.path, sha256: row.sha256.rawValue, size: row.size, state: failure == nil ? row.state.rawValue : "failed",
+                    baseModel: row.baseModel ?? BaseModel.unknown, error: failure?.summary)
             }
             if output.json {
                 try Out.json(items)
@@ -53,6 +59,9 @@ struct ListCommand: ParsableCommand {
                 let name = item.folder + "/" + item.name
                 let padded = name.count < width ? name + String(repeating: " ", count: width - name.count) : name
                 Out.line("\(padded)  \(formatBytes(item.size).leftPadded(10))  \(item.state.padded(7))  \(item.baseModel.padded(12))  \(item.sha256.prefix(12))")
+            }
+            for item in items {
+                if let error = item.error { Out.line("\(item.folder)/\(item.name): \(error) (`tsr pull \(item.folder)/\(item.name)` tries now)") }
             }
         }
     }

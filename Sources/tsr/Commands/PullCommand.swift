@@ -10,14 +10,16 @@ struct PullCommand: ParsableCommand {
         commandName: "pull",
         abstract: "Download models now: new sources, or everything registered but not here yet.",
         discussion: """
-            `tsr pull SOURCE` registers SOURCE like `tsr add` and downloads it. A source that does not
+            `tsr pull SOURCE` registers SOURCE like `tsr add` and downloads it; `tsr pull FOLDER/NAME`
+            downloads a registered name's bytes now, also when an earlier download failed and the
+            mount is waiting before it tries again. A source that does not
             tell its SHA-256 is trusted on this first download (give --sha256 to check it). Downloads
             resume where they stopped, are verified, and are never visible before they are. --json
             prints one NDJSON event per line (message, progress, bytes, total_bytes), then a
             "completed" or "error" line per file.
             """)
 
-    @Argument(help: "hf://…, civitai:…, or URLs.") var sources: [String] = []
+    @Argument(help: "hf://…, civitai:…, URLs, or registered names (FOLDER/NAME).") var sources: [String] = []
     @Flag(help: "Download every registered file whose bytes are not here (or were quarantined and have a source).") var allMissing = false
     @Option(help: "ComfyUI folder key (default: the CivitAI type's folder).") var folder: String?
     @Option(help: "Name inside the folder (one SOURCE only).") var name: String?
@@ -37,14 +39,37 @@ struct PullCommand: ParsableCommand {
     func run() throws {
         let settings = fetchOptions.settings
         var specs: [(SourceSpec, String?)] = []
+        var names: [(folder: String, path: String)] = []
         for source in sources {
-            do { specs.append(try SourceSpec.parse(source, settings: settings)) } catch { throw ValidationError(error.description) }
+            do {
+                specs.append(try SourceSpec.parse(source, settings: settings))
+            } catch {
+                // Not a source: a registered name (checked once the home is open).
+                guard let alias = try? ModelPath.parseAlias(source) else { throw ValidationError(error.description) }
+                names.append(alias)
+            }
         }
         var credentials = try fetchOptions.credentials(for: Set(specs.map(\.0.kind)), urlKey: specs.compactMap(\.1).first)
         let reporter = DownloadReporter(json: output.json)
         var failures = 0
         try runReporting(json: output.json) {
             let library = try homeOptions.open()
+            for alias in names {
+                let label = "\(alias.folder)/\(alias.path)"
+                do {
+                    guard let record = try library.registry.alias(folder: alias.folder, path: alias.path) else {
+                        throw ValidationError("\(label) is neither a source (hf://…, civitai:…, a URL) nor a registered name")
+                    }
+                    // Tried now, whatever the back-off of an earlier failure.
+                    try library.registry.clearFetchFailure(record.sha256)
+                    let fetcher = Fetcher(library: library, settings: settings, credentials: credentials)
+                    let committed = try fetcher.fetch(record.sha256, progress: reporter.progress(for: label))
+                    reporter.finished(label, result: .success((committed.digest, committed.size, label)))
+                } catch {
+                    failures += 1
+                    reporter.finished(label, result: .failure(error))
+                }
+            }
             for (spec, _) in specs {
                 do {
                     try TokenPrompt.retrying(&credentials) { try pull(spec, library: library, settings: settings, credentials: $0, reporter: reporter) }
@@ -81,7 +106,8 @@ struct PullCommand: ParsableCommand {
             let names = (try? library.registry.aliases(of: blob.sha256)) ?? []
             return names.first.map { "\($0.folder)/\($0.path)" } ?? blob.sha256.short
         }) { blob, progress in
-            try fetcher.fetch(blob.sha256, progress: progress)
+            try? library.registry.clearFetchFailure(blob.sha256)
+            return try fetcher.fetch(blob.sha256, progress: progress)
         }
     }
 }
