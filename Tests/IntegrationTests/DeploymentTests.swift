@@ -193,3 +193,36 @@ extension DeploymentTests {
         #expect(try tsr(["comfyui", "setup", dir.path + "/nowhere"]).status != 0)
     }
 }
+
+extension DeploymentTests {
+    /// ComfyUI often runs as a service user of its own: `--mount` says so when the folder belongs
+    /// to another user, and `--allow-other` lets that user read the mount (issue 17).
+    @Test(.enabled(if: TestMount.isAvailable && getuid() == 0, "needs root and /dev/fuse"))
+    func comfyuiSetupMountNamesAnotherOwnerAndAllowsOtherUsers() throws {
+        defer { dir.remove() }
+        let home = dir.path + "/home"
+        let comfy = dir.path + "/ComfyUI"
+        let models = comfy + "/models"
+        try FileManager.default.createDirectory(atPath: models, withIntermediateDirectories: true)
+        #expect(chown(comfy, 65534, 65534) == 0)
+        defer { if TestMount.isMounted(models) { _ = try? Shell.run("/bin/fusermount3", ["-uz", models], timeout: 10) } }
+        func tsr(_ arguments: [String]) throws -> Shell.Output {
+            var environment = ProcessInfo.processInfo.environment
+            environment["TSR_HOME"] = home
+            return try Shell.run(BuildProducts.tsr, arguments, environment: environment, cwd: dir.path, timeout: 60)
+        }
+        // The service user must be able to reach the folder at all.
+        chmod(dir.path, 0o755)
+        let plain = try tsr(["comfyui", "setup", comfy, "--mount"])
+        #expect(plain.status == 0 && plain.stdout.contains("belongs to nobody") && plain.stdout.contains("--allow-other"), "\(plain.stdout) \(plain.stderr)")
+        #expect(try tsr(["umount", models]).status == 0)
+        let allowed = try tsr(["comfyui", "setup", comfy, "--mount", "--allow-other"])
+        #expect(allowed.status == 0 && allowed.stdout.contains("readable by every user"), "\(allowed.stdout) \(allowed.stderr)")
+        let mountinfo = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+        #expect(mountinfo.split(separator: "\n").contains { $0.contains(" \(models) ") && $0.contains("allow_other") }, "the mount lets other users in")
+        let listed = try Shell.run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "/bin/ls", models], cwd: "/", timeout: 30)
+        #expect(listed.status == 0 && listed.stdout.contains("checkpoints"), "nobody lists the mount: \(listed.stderr)")
+        #expect(try tsr(["umount", models]).status == 0)
+        #expect(try tsr(["comfyui", "setup", comfy, "--allow-other"]).stderr.contains("--allow-other goes with --mount"))
+    }
+}

@@ -25,6 +25,8 @@ struct ComfyUICommand: ParsableCommand {
         @Option(help: "The tsr mount point to use (default: the live mount of this home).") var mountpoint: String?
         @Option(help: "Add only this workflow's view, searched first.") var workflow: String?
         @Flag(help: "Mount the library at COMFY_DIR/models instead of editing the YAML file.") var mount = false
+        @Flag(help: "With --mount: let other users read the mount (ComfyUI running as its own service user; non-root needs user_allow_other in /etc/fuse.conf).")
+        var allowOther = false
         @Flag(help: "Restore extra_model_paths.yaml as it was before the last setup.") var undo = false
         @OptionGroup var homeOptions: HomeOptions
 
@@ -32,6 +34,7 @@ struct ComfyUICommand: ParsableCommand {
             guard !(mount && (undo || workflow != nil || mountpoint != nil)) else {
                 throw ValidationError("--mount mounts the whole library at COMFY_DIR/models; it takes no --workflow, --mountpoint or --undo")
             }
+            guard mount || !allowOther else { throw ValidationError("--allow-other goes with --mount") }
         }
 
         func run() throws {
@@ -48,9 +51,17 @@ struct ComfyUICommand: ParsableCommand {
                 if mount {
                     let models = comfy + "/models"
                     try FileManager.default.createDirectory(atPath: models, withIntermediateDirectories: true)
-                    let command = try MountCommand.parse([models, "--home", homeOptions.resolved])
+                    // ComfyUI often runs as a service user of its own: only root sees a FUSE
+                    // mount of root's (and only its owner one of another user's) unless allowed.
+                    var owner = stat()
+                    let foreign = stat(comfy, &owner) == 0 && owner.st_uid != getuid()
+                    if foreign && !allowOther {
+                        let user = getpwuid(owner.st_uid).map { String(cString: $0.pointee.pw_name) } ?? "uid \(owner.st_uid)"
+                        Out.line("note: \(comfy) belongs to \(user), not to you: if ComfyUI runs as \(user), it cannot read this mount; run again with --allow-other")
+                    }
+                    let command = try MountCommand.parse([models, "--home", homeOptions.resolved] + (allowOther ? ["--allow-other"] : []))
                     try command.run()
-                    Out.line("ComfyUI's models/ is the tensors library now (undo: tsr umount \(models))")
+                    Out.line("ComfyUI's models/ is the tensors library now\(allowOther ? ", readable by every user" : "") (undo: tsr umount \(models))")
                     return
                 }
                 let home = homeOptions.resolved
