@@ -81,6 +81,8 @@ let package = Package(
             path: "bench/StallBench"),
         // bench/run: tsr db search over 50,000 cached models vs the seed's LIKE search.
         .executableTarget(name: "SearchBench", dependencies: ["TSRRegistry", "TSRStore"], path: "bench/SearchBench"),
+        // bench/run: header peeks and a lazy load through a real mount vs the header size / a direct read.
+        .executableTarget(name: "PeekBench", dependencies: ["TSRStore", "TSRTesting"], path: "bench/PeekBench"),
         // bench/run: download + verify through the fetch engine vs curl -o (a local server).
         .executableTarget(
             name: "FetchBench",

@@ -36,8 +36,7 @@ public final class HuggingFaceFixture: Sendable {
         self.token = token
         let cdn = try FixtureServer { request, connection in
             let digest = String(request.path.split(separator: "/").last ?? "")
-            let all = table.withLock { $0 }
-            guard let file = all.values.first(where: { (try? SHA256Hasher.digest($0.bytes).rawValue) == digest }) else {
+            guard let file = table.withLock({ $0.values.first(where: { HuggingFaceFixture.digest(of: $0.bytes) == digest }) }) else {
                 return connection.respond(404)
             }
             connection.serveFile(file.served ?? file.bytes, request: request, etag: "\"cdn-\(digest.prefix(8))\"")
@@ -57,7 +56,7 @@ public final class HuggingFaceFixture: Sendable {
                     ("X-Error-Message", "Access to model \(parts[0])/\(parts[1]) is restricted. You must have access to it and be authenticated to access it. Please log in."),
                 ])
             }
-            let digest = (try? SHA256Hasher.digest(file.bytes).rawValue) ?? ""
+            let digest = HuggingFaceFixture.digest(of: file.bytes)
             if file.lfs {
                 connection.redirect(302, to: cdn.baseURL + "/blobs/\(digest)?X-Amz-Signature=signed", headers: [
                     ("X-Linked-Etag", "\"\(digest)\""), ("X-Linked-Size", "\(file.bytes.count)"), ("X-Repo-Commit", "0123abcd"),
@@ -71,6 +70,20 @@ public final class HuggingFaceFixture: Sendable {
 
     /// The endpoint to put in `HF_ENDPOINT`.
     public var endpoint: String { hub.localhostURL }
+
+    /// SHA-256 of file contents, remembered (the emulated CDN finds files by digest, and a test
+    /// may serve many).
+    private static let digests = Locked<[Int: [([UInt8], String)]]>([:])
+    static func digest(of bytes: [UInt8]) -> String {
+        let key = bytes.count ^ Int(bytes.first ?? 0) << 40 ^ Int(bytes.last ?? 0) << 48
+        if let known = digests.withLock({ $0[key]?.first(where: { $0.0 == bytes })?.1 }) { return known }
+        let digest = (try? SHA256Hasher.digest(bytes).rawValue) ?? ""
+        digests.withLock { table in
+            if table.count > 256 { table.removeAll() }
+            table[key, default: []].append((bytes, digest))
+        }
+        return digest
+    }
 
     public func set(_ key: String, _ file: File) { files.withLock { $0[key] = file } }
 
