@@ -253,6 +253,28 @@ public final class Session: @unchecked Sendable {
             guard let name = Session.name(name) else { return request.reply(error: .invalid) }
             fs.mkdir(request, parent: Inode(parent), name: name, mode: UInt32(mode))
         }
+        ops.symlink = { req, _, parent, name in
+            guard let (fs, request) = handler(req) else { return }
+            guard let name = Session.name(name) else { return request.reply(error: .invalid) }
+            fs.makeSpecial(request, parent: Inode(parent), name: name, kind: .symbolicLink)
+        }
+        ops.link = { req, _, parent, name in
+            guard let (fs, request) = handler(req) else { return }
+            guard let name = Session.name(name) else { return request.reply(error: .invalid) }
+            fs.makeSpecial(request, parent: Inode(parent), name: name, kind: .hardLink)
+        }
+        ops.mknod = { req, parent, name, mode, _ in
+            guard let (fs, request) = handler(req) else { return }
+            guard let name = Session.name(name) else { return request.reply(error: .invalid) }
+            let kind: SpecialKind
+            switch mode & S_IFMT {
+            case S_IFIFO: kind = .fifo
+            case S_IFSOCK: kind = .socket
+            case S_IFREG: kind = .regularNode
+            default: kind = .device
+            }
+            fs.makeSpecial(request, parent: Inode(parent), name: name, kind: kind)
+        }
         ops.unlink = { req, parent, name in
             guard let (fs, request) = handler(req) else { return }
             guard let name = Session.name(name) else { return request.reply(error: .noEntry) }

@@ -55,6 +55,7 @@ public struct Errno: RawRepresentable, Hashable, Sendable, Error, CustomStringCo
     public static let interrupted = Errno(rawValue: EINTR)
     public static let badFile = Errno(rawValue: EBADF)
     public static let crossDevice = Errno(rawValue: EXDEV)
+    public static let fileTooLarge = Errno(rawValue: EFBIG)
     public var description: String { String(cString: strerror(rawValue)) }
 }
 

@@ -1,6 +1,11 @@
 import CFUSE
 import Glibc
 
+/// What symlink(2), link(2) and mknod(2) ask to make.
+public enum SpecialKind: String, Sendable {
+    case symbolicLink = "symbolic link", hardLink = "hard link", fifo = "FIFO", device = "device node", socket, regularNode = "file made by mknod"
+}
+
 /// What a filesystem implements. Every method is called on a libfuse worker thread and must
 /// answer its `Request` exactly once, now or later from another thread (never block on the network).
 /// Defaults answer ENOSYS-like errors so a filesystem implements only what it supports.
@@ -24,6 +29,8 @@ public protocol FileSystemHandler: AnyObject, Sendable {
     func unlink(_ request: Request, parent: Inode, name: String)
     func rmdir(_ request: Request, parent: Inode, name: String)
     func rename(_ request: Request, parent: Inode, name: String, newParent: Inode, newName: String, flags: UInt32)
+    /// symlink(2), link(2), mknod(2)/mkfifo(3) in `parent`: things other than files and directories.
+    func makeSpecial(_ request: Request, parent: Inode, name: String, kind: SpecialKind)
     func statfs(_ request: Request, inode: Inode)
     func getxattr(_ request: Request, inode: Inode, name: String, size: Int)
     func listxattr(_ request: Request, inode: Inode, size: Int)
@@ -50,6 +57,7 @@ extension FileSystemHandler {
     public func unlink(_ request: Request, parent: Inode, name: String) { request.reply(error: .readOnlyFileSystem) }
     public func rmdir(_ request: Request, parent: Inode, name: String) { request.reply(error: .readOnlyFileSystem) }
     public func rename(_ request: Request, parent: Inode, name: String, newParent: Inode, newName: String, flags: UInt32) { request.reply(error: .readOnlyFileSystem) }
+    public func makeSpecial(_ request: Request, parent: Inode, name: String, kind: SpecialKind) { request.reply(error: .permission) }
     public func getxattr(_ request: Request, inode: Inode, name: String, size: Int) { request.reply(error: .noAttribute) }
     public func listxattr(_ request: Request, inode: Inode, size: Int) { request.reply(xattrSize: 0) }
     public func setxattr(_ request: Request, inode: Inode, name: String, value: [UInt8], flags: Int32) { request.reply(error: .notSupported) }

@@ -1,15 +1,23 @@
 import Foundation
+import Synchronization
 import TSRStore
 
 /// A file being written through the mount: a store write transaction and the name it will get.
-/// Shared by every handle open for writing on that name. Thread-safe through `lock`.
+/// Shared by every handle open for writing on that name. Thread-safe through `lock`, which a
+/// commit holds while it hashes (minutes for a large file): what others ask of a write on their
+/// way — its name, its size — is kept outside it (`keyLock`, `shownSize`), so a stat, a listing or
+/// a rename elsewhere never waits for that hash.
 final class PendingWrite: @unchecked Sendable {
-    // @unchecked: every mutable field is only touched while holding `lock`.
+    // @unchecked: every mutable field is only touched while holding `lock` (`key`: `keyLock`,
+    // which is taken inside `lock` or alone, never the other way round).
     let lock = NSLock()
+    private let keyLock = NSLock()
     private var writer: BlobWriter?
     /// The name it becomes on commit; nil once unlinked (the bytes are then discarded). Read it
     /// with `name` and change it with `rename(to:)` from outside.
     private var key: AliasKey?
+    /// The size to show, updated with every change.
+    private let shownSize = Atomic<Int64>(0)
     /// What this write last committed (recorded under `key` by the mount), for reads after it.
     private(set) var lastCommit: Committed?
     /// The content last committed from this write.
@@ -34,13 +42,14 @@ final class PendingWrite: @unchecked Sendable {
         self.key = key
         self.writer = writer
         self.base = base
+        shownSize.store(writer.written, ordering: .relaxed)
     }
 
     /// The name it has now (nil once unlinked).
-    var name: AliasKey? { lock.withLock { key } }
+    var name: AliasKey? { keyLock.withLock { key } }
 
     /// Gives it another name (a rename), or none (an unlink: its bytes will be discarded).
-    func rename(to name: AliasKey?) { lock.withLock { key = name } }
+    func rename(to name: AliasKey?) { keyLock.withLock { key = name } }
 
     /// Adds an open handle; false when the write is finished (its last handle was released).
     func join() -> Bool {
@@ -63,7 +72,7 @@ final class PendingWrite: @unchecked Sendable {
     /// The name and size to show as being written: set while there are uncommitted changes.
     var beingWritten: (key: AliasKey, size: Int64)? {
         lock.withLock {
-            guard dirty, let key else { return nil }
+            guard dirty, let key = name else { return nil }
             return (key, sizeLocked)
         }
     }
@@ -72,9 +81,12 @@ final class PendingWrite: @unchecked Sendable {
     /// the content it started from (nil: a new file that never got a name).
     var outcome: Digest? { lock.withLock { committed ?? base } }
 
-    var size: Int64 { lock.withLock { sizeLocked } }
+    /// The size to show; never waits for a commit's hash.
+    var size: Int64 { shownSize.load(ordering: .relaxed) }
     /// Holds `lock`.
     private var sizeLocked: Int64 { writer?.written ?? lastCommit?.size ?? 0 }
+    /// Holds `lock`: publishes the size after a change.
+    private func showSize() { shownSize.store(sizeLocked, ordering: .relaxed) }
 
     /// Nothing uncommitted any more (committed, aborted or failed). Holds `lock`.
     private func markClean() {
@@ -94,6 +106,7 @@ final class PendingWrite: @unchecked Sendable {
                 let writer = try currentWriter(store: store)
                 try writer.write(bytes, at: offset)
             }
+            showSize()
             dirty = true
             if owner == 0 { unknownChanger = true } else { changers.insert(owner) }
             return first
@@ -106,6 +119,7 @@ final class PendingWrite: @unchecked Sendable {
             if let failure { throw failure }
             let first = !dirty
             try failing { try currentWriter(store: store).truncate(to: size) }
+            showSize()
             dirty = true
             return first
         }
@@ -120,6 +134,7 @@ final class PendingWrite: @unchecked Sendable {
             writer?.abort()
             writer = nil
             markClean()
+            showSize()
             throw error
         }
     }
@@ -156,6 +171,7 @@ final class PendingWrite: @unchecked Sendable {
             markClean()
             let result = try writer.commit()
             lastCommit = result
+            showSize()
             return result
         }
     }
@@ -165,6 +181,7 @@ final class PendingWrite: @unchecked Sendable {
             writer?.abort()
             writer = nil
             markClean()
+            showSize()
         }
     }
 

@@ -31,6 +31,10 @@ public struct MountSettings: Sendable {
     public var threads = 16
     /// After a failed download, reads of the file answer EIO at once for this long, doubled per
     /// failure up to `retryBackoffMax` (seconds).
+    /// The largest file a write through the mount may make (EFBIG past it): a commit hashes
+    /// every byte, holes included, so a one-byte write at 1 TiB would cost the daemon minutes of
+    /// hashing and the store a 1 TiB blob. No diffusion model comes near it.
+    public var maxFileSize: Int64 = 256 << 30
     public var retryBackoff: TimeInterval = 60
     public var retryBackoffMax: TimeInterval = 3600
     /// Change-log rows read one by one per refresh; past this many (a large import), everything
@@ -62,11 +66,14 @@ public struct MountSettings: Sendable {
             case "threads":
                 guard let count = Int(value), (2...256).contains(count) else { return "threads is 2 to 256, not '\(value)'" }
                 threads = count
+            case "max_file_size":
+                guard let bytes = Int64(value), bytes > 0 else { return "max_file_size needs bytes, not '\(value)'" }
+                maxFileSize = bytes
             case "retry_backoff", "retry_backoff_max":
                 guard let seconds = Double(value), seconds >= 0 else { return "\(key) needs seconds, not '\(value)'" }
                 if key == "retry_backoff" { retryBackoff = seconds } else { retryBackoffMax = seconds }
             default:
-                return "unknown key '\(key)' (entry_timeout, attr_timeout, negative_timeout, readdirplus, max_background, threads, retry_backoff, retry_backoff_max)"
+                return "unknown key '\(key)' (entry_timeout, attr_timeout, negative_timeout, readdirplus, max_background, threads, max_file_size, retry_backoff, retry_backoff_max)"
             }
         }
         return nil

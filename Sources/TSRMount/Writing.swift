@@ -186,8 +186,24 @@ extension TensorsFileSystem {
         }
     }
 
+    /// Symbolic and hard links, FIFOs, sockets and device nodes are not models: EPERM in folder
+    /// views (the name could hold only a file's content), EROFS where nothing may change (§7, §8).
+    public func makeSpecial(_ request: Request, parent: Inode, name: String, kind: SpecialKind) {
+        switch writableDirectory(parent) {
+        case let .failure(errno):
+            request.reply(error: errno)
+        case let .success((_, target)):
+            logger.notice("\(kind.rawValue) \(LogText.escaped(target.child(name).description)): refused (EPERM): a models folder holds files and directories only")
+            request.reply(error: .permission)
+        }
+    }
+
     public func write(_ request: Request, inode: Inode, bytes: UnsafeRawBufferPointer, offset: Int64, file: FileInfo) {
         guard case let .pending(write, true)? = state.withLock({ $0.handles[file.handle] }) else { return request.reply(error: .badFile) }
+        guard offset + Int64(bytes.count) <= settings.maxFileSize else {
+            logger.notice("write past \(settings.maxFileSize) bytes into \(write.name?.description ?? "an unlinked file"): refused (EFBIG)")
+            return request.reply(error: .fileTooLarge)
+        }
         do {
             if try write.write(bytes, at: offset, store: library.store, owner: file.lockOwner) {
                 // The first change since the open or the last commit: show the name as being
@@ -237,6 +253,7 @@ extension TensorsFileSystem {
         if let size = changes.size {
             guard let entry = node.file else { return request.reply(error: .isDirectory) }
             guard entry.writable, !settings.readOnly, let key = entry.alias else { return request.reply(error: .readOnlyFileSystem) }
+            guard size <= settings.maxFileSize else { return request.reply(error: .fileTooLarge) }
             do {
                 if let file, case let .pending(write, true)? = state.withLock({ $0.handles[file.handle] }) {
                     if try write.truncate(to: size, store: library.store) { try showWriting(write) }
@@ -258,7 +275,8 @@ extension TensorsFileSystem {
                 return request.reply(error: ErrnoMapping.errno(for: error))
             }
         } else if settings.readOnly || (node.file.map { !$0.writable } ?? (node.directory?.target == nil)) {
-            if changes.mode != nil || changes.mtimeNs != nil { return request.reply(error: .readOnlyFileSystem) }
+            // Every change, owners and access times included (§8): chown and touch -a too.
+            if changes.mode != nil || changes.mtimeNs != nil || changes.other { return request.reply(error: .readOnlyFileSystem) }
         }
         // Modes, owners and times are not stored: names carry no metadata of their own.
         guard let fresh = resolve(inode) else {

@@ -162,7 +162,32 @@ enum Logs {
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
-            return handler
+            return EscapingLogHandler(inner: handler)
         }
+    }
+}
+
+/// One event, one line: control characters in a message (a file name with a newline) are escaped
+/// before the line is written, so nothing from outside forges a log line.
+struct EscapingLogHandler: LogHandler {
+    var inner: StreamLogHandler
+
+    var logLevel: Logger.Level {
+        get { inner.logLevel }
+        set { inner.logLevel = newValue }
+    }
+
+    var metadata: Logger.Metadata {
+        get { inner.metadata }
+        set { inner.metadata = newValue }
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { inner[metadataKey: key] }
+        set { inner[metadataKey: key] = newValue }
+    }
+
+    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+        inner.log(level: level, message: "\(LogText.escaped(message.description))", metadata: metadata, source: source, file: file, function: function, line: line)
     }
 }

@@ -320,6 +320,19 @@ struct MountTests {
             #expect(open(m + "/by-hash/" + sdxl, O_WRONLY) == -1 && errno == EROFS)
             #expect(unlink(m + "/by-base/SDXL 1.0/checkpoints/demo-sdxl.safetensors") == -1 && errno == EROFS)
             #expect(mkdir(m + "/workflows/x", 0o755) == -1 && errno == EROFS)
+            // Every change, owners and access times included (issue 25: chown and touch -a passed).
+            let viewed = m + "/by-hash/" + sdxl
+            #expect(chown(viewed, 65534, 65534) == -1 && errno == EROFS, "§8: chown")
+            // UTIME_OMIT ((1 << 30) - 2) for the mtime: only the access time changes.
+            var times = [timespec(tv_sec: 1_000_000, tv_nsec: 0), timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2)]
+            #expect(utimensat(AT_FDCWD, viewed, &times, 0) == -1 && errno == EROFS, "§8: touch -a")
+            #expect(symlink("x", m + "/by-hash/link") == -1 && errno == EROFS)
+            // Links, FIFOs and device nodes are not models: EPERM in folder views, not ENOSYS.
+            #expect(symlink("demo-vae.safetensors", m + "/vae/link.safetensors") == -1 && errno == EPERM, "§7: ln -s")
+            #expect(link(m + "/vae/demo-vae.safetensors", m + "/vae/hard.safetensors") == -1 && errno == EPERM, "§7: ln")
+            #expect(mkfifo(m + "/vae/fifo", 0o644) == -1 && errno == EPERM, "§7: mkfifo")
+            #expect(mknod(m + "/vae/node", S_IFCHR | 0o644, 0x103) == -1 && errno == EPERM, "§7: mknod")
+            #expect(!FileManager.default.fileExists(atPath: m + "/vae/link.safetensors") && !FileManager.default.fileExists(atPath: m + "/vae/fifo"))
         }
         try TestMount.with(home: home, arguments: ["--read-only"]) { mount throws in
             #expect(open(mount.mountpoint + "/loras/x.pt", O_WRONLY | O_CREAT, 0o644) == -1 && errno == EROFS, "§8: --read-only")
@@ -370,5 +383,65 @@ struct MountTests {
             ((try? String(contentsOfFile: home + "/logs/mount.log", encoding: .utf8)) ?? "").contains("unmounted")
         }
         #expect(logged != nil, "the daemon logs its unmount to <home>/logs/mount.log")
+    }
+}
+
+extension MountTests {
+    /// Issue 25: a one-byte write at 1 TiB made the daemon hash a terabyte while stat and ls of
+    /// the folder waited. Past the size cap a write is EFBIG; a big commit blocks nobody else.
+    @Test func aWritePastTheSizeCapIsRefusedAndABigCommitBlocksNoOneElse() throws {
+        defer { dir.remove() }
+        try importDemo()
+        try TestMount.with(home: home, environment: ["TSR_MOUNT_TUNING": "max_file_size=\(8 << 30)"]) { mount throws in
+            let m = mount.mountpoint
+            let sparse = m + "/loras/sparse.bin"
+            let fd = open(sparse, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+            #expect(fd >= 0)
+            #expect(pwrite(fd, "x", 1, off_t(1) << 40) == -1 && errno == EFBIG, "§7: past the cap")
+            #expect(close(fd) == 0)
+            #expect(truncate(sparse, off_t(1) << 40) == -1 && errno == EFBIG)
+
+            // A 6 GiB file that is nearly all hole: its commit hashes 6 GiB.
+            let big = m + "/loras/hole.bin"
+            let bfd = open(big, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+            #expect(pwrite(bfd, "end", 3, off_t(6) << 30) == 3)
+            let closed = Locked(false)
+            let closer = Thread {
+                close(bfd)
+                closed.withLock { $0 = true }
+            }
+            closer.start()
+            Thread.sleep(forTimeInterval: 0.3)
+            // While it hashes: the file's own stat, its folder's listing, another file.
+            var status = stat()
+            #expect(stat(big, &status) == 0 && status.st_size == (6 << 30) + 3)
+            #expect(((try? FileManager.default.contentsOfDirectory(atPath: m + "/loras")) ?? []).contains("hole.bin"))
+            #expect(try same(m + "/vae/demo-vae.safetensors", DemoTree.files()[7].bytes))
+            let answeredDuring = !closed.withLock { $0 }
+            Thread.sleep(forTimeInterval: 0.5)
+            #expect(answeredDuring && !closed.withLock { $0 }, "stat and ls answered while the commit was still hashing")
+            while !closed.withLock({ $0 }) { Thread.sleep(forTimeInterval: 0.05) }
+            #expect(stat(big, &status) == 0 && status.st_size == (6 << 30) + 3, "committed")
+            #expect(unlink(big) == 0)
+        }
+        #expect(try tsr("gc").status == 0)
+    }
+
+    /// Issue 25: a name with a newline forged lines in mount.log; header values with escape
+    /// sequences drove the terminal of `tsr info`.
+    @Test func namesAndHeaderValuesCannotForgeLogLinesOrDriveATerminal() throws {
+        defer { dir.remove() }
+        try dir.write("models/loras/odd.safetensors", SafetensorsBuilder(metadata: ["title": "\u{1b}[31mred\u{1b}[0m\nsecond line"], tensors: [("w", "U8", [16])], fill: 1).bytes())
+        try importDemo()
+        let info = try tsr("info", "loras/odd.safetensors")
+        #expect(info.status == 0 && !info.stdout.contains("\u{1b}") && info.stdout.contains("\\u{1b}[31mred"), "\(info.stdout)")
+        try TestMount.with(home: home) { mount in
+            let forged = mount.mountpoint + "/loras/evil\nFORGED tsr : critical : everything deleted"
+            #expect(open(forged, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644) == -1 && errno == EINVAL)
+            #expect(symlink("x", forged) == -1)
+            let log = try String(contentsOfFile: mount.log, encoding: .utf8)
+            #expect(log.contains("evil\\nFORGED"), "the name is in the log, escaped")
+            #expect(!log.split(separator: "\n").contains { $0.hasPrefix("FORGED") }, "and forges no line")
+        }
     }
 }

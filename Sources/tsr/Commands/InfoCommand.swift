@@ -34,10 +34,12 @@ struct InfoCommand: ParsableCommand {
             Out.line("aliases:      \(report.aliases.isEmpty ? "(none)" : report.aliases.joined(separator: ", "))")
             if !report.metadata.isEmpty {
                 Out.line("metadata:")
+                // Header values come from whoever made the file: control characters (escape
+                // sequences that would drive the terminal, newlines) are shown escaped.
                 for key in report.metadata.keys.sorted() {
-                    var value = report.metadata[key] ?? ""
+                    var value = LogText.escaped(report.metadata[key] ?? "")
                     if value.count > 120 { value = String(value.prefix(117)) + "..." }
-                    Out.line("  \(key): \(value.replacingOccurrences(of: "\n", with: " "))")
+                    Out.line("  \(LogText.escaped(key)): \(value)")
                 }
             }
         }
