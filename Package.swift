@@ -90,7 +90,7 @@ let package = Package(
             path: "bench/FetchBench"),
 
         .testTarget(name: "TSRStoreTests", dependencies: ["TSRStore", "TSRTesting", "CCurl"]),
-        .testTarget(name: "TSRRegistryTests", dependencies: ["TSRRegistry", "TSRTesting"]),
+        .testTarget(name: "TSRRegistryTests", dependencies: ["TSRRegistry", "TSRTesting", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "TSRLibraryTests", dependencies: ["TSRLibrary", "TSRTesting"]),
         .testTarget(name: "TSRCivitAITests", dependencies: ["TSRCivitAI", "TSRFetch", "TSRLibrary", "TSRRegistry", "TSRTesting"]),
         .testTarget(name: "TSRWorkflowTests", dependencies: ["TSRWorkflow", "TSRStore"]),

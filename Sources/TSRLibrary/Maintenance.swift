@@ -79,7 +79,12 @@ public struct Maintenance: Sendable {
                 let known = try library.registry.blob(digest) != nil
                 switch outcome {
                 case .success(.intact):
-                    if known { try library.registry.markVerified(digest) }
+                    // Verifying is read-only work: a full disk only keeps its time from being
+                    // recorded.
+                    do {
+                        if known { try library.registry.markVerified(digest) }
+                    } catch RegistryError.full {
+                    }
                     reports.append(VerifyReport(sha256: digest.rawValue, status: known ? .ok : .unknown))
                 case let .success(.corrupt(actual, aside)):
                     if known { try library.registry.setState(digest, .quarantined) }

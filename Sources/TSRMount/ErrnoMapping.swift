@@ -22,6 +22,8 @@ enum ErrnoMapping {
             case .aliasExists, .workflowExists: return .exists
             case .aliasMissing, .workflowMissing: return .noEntry
             case .blobUnknown, .database: return .io
+            case .full: return .noSpace
+            case .busy: return .busy
             }
         case let error as NameError:
             switch error {

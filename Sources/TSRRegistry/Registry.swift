@@ -6,6 +6,10 @@ import TSRStore
 public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
     /// SQLite failed (message includes SQLite's own words).
     case database(String)
+    /// The disk holding the registry is full (SQLITE_FULL): nothing was changed.
+    case full(String)
+    /// Another process held the registry longer than the busy timeout (SQLITE_BUSY, SQLITE_LOCKED).
+    case busy(String)
     /// The alias exists and points at other content.
     case aliasExists(name: String, sha256: Digest)
     /// No alias by that name.
@@ -20,6 +24,8 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case let .database(message): return "registry: \(message)"
+        case let .full(message): return "registry: no space left on the disk that holds it (\(message)); free space and try again — nothing was changed"
+        case let .busy(message): return "registry: another tsr process kept it locked (\(message)); try again"
         case let .aliasExists(name, sha256): return "\(name) already exists (it is \(sha256.short)…); remove it first or pass --force"
         case let .aliasMissing(name): return "no alias \(name)"
         case let .blobUnknown(digest): return "no blob \(digest) in the registry"
@@ -121,7 +127,7 @@ public final class Registry: Sendable {
             pool = try DatabasePool(path: path, configuration: config)
             try Migrations.migrator.migrate(pool)
         } catch {
-            throw Self.wrap(error)
+            throw Self.wrap(error, path: path)
         }
     }
 
@@ -131,17 +137,35 @@ public final class Registry: Sendable {
     }
 
     func read<T>(_ body: (Database) throws -> T) throws(RegistryError) -> T {
-        do { return try pool.read(body) } catch { throw Self.wrap(error) }
+        do { return try pool.read(body) } catch { throw Self.wrap(error, path: path) }
     }
 
     func write<T>(_ body: (Database) throws -> T) throws(RegistryError) -> T {
-        do { return try pool.write(body) } catch { throw Self.wrap(error) }
+        do { return try pool.write(body) } catch { throw Self.wrap(error, path: path) }
     }
 
-    static func wrap(_ error: any Error) -> RegistryError {
+    /// SQLite's error as one a caller can act on: a full disk (SQLITE_FULL, or an I/O error while
+    /// the filesystem holding `path` has no space left — SQLite reports a WAL or shared-memory file
+    /// it cannot grow that way) and a lock held too long keep their meaning.
+    static func wrap(_ error: any Error, path: String? = nil) -> RegistryError {
         if let error = error as? RegistryError { return error }
-        if let error = error as? DatabaseError { return .database(error.message ?? error.description) }
-        return .database("\(error)")
+        guard let error = error as? DatabaseError else { return .database("\(error)") }
+        let message = error.message ?? error.description
+        switch error.resultCode {
+        case .SQLITE_FULL: return .full(message)
+        case .SQLITE_BUSY, .SQLITE_LOCKED: return .busy(message)
+        case .SQLITE_IOERR where path.map(Self.isOutOfSpace) == true: return .full(message)
+        case .SQLITE_CANTOPEN where path.map(Self.isOutOfSpace) == true: return .full(message)
+        default: return .database(message)
+        }
+    }
+
+    /// True when the filesystem holding `path` has less than 64 KiB left for this user.
+    static func isOutOfSpace(_ path: String) -> Bool {
+        let directory = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        var space = statvfs()
+        guard statvfs(directory.isEmpty ? "." : directory, &space) == 0 else { return false }
+        return UInt64(space.f_bavail) * UInt64(space.f_frsize) < 64 << 10
     }
 
     // MARK: Blobs

@@ -68,6 +68,8 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
         case .aliasMissing, .blobUnknown: return APIError(.notFound, error.description)
         case .aliasExists: return APIError(.conflict, error.description)
         case .database: return APIError(.internalServerError, error.description)
+        case .full: return APIError(.init(code: 507, reasonPhrase: "Insufficient Storage"), error.description)
+        case .busy: return APIError(.serviceUnavailable, error.description)
         }
     }
 

@@ -203,3 +203,39 @@ import TSRTesting
         #expect(out.stdout.contains("Imported 8 files"))
     }
 }
+
+extension CLITests {
+    /// Issue 25: a full disk at the registry step answered "database or disk is full" as a
+    /// generic failure (EIO through the mount), and `tsr verify` failed outright.
+    @Test(.enabled(if: Tmpfs.isAvailable, "needs root to mount a tmpfs"))
+    func aFullDiskSaysSoAndVerifyStillVerifies() throws {
+        defer { dir.remove() }
+        try Tmpfs.with(sizeBytes: 16 << 20) { root in
+            var environment = ProcessInfo.processInfo.environment
+            environment["TSR_HOME"] = root + "/home"
+            func run(_ arguments: [String]) throws -> Shell.Output {
+                try Shell.run(BuildProducts.tsr, arguments, environment: environment, cwd: dir.path, timeout: 120)
+            }
+            try dir.write("models/loras/a.safetensors", SafetensorsBuilder(tensors: [("w", "U8", [4096])], fill: 1).bytes())
+            #expect(try run(["import", dir.path + "/models", "--copy"]).status == 0)
+            // Fill the filesystem.
+            _ = try Shell.run("/bin/dd", ["if=/dev/zero", "of=\(root)/fill", "bs=64k"], timeout: 60)
+            var full: Shell.Output?
+            for n in 0..<400 {
+                let added = try run(["alias", "add", "loras/copy-\(n)-\(String(repeating: "x", count: 200)).safetensors", "loras/a.safetensors"])
+                if added.status != 0 {
+                    full = added
+                    break
+                }
+            }
+            let refused = try #require(full, "a registry write failed once the disk was full")
+            #expect(refused.stderr.contains("no space left on the disk") && refused.stderr.contains("nothing was changed"), "\(refused.stderr)")
+            // Opening the registry needs room for its shared-memory file; where there is none,
+            // every command says why, in words a user can act on.
+            let verified = try run(["verify"])
+            #expect(verified.status == 0 || verified.stderr.contains("no space left on the disk"), "\(verified.stdout) \(verified.stderr)")
+            try FileManager.default.removeItem(atPath: root + "/fill")
+            #expect(try run(["verify"]).status == 0)
+        }
+    }
+}

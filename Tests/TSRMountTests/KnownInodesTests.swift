@@ -167,3 +167,13 @@ import TSRTesting
         }
     }
 }
+
+/// What the kernel is told when the registry fails (issue 25: a full disk answered EIO).
+@Suite struct ErrnoMappingTests {
+    @Test func aFullRegistryIsNoSpaceAndABusyOneIsBusy() {
+        #expect(ErrnoMapping.errno(for: RegistryError.full("database or disk is full")) == .noSpace)
+        #expect(ErrnoMapping.errno(for: LibraryError.registry(.full("x"))) == .noSpace)
+        #expect(ErrnoMapping.errno(for: RegistryError.busy("locked")) == .busy)
+        #expect(ErrnoMapping.errno(for: RegistryError.database("other")) == .io)
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Testing
 import TSRStore
 import TSRTesting
@@ -40,6 +41,15 @@ import TSRTesting
             try registry.setState(digest, .present)
             #expect(try registry.fetchFailures().isEmpty, "the bytes arrived")
         }
+    }
+
+    /// SQLite's codes keep their meaning (issue 25: a full disk became a generic failure, EIO
+    /// through the mount).
+    @Test func sqliteErrorsKeepTheirMeaning() {
+        #expect(Registry.wrap(DatabaseError(resultCode: .SQLITE_FULL, message: "database or disk is full")) == .full("database or disk is full"))
+        #expect(Registry.wrap(DatabaseError(resultCode: .SQLITE_BUSY, message: "database is locked")) == .busy("database is locked"))
+        #expect(Registry.wrap(DatabaseError(resultCode: .SQLITE_IOERR, message: "disk I/O error"), path: "/nonexistent-dir/models.db") == .database("disk I/O error"))
+        #expect(RegistryError.full("x").description.contains("no space left"))
     }
 
     @Test func migrationsCreateEveryTableAndViewOnce() throws {
