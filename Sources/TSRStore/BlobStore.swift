@@ -65,7 +65,15 @@ public final class BlobStore: Sendable {
     public init(layout: StoreLayout, tempGraceNs: Int64 = BlobStore.defaultTempGraceNs) throws(StoreError) {
         self.layout = layout
         self.tempGraceNs = tempGraceNs
-        for dir in [layout.home, layout.blobsRoot, layout.tmp, layout.quarantine] {
+        // A new home is private (0700): the store holds whatever its user imported. Reads by
+        // other users go through the mount (`--allow-other`), whose daemon reads the blobs.
+        if !SystemCalls.exists(layout.home) {
+            if let slash = layout.home.lastIndex(of: "/"), slash > layout.home.startIndex {
+                try SystemCalls.makeDirectories(String(layout.home[..<slash]))
+            }
+            try SystemCalls.makeDirectories(layout.home, mode: 0o700)
+        }
+        for dir in [layout.blobsRoot, layout.tmp, layout.quarantine] {
             try SystemCalls.makeDirectories(dir)
         }
         _ = try? removeStaleTempFiles()
@@ -116,7 +124,7 @@ public final class BlobStore: Sendable {
         let path = partialPath(key)
         let fd: FileDescriptor
         do {
-            fd = try FileDescriptor.open(path, .readWrite, options: [.create, .closeOnExec, .noFollow], permissions: [.ownerReadWrite])
+            fd = try FileDescriptor.open(path, .readWrite, options: [.create, .closeOnExec, .noFollow], permissions: [.ownerReadWrite, .groupRead, .otherRead])
         } catch let code as Errno {
             throw .io(operation: "open", path: path, errno: code)
         } catch {
@@ -168,7 +176,9 @@ public final class BlobStore: Sendable {
             let path = nextTempPath()
             do {
                 let fd = try FileDescriptor.open(
-                    path, .readWrite, options: [.create, .exclusiveCreate, .closeOnExec], permissions: [.ownerReadWrite])
+                    path, .readWrite, options: [.create, .exclusiveCreate, .closeOnExec],
+                    // 0644 less the user's umask: what a blob published from it may show.
+                    permissions: [.ownerReadWrite, .groupRead, .otherRead])
                 lockTemp(fd)
                 return (fd, path)
             } catch Errno.fileExists {
@@ -200,7 +210,13 @@ public final class BlobStore: Sendable {
             try? SystemCalls.remove(tempPath)
             return Committed(digest: digest, size: size, deduplicated: true)
         }
-        _ = fchmod(fd.rawValue, 0o444)
+        // Read-only, and never readable by more people than the bytes were: an imported file
+        // keeps its own read bits (a private 0600 file becomes 0400, also at its original path,
+        // which is the same inode under --link), a new one the read bits its creation under the
+        // user's umask gave it.
+        var status = stat()
+        let readBits = fstat(fd.rawValue, &status) == 0 ? status.st_mode & 0o444 : 0o400
+        _ = fchmod(fd.rawValue, readBits)
         let dir = "\(layout.blobsRoot)/\(digest.prefix)"
         try SystemCalls.makeDirectories(dir)
         // link(2), unlike rename(2), fails when the name exists: two writers committing the same
@@ -358,6 +374,9 @@ public final class BlobStore: Sendable {
             }
             let after = try SystemCalls.status(of: src, path: path)
             guard after.sameFile(as: source), count == source.size else { throw StoreError.changedDuringRead(path: path) }
+            // The copy is readable by no more people than the original.
+            var status = stat()
+            if fstat(temp.rawValue, &status) == 0 { _ = fchmod(temp.rawValue, status.st_mode & mode_t(source.mode) & 0o666) }
             try SystemCalls.sync(temp, path: tempPath)
             let committed = try publish(tempPath: tempPath, fd: temp, digest: hasher.finalize(), size: count)
             return Adopted(committed: committed, method: method, source: source)

@@ -239,3 +239,35 @@ extension CLITests {
         }
     }
 }
+
+extension CLITests {
+    /// Issue 25: import made a private 0600 file world-readable, at its original path too (the
+    /// same inode under --link). Permissions stay no wider than the source's; a new home is 0700.
+    @Test func importKeepsPermissionsNoWiderThanTheSourcesAndANewHomeIsPrivate() throws {
+        defer { dir.remove() }
+        let secret = dir.path + "/models/loras/private.safetensors"
+        let shared = dir.path + "/models/loras/shared.safetensors"
+        let copied = dir.path + "/copy/loras/private-copy.safetensors"
+        try dir.write("models/loras/private.safetensors", SafetensorsBuilder(tensors: [("w", "U8", [64])], fill: 1).bytes())
+        try dir.write("models/loras/shared.safetensors", SafetensorsBuilder(tensors: [("w", "U8", [64])], fill: 2).bytes())
+        try dir.write("copy/loras/private-copy.safetensors", SafetensorsBuilder(tensors: [("w", "U8", [64])], fill: 3).bytes())
+        chmod(secret, 0o600)
+        chmod(shared, 0o644)
+        chmod(copied, 0o600)
+        #expect(try tsr("import", dir.path + "/models").status == 0)
+        #expect(try tsr("import", dir.path + "/copy", "--copy").status == 0)
+        func mode(_ path: String) -> mode_t {
+            var status = stat()
+            return stat(path, &status) == 0 ? status.st_mode & 0o777 : 0o7777
+        }
+        func blob(_ path: String) throws -> String {
+            let digest = try SHA256Hasher.digest(readBytes(path))
+            return home + "/blobs/sha256/\(digest.prefix)/\(digest.rawValue)"
+        }
+        #expect(mode(home) == 0o700, "a new home is private")
+        #expect(mode(secret) == 0o400, "the original of a 0600 file is read-only, still private: \(String(mode(secret), radix: 8))")
+        #expect(mode(try blob(secret)) == 0o400)
+        #expect(mode(try blob(shared)) == 0o444, "a shared file stays readable")
+        #expect(mode(try blob(copied)) == 0o400, "a copy is no wider than its original")
+    }
+}

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TSRStore
 import TSRTesting
 
 /// mount-helpers/: the mount(8) helper (direct and through an fstab line) and the systemd units.
@@ -213,6 +214,12 @@ extension DeploymentTests {
         }
         // The service user must be able to reach the folder at all.
         chmod(dir.path, 0o755)
+        // A private model (0600): the blob stays private, yet ComfyUI's user reads it through
+        // an --allow-other mount, whose daemon reads the blob.
+        let model = SafetensorsBuilder(tensors: [("w", "U8", [256])], fill: 9).bytes()
+        try dir.write("private/loras/mine.safetensors", model)
+        chmod(dir.path + "/private/loras/mine.safetensors", 0o600)
+        #expect(try tsr(["import", dir.path + "/private"]).status == 0)
         let plain = try tsr(["comfyui", "setup", comfy, "--mount"])
         #expect(plain.status == 0 && plain.stdout.contains("belongs to nobody") && plain.stdout.contains("--allow-other"), "\(plain.stdout) \(plain.stderr)")
         #expect(try tsr(["umount", models]).status == 0)
@@ -222,6 +229,9 @@ extension DeploymentTests {
         #expect(mountinfo.split(separator: "\n").contains { $0.contains(" \(models) ") && $0.contains("allow_other") }, "the mount lets other users in")
         let listed = try Shell.run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "/bin/ls", models], cwd: "/", timeout: 30)
         #expect(listed.status == 0 && listed.stdout.contains("checkpoints"), "nobody lists the mount: \(listed.stderr)")
+        let read = try Shell.run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/sha256sum", models + "/loras/mine.safetensors"], cwd: "/", timeout: 30)
+        let digest = try SHA256Hasher.digest(model).rawValue
+        #expect(read.status == 0 && read.stdout.hasPrefix(digest), "nobody reads the private model through the mount: \(read.stderr)")
         #expect(try tsr(["umount", models]).status == 0)
         #expect(try tsr(["comfyui", "setup", comfy, "--allow-other"]).stderr.contains("--allow-other goes with --mount"))
     }
