@@ -79,6 +79,9 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
         for (key, value) in extra { object[key] = value }
         var response = JSONBody.response(status: status, object: object)
         if status == .unauthorized { response.headers[.wwwAuthenticate] = "Bearer realm=\"tensors\"" }
+        // The rest of a refused body is never read: the connection ends with the answer, so a
+        // client still sending is told at once instead of waiting for a read that never comes.
+        if status == .contentTooLarge { response.headers[.connection] = "close" }
         return response
     }
 }
@@ -109,19 +112,52 @@ enum JSONBody {
         return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
-    /// A request body of at most `limit` bytes.
-    static func read(_ request: Request, limit: Int = 32 << 20) async throws -> Data {
+    /// Body limits by what a route takes: keys and download requests are a few hundred bytes; a
+    /// workflow (ComfyUI's UI format with every node) a few MiB at most.
+    static let smallLimit = 64 << 10
+    static let workflowLimit = 16 << 20
+
+    /// A request body of at most `limit` bytes: a declared Content-Length over it is refused
+    /// before anything is read, a body that turns out longer as soon as it passes the limit.
+    static func read(_ request: Request, limit: Int) async throws -> Data {
+        if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared > limit {
+            throw tooLarge(limit)
+        }
         do {
             let buffer = try await request.body.collect(upTo: limit)
             return Data(buffer.readableBytesView)
         } catch {
-            throw APIError(.contentTooLarge, "the request body is larger than \(limit >> 20) MiB")
+            throw tooLarge(limit)
+        }
+    }
+
+    static func tooLarge(_ limit: Int) -> APIError {
+        APIError(.contentTooLarge, "the request body is larger than \(limit >= 1 << 20 ? "\(limit >> 20) MiB" : "\(limit >> 10) KiB"), the most this route takes")
+    }
+
+    /// Reads a body of at most `limit` bytes and turns it into a value on the API's threads
+    /// (parsing a large JSON document must not hold an event loop). Bodies over 1 MiB take one of
+    /// `LargeBodies`' few places while they are read and parsed, so concurrent large requests
+    /// cost at most that many bodies' memory at once.
+    static func parse<T: Sendable>(_ request: Request, limit: Int, _ body: @escaping @Sendable (Data) throws -> T) async throws -> T {
+        let declared = request.headers[.contentLength].flatMap { Int($0) }
+        if let declared, declared > limit { throw tooLarge(limit) }
+        let large = declared.map { $0 > LargeBodies.threshold } ?? true
+        if large { try await LargeBodies.shared.enter() }
+        do {
+            let data = try await read(request, limit: limit)
+            let value = try await onAPIThreads { try body(data) }
+            if large { await LargeBodies.shared.leave() }
+            return value
+        } catch {
+            if large { await LargeBodies.shared.leave() }
+            throw error
         }
     }
 
     /// Decodes a JSON body, with a message naming what is wrong.
     static func decode<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T {
-        let data = try await read(request)
+        let data = try await read(request, limit: smallLimit)
         do {
             return try JSONDecoder().decode(type, from: data)
         } catch let DecodingError.keyNotFound(key, _) {
@@ -131,6 +167,38 @@ enum JSONBody {
             throw APIError(.badRequest, "the request body's \(path.isEmpty ? "top level" : "\"\(path)\"") has the wrong type")
         } catch {
             throw APIError(.badRequest, "the request body is not valid JSON")
+        }
+    }
+}
+
+/// The few request bodies over 1 MiB read and parsed at once; more wait their turn (at most
+/// `maxWaiting`, then 503), so ten concurrent 30 MiB uploads cannot take a gigabyte.
+actor LargeBodies {
+    static let shared = LargeBodies()
+    static let threshold = 1 << 20
+    static let places = 2
+    static let maxWaiting = 32
+
+    private var inUse = 0
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    func enter() async throws {
+        if inUse < Self.places {
+            inUse += 1
+            return
+        }
+        guard waiting.count < Self.maxWaiting else {
+            throw APIError(.serviceUnavailable, "too many large requests at once; try again in a moment")
+        }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+
+    func leave() {
+        if waiting.isEmpty {
+            inUse -= 1
+        } else {
+            // The place passes straight to the next in line.
+            waiting.removeFirst().resume()
         }
     }
 }

@@ -97,15 +97,16 @@ struct Routes: Sendable {
     /// `POST /models/check-dependencies {dependencies}`: the seed's answer, from the registry
     /// only (no network, nothing stored).
     func checkDependencies(_ request: Request) async throws -> Response {
-        let body = try await JSONBody.read(request)
-        guard let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any] else {
-            throw APIError(.badRequest, "the request body must be a JSON object {\"dependencies\": {folder: [entries]}}")
+        let parsed = try await JSONBody.parse(request, limit: JSONBody.workflowLimit) { body in
+            guard let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any] else {
+                throw APIError(.badRequest, "the request body must be a JSON object {\"dependencies\": {folder: [entries]}}")
+            }
+            guard let dependencies = object["dependencies"] as? [String: Any] else {
+                throw APIError(.badRequest, "the request body lacks \"dependencies\" ({folder: [{filename, sha256, size, urls}]})")
+            }
+            let wrapped = try JSONSerialization.data(withJSONObject: ["workflow": ["dependencies": dependencies]])
+            return try WorkflowParser.parse(wrapped)
         }
-        guard let dependencies = object["dependencies"] as? [String: Any] else {
-            throw APIError(.badRequest, "the request body lacks \"dependencies\" ({folder: [{filename, sha256, size, urls}]})")
-        }
-        let wrapped = try JSONSerialization.data(withJSONObject: ["workflow": ["dependencies": dependencies]])
-        let parsed = try WorkflowParser.parse(wrapped)
         return try await onAPIThreads { try JSONBody.response(WorkflowService(fetcher: fetcher).check(parsed)) }
     }
 
@@ -196,7 +197,7 @@ struct Routes: Sendable {
         }
         let name = try WorkflowParser.validateName(given)
         let replace = request.uri.queryParameters.get("replace") == "true"
-        let parsed = try WorkflowParser.parse(try await JSONBody.read(request))
+        let parsed = try await JSONBody.parse(request, limit: JSONBody.workflowLimit) { try WorkflowParser.parse($0) }
         if !replace, try await onAPIThreads({ try registry.workflows().contains(where: { $0.workflow.name == name }) }) {
             throw RegistryError.workflowExists(name)
         }
@@ -210,7 +211,7 @@ struct Routes: Sendable {
     /// only, or after asking the sources of entries without a hash for digest and size (keys in
     /// the same headers as `POST /workflows`). Nothing is stored either way.
     func checkWorkflow(_ request: Request) async throws -> Response {
-        let parsed = try WorkflowParser.parse(try await JSONBody.read(request))
+        let parsed = try await JSONBody.parse(request, limit: JSONBody.workflowLimit) { try WorkflowParser.parse($0) }
         let service = WorkflowService(fetcher: keyed(request))
         guard request.uri.queryParameters.get("resolve") == "true" else {
             return try await onAPIThreads { try JSONBody.response(service.check(parsed)) }
@@ -230,7 +231,7 @@ struct Routes: Sendable {
     /// `POST /workflows/{name}/pull [{huggingface_token, civitai_api_key}]`: starts a download
     /// per missing file; progress in GET /downloads and its event stream.
     func pull(_ name: String, _ request: Request) async throws -> Response {
-        let data = try await JSONBody.read(request)
+        let data = try await JSONBody.read(request, limit: JSONBody.smallLimit)
         var keys = KeysBody()
         if !data.isEmpty {
             do { keys = try JSONDecoder().decode(KeysBody.self, from: data) } catch { throw APIError(.badRequest, "the body must be {\"huggingface_token\"?, \"civitai_api_key\"?}") }
