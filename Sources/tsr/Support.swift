@@ -191,3 +191,25 @@ struct EscapingLogHandler: LogHandler {
         inner.log(level: level, message: "\(LogText.escaped(message.description))", metadata: metadata, source: source, file: file, function: function, line: line)
     }
 }
+
+/// Secrets a long-running process was started with, once read into memory.
+enum EnvironmentSecrets {
+    static let names = ["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "CIVITAI_API_KEY", "TSR_API_TOKEN"]
+
+    /// Overwrites the values of `names` in this process's own environment block (what
+    /// /proc/PID/environ shows, to the process's user and root) and removes them, so children
+    /// (fusermount3) do not inherit them either. Call only after reading them; single-threaded.
+    static func scrub(_ names: [String] = names) {
+        var entry = environ
+        while let pointer = entry.pointee {
+            let text = String(cString: pointer)
+            if let equals = text.firstIndex(of: "="), names.contains(String(text[..<equals])) {
+                let valueStart = text.utf8.distance(from: text.utf8.startIndex, to: equals) + 1
+                let length = strlen(pointer)
+                if length > valueStart { memset(pointer + valueStart, 0x78, length - valueStart) }
+            }
+            entry += 1
+        }
+        for name in names { unsetenv(name) }
+    }
+}

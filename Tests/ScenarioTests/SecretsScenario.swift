@@ -29,6 +29,9 @@ struct SecretsScenario {
             let read = try readBytes(mount.mountpoint + "/vae/m2.safetensors")
             #expect(read == files[2])
             #expect(!((try? readBytes(mount.log)) ?? []).contains(hf.token), "the daemon's log does not hold the token")
+            // Started with HF_TOKEN in its environment, the daemon keeps it in memory only.
+            let environ = (try? readBytes("/proc/\(mount.pid)/environ")) ?? []
+            #expect(!environ.isEmpty && !environ.contains(hf.token), "the daemon's /proc/PID/environ no longer holds the token")
         }
 
         // The API in a background daemon started without any token in its environment: the key

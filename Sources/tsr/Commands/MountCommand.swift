@@ -55,6 +55,8 @@ struct MountCommand: ParsableCommand {
             // (HF_TOKEN, CIVITAI_API_KEY), kept in memory only.
             let settings = FetchSettings.from(environment: ProcessInfo.processInfo.environment)
             let credentials = Credentials.from(environment: ProcessInfo.processInfo.environment)
+            // Read: from now on they live in memory only, not in /proc/PID/environ.
+            EnvironmentSecrets.scrub()
             // One fetcher for lazy reads and the API: one download per blob between them.
             let shared = SharedFetcher()
             request.makeFetcher = { library in

@@ -104,6 +104,8 @@ struct ServeCommand: ParsableCommand {
         try runReporting(json: false) {
             let library = try homeOptions.open()
             let fetcher = Fetcher(library: library, settings: fetchOptions.settings, credentials: try fetchOptions.credentials(for: []))
+            // Read: from now on they live in memory only, not in /proc/PID/environ.
+            EnvironmentSecrets.scrub()
             let server = try APIServer(fetcher: fetcher, configuration: configuration)
             let done = DispatchSemaphore(value: 0)
             let failure = SharedText("")
