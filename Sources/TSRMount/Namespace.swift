@@ -50,6 +50,10 @@ public struct FileNode: Sendable, Equatable {
     public var writable: Bool
     /// Being written through the mount (not yet committed).
     public var pending: Bool
+    /// Which write it is (a name is written many times): each write's node has an inode of its
+    /// own, so an inode never stands both for content readers hold by passthrough and for the
+    /// next write of the same name.
+    public var pendingSerial: UInt64 = 0
 }
 
 /// A directory in the namespace.
@@ -91,9 +95,17 @@ public struct Node: Sendable, Equatable {
 public struct Overlay: Sendable {
     /// Files being written: alias key → (size, mtime).
     public var pending: [AliasKey: (size: Int64, mtimeNs: Int64)] = [:]
+    /// Which write each pending name is (see `FileNode.pendingSerial`); follows `pending`.
+    public var serials: [AliasKey: UInt64] = [:]
     /// Directories made with mkdir that hold nothing yet, with their creation time.
     public var emptyDirectories: [AliasKey: Int64] = [:]
     public init() {}
+
+    /// The name is no longer being written.
+    public mutating func stopWriting(_ key: AliasKey) {
+        pending[key] = nil
+        serials[key] = nil
+    }
 }
 
 /// An immutable snapshot of the mount's paths.
@@ -239,7 +251,7 @@ public struct NamespaceBuilder {
         // Path and content: the bytes arriving for a known digest keep the inode, new content
         // (a rewrite, an atomic replace) gets a new one, so readers of the old content keep
         // their inode and its page cache.
-        let inode = allocate(path + "\u{0}" + (file.pending ? "pending" : file.sha256?.rawValue ?? ""), kind: 0x46)
+        let inode = allocate(path + "\u{0}" + (file.pending ? "pending\(file.pendingSerial)" : file.sha256?.rawValue ?? ""), kind: 0x46)
         files[inode] = Node(inode: inode, parent: parent.inode, name: name, kind: .file(file))
         filePaths[path] = inode
         parent.names.append(name)
@@ -319,7 +331,7 @@ public struct NamespaceBuilder {
         for (key, pending) in overlay.pending {
             let parts = key.path.split(separator: "/").map(String.init)
             for shown in Self.viewFolders(key.folder) {
-                file([shown] + parts, FileNode(sha256: nil, size: pending.size, state: .present, mtimeNs: pending.mtimeNs, alias: key, writable: true, pending: true))
+                file([shown] + parts, FileNode(sha256: nil, size: pending.size, state: .present, mtimeNs: pending.mtimeNs, alias: key, writable: true, pending: true, pendingSerial: overlay.serials[key] ?? 0))
             }
         }
         // Removals: the folder-view directories that held the name, and (conservatively) every

@@ -17,9 +17,14 @@ extension TensorsFileSystem {
         var passthrough = 0
         /// Read opens through the page cache (plain blob reads, lazy and pending reads).
         var cached = 0
+        /// Write opens (direct I/O). The kernel takes them beside page-cache opens, but refuses
+        /// with EIO any open that is not passthrough while the inode has a backing file: so no
+        /// passthrough open is given while one is open, and none is admitted while passthrough
+        /// opens are (the open's replies may reach the kernel in either order).
+        var writers = 0
         var backingId: Int32 = 0
-        /// No backing file yet, and nothing open through the page cache.
-        var canRegister: Bool { backingId == 0 && cached == 0 }
+        /// No backing file yet, and nothing open through the page cache or for writing.
+        var canRegister: Bool { backingId == 0 && cached == 0 && writers == 0 }
     }
 
     /// How complete blobs are read on this mount.
@@ -104,13 +109,15 @@ extension TensorsFileSystem {
                 mode.backingId = candidate
                 unused = nil
             }
-            let backing = blob != nil && mode.cached == 0 && mode.backingId != 0 ? mode.backingId : nil
+            let backing = blob != nil && mode.cached == 0 && mode.writers == 0 && mode.backingId != 0 ? mode.backingId : nil
             if backing != nil {
                 mode.passthrough += 1
             } else if mode.passthrough > 0 {
                 return (nil, unused)
             } else if Self.usesPageCache(handle) {
                 mode.cached += 1
+            } else {
+                mode.writers += 1
             }
             state.ioModes[inode] = mode
             return ((state.store(handle), backing), unused)
@@ -141,8 +148,10 @@ extension TensorsFileSystem {
                 }
             } else if Self.usesPageCache(handle) {
                 mode.cached -= 1
+            } else {
+                mode.writers = max(0, mode.writers - 1)
             }
-            state.ioModes[inode] = mode.passthrough == 0 && mode.cached == 0 ? nil : mode
+            state.ioModes[inode] = mode.passthrough == 0 && mode.cached == 0 && mode.writers <= 0 ? nil : mode
             return close
         }
         if let close { session?.backingClose(close) }

@@ -81,7 +81,9 @@ struct PathResolver {
                     writable: true, pending: false)
             }
             if let pending = overlay.pending[key] {
-                let writing = FileNode(sha256: nil, size: pending.size, state: .present, mtimeNs: pending.mtimeNs, alias: key, writable: true, pending: true)
+                let writing = FileNode(
+                    sha256: nil, size: pending.size, state: .present, mtimeNs: pending.mtimeNs, alias: key, writable: true, pending: true,
+                    pendingSerial: overlay.serials[key] ?? 0)
                 var node = Self.file(path, parent: parent, name: name, committed ?? writing)
                 node.kind = .file(writing)
                 return node
@@ -150,7 +152,9 @@ struct PathResolver {
                 directories.insert(first)
                 continue
             }
-            let writing = FileNode(sha256: nil, size: pending.size, state: .present, mtimeNs: pending.mtimeNs, alias: other, writable: true, pending: true)
+            let writing = FileNode(
+                sha256: nil, size: pending.size, state: .present, mtimeNs: pending.mtimeNs, alias: other, writable: true, pending: true,
+                pendingSerial: overlay.serials[other] ?? 0)
             // A name being written over an existing one keeps that one's inode.
             var node = files[first] ?? Self.file(path + "/" + first, parent: dir.inode, name: first, writing)
             node.kind = .file(writing)
@@ -240,7 +244,7 @@ struct PathResolver {
     static func directoryInode(_ path: String) -> Inode { Inode(NamespaceBuilder.inode(for: path, kind: 0x44)) }
 
     static func file(_ path: String, parent: Inode, name: String, _ file: FileNode) -> Node {
-        let inode = Inode(NamespaceBuilder.inode(for: path + "\u{0}" + (file.pending ? "pending" : file.sha256?.rawValue ?? ""), kind: 0x46))
+        let inode = Inode(NamespaceBuilder.inode(for: path + "\u{0}" + (file.pending ? "pending\(file.pendingSerial)" : file.sha256?.rawValue ?? ""), kind: 0x46))
         return Node(inode: inode, parent: parent, name: name, kind: .file(file))
     }
 

@@ -675,7 +675,17 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
             } else {
                 return request.reply(error: .noEntry)
             }
-            guard let opened = admit(handle, inode: inode, size: entry.size) else {
+            // A write open found no passthrough reader a moment ago, but one may have opened
+            // since: it waits for them again (up to a second in all) before answering ETXTBSY.
+            var admitted = admit(handle, inode: inode, size: entry.size)
+            if admitted == nil, wantsWrite {
+                let deadline = ContinuousClock.now + .seconds(1)
+                while admitted == nil, ContinuousClock.now < deadline {
+                    usleep(5_000)
+                    if state.withLock({ ($0.ioModes[inode]?.passthrough ?? 0) == 0 }) { admitted = admit(handle, inode: inode, size: entry.size) }
+                }
+            }
+            guard let opened = admitted else {
                 if case let .blob(fd, _) = handle { try? fd.close() }
                 if case let .pending(write, _) = handle, write.leave() { finish(write) }
                 logger.notice("open \(path(of: inode) ?? "?"): refused while another process has it open by passthrough")

@@ -1,5 +1,6 @@
 import FUSE
 import Foundation
+import Synchronization
 import TSRLibrary
 import TSRRegistry
 import TSRStore
@@ -9,6 +10,8 @@ import TSRStore
 /// aliases; mkdir/rmdir manage directories that hold nothing yet.
 extension TensorsFileSystem {
     static var nowNs: Int64 { Clock.nowNs() }
+    /// Numbers the writes shown in the overlay (`FileNode.pendingSerial`).
+    static let writeSerials = Atomic<UInt64>(0)
 
     /// The writable directory a request targets, or the errno to answer.
     func writableDirectory(_ inode: Inode) -> Result<(Node, AliasKey), Errno> {
@@ -65,6 +68,7 @@ extension TensorsFileSystem {
     func showWriting(_ write: PendingWrite) throws {
         try rebuildIfChanged({ overlay in
             guard let shown = write.beingWritten else { return false }
+            if overlay.pending[shown.key] == nil { overlay.serials[shown.key] = Self.writeSerials.add(1, ordering: .relaxed).newValue }
             overlay.pending[shown.key] = (shown.size, Self.nowNs)
             return true
         })
@@ -114,7 +118,7 @@ extension TensorsFileSystem {
             shown = shownWriting(key)
             try library.record(last, folder: key.folder, path: key.path)
             // Written again since (through another handle): it stays shown as being written.
-            if !now.dirty { overlay.pending[key] = nil }
+            if !now.dirty { overlay.stopWriting(key) }
             recorded = key
             return true
         })
@@ -155,7 +159,7 @@ extension TensorsFileSystem {
                 // A lookup made while the name was being written holds the pending inode: it stands
                 // for whatever the name shows now (the content from before, when nothing was committed).
                 shown = shownWriting(key)
-                overlay.pending[key] = nil
+                overlay.stopWriting(key)
                 return true
             })
             redirect(shown)
@@ -232,7 +236,7 @@ extension TensorsFileSystem {
             // left showing while the kernel gets round to releasing the handle.
             try? rebuildIfChanged({ overlay in
                 guard let key = write.name, write.lock.withLock({ write.committed == nil }), overlay.pending[key] != nil else { return false }
-                overlay.pending[key] = nil
+                overlay.stopWriting(key)
                 return true
             })
             request.reply(error: ErrnoMapping.errno(for: error))
@@ -341,7 +345,7 @@ extension TensorsFileSystem {
                 // Open handles of an unlinked file keep writing into a transaction that no name
                 // will receive (its bytes are discarded when the last handle closes).
                 state.withLock { $0.writes.removeValue(forKey: key) }?.rename(to: nil)
-                overlay.pending[key] = nil
+                overlay.stopWriting(key)
             }
             request.replyOK()
         } catch {
@@ -413,8 +417,11 @@ extension TensorsFileSystem {
             }
             replaced?.rename(to: nil)
             moving?.rename(to: to)
-            if let entry = overlay.pending.removeValue(forKey: from) { overlay.pending[to] = entry }
-            if replaced != nil { overlay.pending[to] = nil }
+            if let entry = overlay.pending.removeValue(forKey: from) {
+                overlay.pending[to] = entry
+                overlay.serials[to] = overlay.serials.removeValue(forKey: from)
+            }
+            if replaced != nil { overlay.stopWriting(to) }
             state.withLock { $0.known.move(from: dentries.from, to: dentries.to) }
         }
     }
@@ -440,7 +447,13 @@ extension TensorsFileSystem {
             }
             // Outside the state lock: a write's lock may be held across its file I/O.
             for (write, target) in relocated { write.rename(to: target) }
-            for (key, value) in overlay.pending { if let target = moved(key) { overlay.pending[key] = nil; overlay.pending[target] = value } }
+            for (key, value) in overlay.pending {
+                guard let target = moved(key) else { continue }
+                let serial = overlay.serials[key]
+                overlay.stopWriting(key)
+                overlay.pending[target] = value
+                overlay.serials[target] = serial
+            }
             for (key, value) in overlay.emptyDirectories { if let target = moved(key) { overlay.emptyDirectories[key] = nil; overlay.emptyDirectories[target] = value } }
             overlay.emptyDirectories[to] = overlay.emptyDirectories[to] ?? Self.nowNs
             state.withLock { $0.known.move(from: dentries.from, to: dentries.to) }

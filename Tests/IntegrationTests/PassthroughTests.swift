@@ -186,3 +186,62 @@ private func xattrValue(_ path: String, _ name: String) -> String {
     let n = getxattr(path, name, &buffer, buffer.count)
     return n > 0 ? String(decoding: buffer.prefix(n), as: UTF8.self) : ""
 }
+
+extension PassthroughTests {
+    /// Issue 25: 4 readers and a writer patching a 3 MiB file in place: read-only opens got
+    /// ETXTBSY and write opens EIO now and then. The kernel refuses (EIO) any open that is not
+    /// passthrough while the inode has a backing file, write opens included, and the replies to
+    /// a reader and a writer may reach it in either order; and every write of a name showed it
+    /// under one inode. Read-only opens always open; a write open waits for passthrough readers
+    /// and may answer ETXTBSY (§10), never EIO.
+    @Test func readersBesideAWriterPatchingInPlaceAlwaysOpen() throws {
+        let dir = try TempDirectory("tsr-passthrough-patch")
+        defer { dir.remove() }
+        let home = dir.path + "/home"
+        try TestMount.with(home: home) { mount in
+            let path = mount.mountpoint + "/loras/patched.safetensors"
+            #expect(FileManager.default.createFile(atPath: path, contents: Data(repeating: 1, count: 3 << 20)))
+            let deadline = Date().addingTimeInterval(12)
+            let readerErrors = Locked<[Int32]>([])
+            let readerOpens = Locked(0)
+            let group = DispatchGroup()
+            for _ in 0..<4 {
+                group.enter()
+                Thread {
+                    defer { group.leave() }
+                    var buffer = [UInt8](repeating: 0, count: 64 << 10)
+                    while Date() < deadline {
+                        let fd = open(path, O_RDONLY | O_CLOEXEC)
+                        if fd < 0 {
+                            let code = errno
+                            readerErrors.withLock { $0.append(code) }
+                            continue
+                        }
+                        _ = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 1 << 20) }
+                        close(fd)
+                        readerOpens.withLock { $0 += 1 }
+                    }
+                }.start()
+            }
+            var writerErrors: [Int32] = []
+            var patches = 0
+            var round = 0
+            while Date() < deadline {
+                round += 1
+                let fd = open(path, O_RDWR | O_CLOEXEC)
+                if fd < 0 {
+                    writerErrors.append(errno)
+                    continue
+                }
+                let patch = Array("PATCH\(round)".utf8)
+                if pwrite(fd, patch, patch.count, off_t(round * 4096 % (3 << 20))) == patch.count { patches += 1 }
+                close(fd)
+            }
+            _ = group.wait(timeout: .now() + 60)
+            let failed = readerErrors.withLock { $0 }
+            #expect(failed.isEmpty, "read-only opens failed: \(Set(failed).map { String(cString: strerror($0)) }) ×\(failed.count) of \(readerOpens.withLock { $0 })")
+            #expect(writerErrors.allSatisfy { $0 == ETXTBSY }, "a write open fails only with ETXTBSY: \(Set(writerErrors))")
+            #expect(patches > 10, "the writer got in: \(patches) patches, \(writerErrors.count) refusals")
+        }
+    }
+}
