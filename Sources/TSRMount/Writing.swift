@@ -124,7 +124,9 @@ extension TensorsFileSystem {
         })
         redirect(shown)
         guard let key = recorded else { return [] }
-        var items: [Invalidation] = []
+        // An inode shown as being written now stands for the committed content: pages a reader
+        // cached while the bytes were still changing must go (a later open keeps the cache).
+        var items: [Invalidation] = shown.map { .content($0.0) }
         for path in Self.shownPaths(key) {
             let name = String(path.split(separator: "/").last ?? "")
             for parent in state.withLock({ $0.known.directories(at: Self.parentPath(path)) }) {
@@ -163,6 +165,7 @@ extension TensorsFileSystem {
                 return true
             })
             redirect(shown)
+            sendNow(shown.map { .content($0.0) })
         } catch {
             logger.error("rebuild after closing \(key?.description ?? "an unlinked file"): \(error)")
         }

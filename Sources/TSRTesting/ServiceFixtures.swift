@@ -97,7 +97,7 @@ public final class HuggingFaceFixture: Sendable {
 }
 
 /// A CivitAI emulator: `/api/v1/models/{id}` and `/api/v1/model-versions/{id}` answer with the
-/// JSON given (real responses from shared/fixtures, or built ones), `/api/download/models/{id}`
+/// JSON given (real responses from Tests/Fixtures/civitai, or built ones), `/api/download/models/{id}`
 /// answers 307 to a storage host that sends the bytes with `Content-Disposition`; versions that
 /// need a key answer 401 with CivitAI's JSON message.
 public final class CivitAIFixture: Sendable {
@@ -222,9 +222,11 @@ public final class CivitAIFixture: Sendable {
         """
     }
 
-    /// A file of shared/fixtures/civitai, read as it is.
+    /// A real CivitAI response of Tests/Fixtures/civitai (copied unmodified from the project's
+    /// shared fixtures; SOURCES.md there says where each came from), read as it is. Inside the
+    /// repository: a clone tests alone.
     public static func sharedFixture(_ name: String) throws -> String {
-        let path = BuildProducts.packageRoot + "/../shared/fixtures/civitai/" + name
+        let path = BuildProducts.packageRoot + "/Tests/Fixtures/civitai/" + name
         return try String(contentsOfFile: path, encoding: .utf8)
     }
 }
