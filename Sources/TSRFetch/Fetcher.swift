@@ -56,16 +56,27 @@ public final class Fetcher: Sendable {
         return try collapsed(key: digest.rawValue, progress: progress) { () throws(FetchError) -> Committed in
             var last: FetchError = .noSource(digest)
             for source in sources {
-                do throws(FetchError) {
-                    let url = try downloadURL(for: source.url)
-                    let request = DownloadRequest(url: url, expected: digest, expectedSize: blob?.size)
-                    return try download(request, name: nil, progress: { self.report(digest.rawValue, $0, $1) }, cancel: cancel)
-                } catch {
-                    if case .cancelled = error { throw error }
-                    // Wrong bytes: the stored header region may be wrong too (a download seeds
-                    // from it); the next registration fetches and checks it again.
-                    if case .digestMismatch = error { try? library.registry.dropPrefix(digest) }
-                    last = error
+                var seeded = ((try? library.registry.prefix(digest)) ?? nil) != nil
+                while true {
+                    do throws(FetchError) {
+                        let url = try downloadURL(for: source.url)
+                        let request = DownloadRequest(url: url, expected: digest, expectedSize: blob?.size)
+                        return try download(request, name: nil, progress: { self.report(digest.rawValue, $0, $1) }, cancel: cancel)
+                    } catch {
+                        if case .cancelled = error { throw error }
+                        // Wrong bytes: the stored header region may be what was wrong (a download
+                        // continues after it). It is dropped, and a download that started from it
+                        // is tried once more from the first byte.
+                        if case .digestMismatch = error {
+                            try? library.registry.dropPrefix(digest)
+                            if seeded {
+                                seeded = false
+                                continue
+                            }
+                        }
+                        last = error
+                        break
+                    }
                 }
             }
             throw last

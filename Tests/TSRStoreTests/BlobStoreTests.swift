@@ -121,6 +121,36 @@ import TSRTesting
         }
     }
 
+    /// Issue 17: ten reads of one bad file left thirty copies. One copy per distinct wrong
+    /// content, named by its digest; past the size bound the oldest go, never the newest; gc's
+    /// age cut removes old copies.
+    @Test func quarantineKeepsOneCopyPerWrongContentWithinItsBound() throws {
+        try TempDirectory.with { dir in
+            let store = try BlobStore(layout: StoreLayout(home: dir.path))
+            let claimed = try SHA256Hasher.digest(Array("claimed".utf8))
+            let wrong = Self.bytes(4000, seed: 1)
+            for _ in 0..<5 { #expect(throws: StoreError.self) { _ = try store.put(wrong, expected: claimed) } }
+            let names = try SystemCalls.listDirectory(store.layout.quarantine).map { String(decoding: $0, as: UTF8.self) }
+            #expect(names == [try SHA256Hasher.digest(wrong).rawValue], "one copy, named by the digest it has: \(names)")
+
+            // Three more copies of other wrong bytes, oldest first.
+            for seed in 2...4 {
+                #expect(throws: StoreError.self) { _ = try store.put(Self.bytes(4000, seed: UInt8(seed)), expected: claimed) }
+                Thread.sleep(forTimeInterval: 0.02)
+            }
+            let newest = store.layout.quarantine + "/" + (try SHA256Hasher.digest(Self.bytes(4000, seed: 4)).rawValue)
+            #expect(try store.quarantinedFiles().count == 4)
+            let freed = try store.trimQuarantine(limit: 8000, keeping: newest)
+            let kept = try store.quarantinedFiles().map(\.path)
+            #expect(freed == 8000 && kept.count == 2 && kept.contains(newest), "the two oldest went")
+            #expect(try store.trimQuarantine(limit: 0, keeping: newest) == 4000)
+            #expect(try store.quarantinedFiles().map(\.path) == [newest])
+            #expect(try store.removeQuarantined(olderThanNs: 0).files == 0, "nothing is older than the epoch")
+            let removed = try store.removeQuarantined(olderThanNs: .max)
+            #expect(removed.files == 1 && removed.bytes == 4000)
+        }
+    }
+
     @Test func wrongSizeCommitsNothing() throws {
         try TempDirectory.with { dir in
             let store = try BlobStore(layout: StoreLayout(home: dir.path))
