@@ -8,8 +8,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 which="${2:-all}"
-swift build --product TSRFuzz --build-path .build-fuzz \
-  -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -DFUZZING
+# Exit status 3 when the fuzzer cannot be built (a missing toolchain piece), so callers tell
+# that from a crash found by fuzzing (status 1).
+if ! swift build --product TSRFuzz --build-path .build-fuzz \
+  -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -DFUZZING; then
+  echo "fuzz: building the fuzzer failed (see above): nothing was fuzzed" >&2
+  exit 3
+fi
 mkdir -p fuzz/crashes
 for target in safetensors workflows; do
   [ "$which" = all ] || [ "$which" = "$target" ] || continue

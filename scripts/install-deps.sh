@@ -3,6 +3,10 @@
 # Swift itself (6.x) is expected on PATH; see README.md.
 set -euo pipefail
 packages=(
+  # What Swift itself needs to run and build on Debian 12 (swift.org's list for a toolchain
+  # unpacked by hand); the fuzzer's runtime links libstdc++.
+  binutils git gnupg2 libc6-dev libcurl4-openssl-dev libedit2 libgcc-12-dev libncurses6 libpython3-dev
+  libsqlite3-0 libstdc++-12-dev libxml2-dev libz3-dev pkg-config tzdata unzip zlib1g-dev ca-certificates
   libfuse3-dev fuse3            # the mount (libfuse3 low-level API, fusermount3)
   libsqlite3-dev                # GRDB uses the system SQLite (FTS5 included)
   libssl-dev openssl            # SHA-256 through OpenSSL EVP; openssl dgst is the bench baseline

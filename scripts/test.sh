@@ -32,6 +32,7 @@ cp -r fuzz/corpus/. "$fuzz_copy"/
 fuzz_status=0
 TSR_FUZZ_CORPUS="$fuzz_copy" scripts/fuzz.sh 20 all > .build/fuzz.log 2>&1 || fuzz_status=$?
 grep -E "^stat::number_of_executed_units" .build/fuzz.log | sed 's/^/fuzzing: /' || true
+if [ "$fuzz_status" -eq 3 ]; then tail -40 .build/fuzz.log; echo "fuzzing could not start: building the fuzzer failed (see above; scripts/install-deps.sh installs what it needs)"; exit 1; fi
 if [ "$fuzz_status" -ne 0 ]; then tail -40 .build/fuzz.log; echo "fuzzing failed (a crash is in fuzz/crashes/)"; exit 1; fi
 rm -rf "$fuzz_copy"
 # The numbered fault scenarios (docs/SCENARIOS.md) on their own, so that the soak's load cannot

@@ -9,3 +9,7 @@ int tsr_ficlone(int dst_fd, int src_fd) { return ioctl(dst_fd, FICLONE, src_fd);
 int tsr_start_writeback(int fd, long long offset, long long length) {
     return sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE);
 }
+
+int tsr_spawn_add_chdir(posix_spawn_file_actions_t *actions, const char *path) {
+    return posix_spawn_file_actions_addchdir_np(actions, path);
+}

@@ -120,16 +120,21 @@ public enum Unmount {
     /// `fusermount3 -u` (or `-uz` when `lazy`); the exit status and its message.
     @discardableResult
     public static func run(_ mountpoint: String, lazy: Bool) -> (Int32, String) {
+        let tool = "/bin/fusermount3"
+        guard FileManager.default.isExecutableFile(atPath: tool) else { return (127, "\(tool) not found: install fuse3") }
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/fusermount3")
+        process.executableURL = URL(fileURLWithPath: tool)
         process.arguments = [lazy ? "-uz" : "-u", mountpoint]
+        // Launched from a directory anyone can enter: the caller's may be private (a clone in
+        // /root, a user's home) and the launch would fail there for another user.
+        process.currentDirectoryURL = URL(fileURLWithPath: "/")
         let err = Pipe()
         process.standardError = err
         process.standardOutput = FileHandle.nullDevice
         do {
             try process.run()
         } catch {
-            return (127, "fusermount3 not found: install fuse3")
+            return (126, "could not start \(tool): \(error.localizedDescription)")
         }
         let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()

@@ -659,7 +659,22 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
                 guard entry.writable, !settings.readOnly, let key = entry.alias else { return request.reply(error: .readOnlyFileSystem) }
                 handle = .pending(try beginWrite(key: key, existing: entry, truncate: file.flags & O_TRUNC != 0), writable: true)
             } else if entry.pending, let key = entry.alias {
-                guard let write = state.withLock({ $0.writes[key] }) else { return request.reply(error: .noEntry) }
+                guard let write = state.withLock({ $0.writes[key] }) else {
+                    // The write closed and left the name between the lookup and this open: open
+                    // what the name shows now.
+                    if let current = path(of: inode).flatMap({ self.node(at: $0) })?.file, !current.pending, current.state == .present,
+                        let digest = current.sha256
+                    {
+                        let fd = try SystemCallsBridge.openBlob(store: library.store, digest: digest)
+                        guard let opened = admit(.blob(fd, digest), inode: inode, size: current.size) else {
+                            try? fd.close()
+                            return request.reply(error: .textBusy)
+                        }
+                        return request.reply(open: OpenOptions(handle: opened.id, keepCache: false, directIO: false, backingId: opened.backing))
+                    }
+                    logger.notice("open \(LogText.escaped(path(of: inode) ?? "?")): its write is gone and the name shows nothing to read")
+                    return request.reply(error: .noEntry)
+                }
                 if write.join() {
                     handle = .pending(write, writable: false)
                 } else if let digest = write.outcome {

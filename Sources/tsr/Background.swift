@@ -1,3 +1,4 @@
+import CLinux
 import Foundation
 import TSRMount
 
@@ -28,6 +29,9 @@ enum Background {
         }
         posix_spawn_file_actions_addopen(&actions, 1, logPath(home), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // The daemon works from /, never the caller's directory: that may be private to the
+        // caller, or on a filesystem someone wants to unmount later.
+        tsr_spawn_add_chdir(&actions, "/")
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }

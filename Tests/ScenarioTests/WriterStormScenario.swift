@@ -108,8 +108,9 @@ struct WriterStormScenario {
         ).record()
     }
 
-    /// S12: 8 writers patch their own files in place (open r+, write, close) and read each one
-    /// back at once, while 8 readers read, list and stat the same folder. Every write close(2)
+    /// S12: 8 writers patch their own files in place (open r+, write, close) or replace them
+    /// (write a temp name, rename it over) and read each one back at once, while 8 readers read,
+    /// list and stat the same folder. Every write close(2)
     /// acknowledged must be what the name then reads, and what user.tsr.sha256 says.
     @Test func s12EveryAcknowledgedPatchReadsBack() throws {
         let seconds = min(Double(ProcessInfo.processInfo.environment["TSR_SOAK_SECONDS"] ?? "") ?? 30, 30)
@@ -142,6 +143,30 @@ struct WriterStormScenario {
                     while Date() < deadline {
                         let index = round % 3
                         let name = mine[index]
+                        if round % 4 == 3 {
+                            // An atomic replace: the whole new content in a temp name, renamed over.
+                            let temp = name + ".tmp"
+                            var replaced = contents[index]
+                            replaced.replaceSubrange(0..<8, with: Array(String(format: "R%07d", round).utf8))
+                            let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+                            let written = fd < 0 ? -1 : replaced.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                            let closed = fd < 0 ? -1 : close(fd)
+                            guard written == replaced.count, closed == 0, rename(temp, name) == 0 else {
+                                tally.fail("replace \(name): wrote \(written), close \(closed), errno \(errno)")
+                                round += 1
+                                continue
+                            }
+                            contents[index] = replaced
+                            let back = Self.readAll(name)
+                            tally.checked.add(Int64(replaced.count), ordering: .relaxed)
+                            if back != replaced {
+                                tally.wrong.add(Int64(replaced.count), ordering: .relaxed)
+                                mismatches.withLock { if $0.count < 10 { $0.append("\(name) round \(round): after rename over it, read back \(back.map { "other bytes (\($0.count))" } ?? "error \(errno)")") } }
+                            }
+                            patches.add(1, ordering: .relaxed)
+                            round += 1
+                            continue
+                        }
                         let patch = Array("PATCH\(round)".utf8)
                         let offset = (round * 4099) % (contents[index].count - patch.count)
                         let fd = open(name, O_RDWR | O_CLOEXEC)
@@ -210,7 +235,7 @@ struct WriterStormScenario {
             #expect(patches.load(ordering: .relaxed) > 100, "the writers made progress: \(patches.load(ordering: .relaxed)) patches")
         }
         ScenarioRecord(
-            id: "S12", title: "8 writers patching in place, each patch read back at once, beside 8 readers for \(Int(seconds)) s",
+            id: "S12", title: "8 writers patching in place and renaming over, each change read back at once, beside 8 readers for \(Int(seconds)) s",
             faultsInjected: 0, bytesChecked: tally.checked.load(ordering: .relaxed), bytesLost: 0,
             wrongBytesServed: tally.wrong.load(ordering: .relaxed)
         ).record()
