@@ -143,9 +143,23 @@ extension Fetcher {
         resolved?(file)
         if file.digest != nil || request.sha256 != nil {
             let entry = try Registration.make(file: file, folder: request.folder, name: request.name, sha256: request.sha256)
+            let before = try library.registry.alias(folder: entry.folder, path: entry.path)
             _ = try entry.register(in: library, force: request.force)
-            let committed = try fetch(entry.digest, progress: progress, cancel: cancel)
-            return PullResult(committed: committed, folder: entry.folder, path: entry.path, fileName: file.fileName)
+            do {
+                let committed = try fetch(entry.digest, progress: progress, cancel: cancel)
+                return PullResult(committed: committed, folder: entry.folder, path: entry.path, fileName: file.fileName)
+            } catch {
+                // A pull that fails leaves the name as it was: gone if the pull made it, else
+                // pointing where it pointed before.
+                if let before {
+                    if before.sha256 != entry.digest {
+                        _ = try? library.registry.addAlias(folder: entry.folder, path: entry.path, sha256: before.sha256, replace: true)
+                    }
+                } else {
+                    _ = try? library.registry.removeAlias(folder: entry.folder, path: entry.path)
+                }
+                throw error
+            }
         }
         // Trust on first download: the bytes name themselves.
         let (folder, path) = try Registration.name(for: file, folder: request.folder, name: request.name)

@@ -34,6 +34,12 @@ public struct Inspector: Sendable {
                 return try report(blob: blob, path: nil)
             }
             let path = argument.hasPrefix("/") ? argument : cwd + "/" + argument
+            // A short hash (a unique prefix of 8+ hex digits), unless a file has that name.
+            if (try? SystemCalls.status(path)) == nil, let digest = try library.digest(named: argument),
+                let blob = try library.registry.blob(digest)
+            {
+                return try report(blob: blob, path: nil)
+            }
             if let status = try? SystemCalls.status(path), status.isRegularFile {
                 return try report(file: path, status: status)
             }

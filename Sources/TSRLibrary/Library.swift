@@ -204,6 +204,23 @@ extension Library {
         do { try registry.registerRemoteBlob(blob, url: url, kind: kind, prefix: kept) } catch { throw .registry(error) }
     }
 
+    /// The blob a hash names: 64 hex digits, or (as git takes commits) any unique prefix of at
+    /// least 8 — the 12 that `tsr list` prints, say. nil when `text` is not hex of such a length;
+    /// an unknown or ambiguous prefix is an error that says so.
+    public func digest(named text: String) throws(LibraryError) -> Digest? {
+        let lower = text.lowercased()
+        if let full = Digest(rawValue: lower) { return full }
+        guard (8..<64).contains(lower.count), lower.allSatisfy({ $0.isHexDigit }) else { return nil }
+        let found: [Digest]
+        do { found = try registry.digests(startingWith: lower, limit: 3) } catch { throw .registry(error) }
+        switch found.count {
+        case 0: throw .notFound(text)
+        case 1: return found[0]
+        default:
+            throw .invalidArgument("\(text) is ambiguous: it begins \(found.map { $0.rawValue.prefix(16) + "…" }.joined(separator: ", "))\(found.count > 2 ? " and more" : ""); give more digits")
+        }
+    }
+
     /// A prefix that is the whole file is no prefix: its bytes are verified against the digest
     /// here and committed as the blob (so the name is `present`), or refused with both digests.
     /// Returns the prefix to keep (nil once committed); any other prefix is returned as it is.

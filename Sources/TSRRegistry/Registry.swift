@@ -175,6 +175,15 @@ public final class Registry: Sendable {
         try read { db in try BlobRecord.fetchOne(db, key: digest.rawValue) }
     }
 
+    /// Registered blobs whose SHA-256 starts with `prefix` (lower-case hex), at most `limit`.
+    public func digests(startingWith prefix: String, limit: Int = 2) throws(RegistryError) -> [Digest] {
+        try read { db in
+            try Digest.fetchAll(
+                db, sql: "SELECT sha256 FROM blobs WHERE sha256 >= ? AND sha256 < ? ORDER BY sha256 LIMIT ?",
+                arguments: [prefix, prefix + "g", limit])
+        }
+    }
+
     /// All blobs, optionally only those in one state.
     public func blobs(state: BlobState? = nil) throws(RegistryError) -> [BlobRecord] {
         try read { db in

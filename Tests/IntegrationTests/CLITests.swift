@@ -271,3 +271,36 @@ extension CLITests {
         #expect(mode(try blob(copied)) == 0o400, "a copy is no wider than its original")
     }
 }
+
+extension CLITests {
+    /// Issue 18: `tsr alias add NAME 6213aae99021` (the 12 hex digits `tsr list` prints) failed
+    /// with "has no folder". Any unique prefix of 8+ hex digits names a blob, as git takes commits.
+    @Test func shortHashesNameBlobsWhenUniqueAndSaySoWhenNot() throws {
+        defer { dir.remove() }
+        _ = try importDemo()
+        let listed = try tsr("list", "--json")
+        let items = try #require(try json(listed) as? [[String: Any]])
+        let digests = Set(items.compactMap { $0["sha256"] as? String })
+        let target = try #require(digests.sorted().first)
+        let short = String(target.prefix(12))
+        let added = try tsr("alias", "add", "loras/short.safetensors", short)
+        #expect(added.status == 0, "\(added.stderr)")
+        let info = try #require(try json(try tsr("info", "loras/short.safetensors", "--json")) as? [String: Any])
+        #expect(info["sha256"] as? String == target)
+        let byPrefix = try #require(try json(try tsr("info", String(target.prefix(8)), "--json")) as? [String: Any])
+        #expect(byPrefix["sha256"] as? String == target)
+        #expect(try tsr("verify", short).status == 0)
+        // Too short, unknown, ambiguous: each says why.
+        let tooShort = try tsr("alias", "add", "loras/x.safetensors", String(target.prefix(6)))
+        #expect(tooShort.status != 0 && tooShort.stderr.contains("no folder") == false, "\(tooShort.stderr)")
+        let unknown = try tsr("alias", "add", "loras/x.safetensors", "00000000ffff")
+        #expect(unknown.status != 0 && unknown.stderr.contains("00000000ffff"), "\(unknown.stderr)")
+        // Two blobs sharing a first digit: one digit is never enough (8 at least), so make the
+        // ambiguity with the registry's own answer for a common prefix when there is one.
+        let sorted = digests.sorted()
+        if let pair = zip(sorted, sorted.dropFirst()).first(where: { $0.prefix(8) == $1.prefix(8) }) {
+            let ambiguous = try tsr("alias", "add", "loras/y.safetensors", String(pair.0.prefix(8)))
+            #expect(ambiguous.status != 0 && ambiguous.stderr.contains("ambiguous"))
+        }
+    }
+}

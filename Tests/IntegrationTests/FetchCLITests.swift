@@ -172,6 +172,28 @@ import TSRTesting
         #expect(!daemonLog.isEmpty && !daemonLog.contains(hf.token), "not in the daemon's own output")
     }
 
+    /// Issue 18: a failed `tsr pull SOURCE` left its name registered while saying "nothing was
+    /// stored under the name". A new name goes; a name that was there keeps what it had.
+    @Test func aFailedPullLeavesTheNameAsItWas() throws {
+        defer { dir.remove() }
+        var wrong = model
+        wrong[wrong.count - 1] ^= 0xFF
+        let hf = try HuggingFaceFixture(files: ["o/r/bad.safetensors": .init(bytes: model, served: wrong)])
+        let env = ["HF_ENDPOINT": hf.endpoint]
+        let pulled = try tsr(["pull", "hf://o/r/bad.safetensors", "--folder", "checkpoints"], environment: env)
+        #expect(pulled.status == 1 && pulled.stderr.contains("nothing was stored under the name"), "\(pulled.stderr)")
+        #expect(!(try tsr(["list", "--json"]).stdout.contains("bad.safetensors")), "no name was left behind")
+        // A name that stood for other content before a forced pull keeps it.
+        let olderBytes = SafetensorsBuilder(tensors: [("w", "U8", [64])], fill: 42).bytes()
+        try dir.write("models/checkpoints/bad.safetensors", olderBytes)
+        #expect(try tsr(["import", dir.path + "/models", "--copy"]).status == 0)
+        let older = try SHA256Hasher.digest(olderBytes).rawValue
+        let forced = try tsr(["pull", "hf://o/r/bad.safetensors", "--folder", "checkpoints", "--force"], environment: env)
+        #expect(forced.status == 1)
+        let info = try json(try tsr(["info", "checkpoints/bad.safetensors", "--json"]).stdout)
+        #expect(info["sha256"] as? String == older, "the name still stands for what it had")
+    }
+
     @Test(.enabled(if: TestMount.isAvailable, "needs /dev/fuse"))
     func aLazyEntryReadsItsHeaderWithoutDownloadingAndItsBytesOnFirstRead() throws {
         defer { dir.remove() }

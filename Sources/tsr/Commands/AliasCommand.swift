@@ -15,7 +15,7 @@ struct AliasCommand: ParsableCommand {
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "add", abstract: "Give a stored blob another name.")
         @Argument(help: "The new name, FOLDER/PATH (e.g. loras/style/detail.safetensors).") var alias: String
-        @Argument(help: "The content: a SHA-256 or an existing alias.") var target: String
+        @Argument(help: "The content: a SHA-256 (or a unique prefix of at least 8 hex digits, as `tsr list` prints) or an existing alias.") var target: String
         @Flag(help: "Repoint the name if it already names other content.") var force = false
         @OptionGroup var homeOptions: HomeOptions
         @OptionGroup var output: OutputOptions
@@ -25,8 +25,10 @@ struct AliasCommand: ParsableCommand {
             try runReporting(json: output.json) {
                 let library = try homeOptions.open()
                 let digest: Digest
-                if let parsed = Digest(rawValue: target) {
+                if let parsed = try library.digest(named: target) {
                     digest = parsed
+                } else if !target.contains("/"), !target.isEmpty, target.allSatisfy(\.isHexDigit) {
+                    throw ValidationError("\(target) is too short to name a blob: give at least 8 hex digits of its SHA-256, or an alias FOLDER/NAME")
                 } else {
                     let source = try AliasCommand.parse(target)
                     guard let existing = try library.registry.alias(folder: source.folder, path: source.path) else {

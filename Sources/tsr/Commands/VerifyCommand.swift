@@ -13,12 +13,15 @@ struct VerifyCommand: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        let digests = try hashes.map { text -> Digest in
-            guard let digest = Digest(rawValue: text) else { throw ValidationError("\(text) is not a SHA-256 (64 hex digits)") }
-            return digest
+        for text in hashes where !(8...64).contains(text.count) || !text.allSatisfy(\.isHexDigit) {
+            throw ValidationError("\(text) is not a SHA-256 (64 hex digits, or a unique prefix of at least 8)")
         }
         try runReporting(json: output.json) {
             let library = try homeOptions.open()
+            let digests = try hashes.map { text throws -> Digest in
+                guard let digest = try library.digest(named: text) else { throw ValidationError("\(text) is not a SHA-256") }
+                return digest
+            }
             let reports = try withProgress("verifying", enabled: !output.json) { progress in
                 try Maintenance(library: library).verify(digests, progress: progress)
             }
