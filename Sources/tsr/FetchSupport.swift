@@ -5,11 +5,15 @@ import TSRFetch
 import TSRLibrary
 import TSRMount
 import TSRStore
+import TSRWorkflow
 
 /// Options shared by the commands that download.
 struct FetchOptions: ParsableArguments {
     @Flag(help: "Read a token for the source's service (Hugging Face or CivitAI) from the first line of stdin; it is kept in memory only.")
     var tokenStdin = false
+
+    @Option(help: "With --token-stdin, when the files come from both services: which one the key is for (huggingface or civitai).")
+    var tokenFor: String?
 
     @Option(name: .customLong("allow-host"), help: "Also allow downloads from this host (repeatable; TSR_ALLOW_HOSTS does the same).")
     var allowHosts: [String] = []
@@ -21,14 +25,22 @@ struct FetchOptions: ParsableArguments {
     }
 
     /// Credentials from HF_TOKEN / CIVITAI_API_KEY, a `token=` found in the source URL, and
-    /// `--token-stdin` for the service of `kinds`.
+    /// `--token-stdin` for the service of `kinds` (the kinds of the sources to be downloaded).
     func credentials(for kinds: Set<String>, urlKey: String? = nil) throws -> Credentials {
         var credentials = Credentials.from(environment: ProcessInfo.processInfo.environment)
         if let urlKey { credentials.civitai = urlKey }
         guard tokenStdin else { return credentials }
         let services = kinds.intersection(["huggingface", "civitai"])
-        guard services.count == 1, let service = services.first else {
-            throw ValidationError("--token-stdin needs sources of one service, Hugging Face or CivitAI (tokens are never sent elsewhere)")
+        let service: String
+        if let tokenFor {
+            guard ["huggingface", "civitai"].contains(tokenFor) else { throw ValidationError("--token-for is huggingface or civitai, not \(tokenFor)") }
+            service = tokenFor
+        } else if services.count == 1, let only = services.first {
+            service = only
+        } else if services.isEmpty {
+            throw ValidationError("--token-stdin: none of these files comes from Hugging Face or CivitAI, the only services a key is sent to")
+        } else {
+            throw ValidationError("--token-stdin: these files come from Hugging Face and from CivitAI; say which the key is for with --token-for huggingface|civitai")
         }
         guard let line = readLine(strippingNewline: true)?.trimmingCharacters(in: .whitespaces), !line.isEmpty else {
             throw ValidationError("--token-stdin: nothing was read from stdin")
@@ -231,5 +243,17 @@ struct MountBlobFetcher: BlobFetcher {
         case .digestMismatch?, .sizeMismatch?: return true
         default: return false
         }
+    }
+}
+
+extension FetchOptions {
+    /// The services the recorded sources of `digests` belong to.
+    static func kinds(ofSourcesOf digests: [Digest], in library: Library) -> Set<String> {
+        Set(digests.flatMap { ((try? library.registry.sources(of: $0)) ?? []).map(\.kind) })
+    }
+
+    /// The services of the first URLs a workflow's dependencies name.
+    static func kinds(of dependencies: [WorkflowDependency], settings: FetchSettings) -> Set<String> {
+        Set(dependencies.flatMap { $0.urls.compactMap { try? SourceSpec.parse($0, settings: settings).0.kind } })
     }
 }

@@ -141,3 +141,42 @@ import TSRTesting
         }
     }
 }
+
+extension WorkflowCLITests {
+    /// Issue 18: `--token-stdin` on workflows and bulk pulls exited 64 ("needs sources of one
+    /// service") even when every entry was on Hugging Face: the service comes from the entries.
+    @Test func aKeyFromStdinServesWorkflowsAndBulkPullsOfOneService() throws {
+        defer { dir.remove() }
+        let hf = try HuggingFaceFixture(files: [
+            "o/gated/base.safetensors": .init(bytes: checkpoint, gated: true), "o/gated/split/ae.safetensors": .init(bytes: vae, gated: true),
+        ])
+        let env = ["HF_ENDPOINT": hf.endpoint]
+        try dir.write("gated.json", Array("""
+            {"nodes": [{"id": 1, "type": "CheckpointLoaderSimple", "properties": {"models": [
+                {"name": "base.safetensors", "url": "https://huggingface.co/o/gated/resolve/main/base.safetensors", "directory": "checkpoints"},
+                {"name": "ae.safetensors", "url": "https://huggingface.co/o/gated/resolve/main/split/ae.safetensors", "directory": "vae"}]}}]}
+            """.utf8))
+        func run(_ arguments: [String], key: String) throws -> Shell.Output {
+            var environment = ProcessInfo.processInfo.environment
+            environment["TSR_HOME"] = home
+            environment.merge(env) { $1 }
+            return try Shell.run(BuildProducts.tsr, arguments, environment: environment, cwd: dir.path, timeout: 120, input: key + "\n")
+        }
+        let added = try run(["workflow", "add", dir.path + "/gated.json", "--token-stdin"], key: hf.token)
+        #expect(added.status == 0, "\(added.stderr)")
+        #expect(try tsr(["list", "--json"]).stdout.contains("base.safetensors"), "registered with the key")
+        let pulled = try run(["workflow", "pull", "gated", "--token-stdin"], key: hf.token)
+        #expect(pulled.status == 0, "\(pulled.stderr)")
+        #expect((try? readBytes(home + "/blobs/sha256/\(try SHA256Hasher.digest(vae).prefix)/\(try SHA256Hasher.digest(vae).rawValue)")) == vae)
+        // Bulk: a registered name made missing again is pulled with the key from stdin.
+        let blob = home + "/blobs/sha256/\(try SHA256Hasher.digest(checkpoint).prefix)/\(try SHA256Hasher.digest(checkpoint).rawValue)"
+        try FileManager.default.removeItem(atPath: blob)
+        #expect(try tsr(["verify"]).status == 1, "the missing blob is noticed")
+        let bulk = try run(["pull", "--all-missing", "--token-stdin"], key: hf.token)
+        #expect(bulk.status == 0, "\(bulk.stderr)")
+        #expect(try readBytes(blob) == checkpoint)
+        // Nothing on either service: the flag says it has nothing to be for.
+        let pointless = try run(["pull", "--all-missing", "--token-stdin"], key: hf.token)
+        #expect(pointless.status != 0 && pointless.stderr.contains("none of these files"), "\(pointless.stderr)")
+    }
+}

@@ -49,11 +49,18 @@ struct PullCommand: ParsableCommand {
                 names.append(alias)
             }
         }
-        var credentials = try fetchOptions.credentials(for: Set(specs.map(\.0.kind)), urlKey: specs.compactMap(\.1).first)
         let reporter = DownloadReporter(json: output.json)
         var failures = 0
+        var credentials = Credentials()
         try runReporting(json: output.json) {
             let library = try homeOptions.open()
+            // The key (--token-stdin) is for the service of what is downloaded: the sources
+            // given, the registered names' sources, and with --all-missing every missing file's.
+            var kinds = Set(specs.map(\.0.kind))
+            let named = names.compactMap { try? library.registry.alias(folder: $0.folder, path: $0.path)?.sha256 }
+            let missing = allMissing ? try library.registry.blobs(state: .remote).map(\.sha256) + library.registry.blobs(state: .quarantined).map(\.sha256) : []
+            kinds.formUnion(FetchOptions.kinds(ofSourcesOf: named + missing, in: library))
+            credentials = try fetchOptions.credentials(for: kinds, urlKey: specs.compactMap(\.1).first)
             for alias in names {
                 let label = "\(alias.folder)/\(alias.path)"
                 do {

@@ -56,7 +56,7 @@ struct WorkflowCommand: ParsableCommand {
             try runReporting(json: output.json) {
                 let parsed = try WorkflowCommand.readWorkflow(file)
                 let library = try homeOptions.open()
-                let credentials = try fetchOptions.credentials(for: [])
+                let credentials = try fetchOptions.credentials(for: FetchOptions.kinds(of: parsed.dependencies, settings: fetchOptions.settings))
                 let service = WorkflowService(fetcher: Fetcher(library: library, settings: fetchOptions.settings, credentials: credentials))
                 let check = try service.add(parsed, name: chosen, replace: force)
                 if !output.json { Out.line("workflow \(chosen) (\(parsed.format.rawValue) format): \(parsed.dependencies.count) models") }
@@ -107,7 +107,13 @@ struct WorkflowCommand: ParsableCommand {
             var failures = 0
             try runReporting(json: output.json) {
                 let library = try homeOptions.open()
-                let credentials = try fetchOptions.credentials(for: [])
+                // The key (--token-stdin) is for the service the missing files come from.
+                let plan = try WorkflowService(fetcher: Fetcher(library: library, settings: fetchOptions.settings, credentials: Credentials())).pullPlan(name: name)
+                let digests = plan.items.compactMap { item -> Digest? in if case let .blob(digest, _) = item { return digest } else { return nil } }
+                let trusted = plan.items.compactMap { item -> String? in if case let .trusted(_, url, _, _, _) = item { return url } else { return nil } }
+                let kinds = FetchOptions.kinds(ofSourcesOf: digests, in: library)
+                    .union(trusted.compactMap { try? SourceSpec.parse($0, settings: fetchOptions.settings).0.kind })
+                let credentials = try fetchOptions.credentials(for: kinds)
                 let service = WorkflowService(fetcher: Fetcher(library: library, settings: fetchOptions.settings, credentials: credentials))
                 let (items, unresolved) = try service.pullPlan(name: name)
                 for line in unresolved { reporter.finished(line, result: .failure(Failure("unresolved; nothing to download it from"))) }
