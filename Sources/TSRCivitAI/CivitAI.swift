@@ -48,6 +48,12 @@ public struct CivitAIClient: Sendable {
         guard let partial = CivitAIMapping.versionResponse(json), let version = partial.versions.first else {
             throw .unusable("the by-hash answer for \(digest.short)… has no version or model id")
         }
+        // An answer counts only if one of its files carries the hash asked for: otherwise the
+        // file is not on CivitAI (asked again with --retry-unknown), and nothing is cached.
+        guard version.files.contains(where: { $0.hashes["SHA256"] == digest.rawValue.uppercased() }) else {
+            do { try registry.recordCivitAILookup(digest, found: false) } catch { throw .registry(error) }
+            return .notFound
+        }
         do {
             try registry.cacheModel(partial)
             try registry.recordCivitAILookup(digest, found: true)

@@ -200,3 +200,18 @@ extension CivitAICacheTests {
         #expect(try library.registry.examplePrompts(versionIds: [link.versionId]).compactMap { $0.params["prompt"] } == prompts)
     }
 }
+
+extension CivitAICacheTests {
+    /// Issue 18: a by-hash answer was counted as a link without looking at it. One whose files
+    /// do not carry the hash asked for links nothing and caches nothing: not on CivitAI.
+    @Test func aByHashAnswerWithoutTheHashAskedForIsNoLink() throws {
+        defer { dir.remove() }
+        let asked = try SHA256Hasher.digest(Array("a file CivitAI answers for with another".utf8))
+        civitai.addByHash(asked.rawValue, json: try CivitAIFixture.sharedFixture("version-1387174.json"))
+        _ = try library.registerRemote(digest: asked, size: 1, folder: "loras", path: "x.safetensors", replace: false, url: "https://example.org/x", kind: "url", prefix: nil)
+        #expect(try client().link(asked) == .notFound)
+        #expect(try library.registry.civitaiLink(asked) == nil, "nothing links it")
+        #expect(try library.registry.civitaiLinkCandidates(retryUnknown: true) == [asked], "asked again with --retry-unknown")
+        #expect(try library.registry.civitaiLinkCandidates(retryUnknown: false).isEmpty)
+    }
+}
