@@ -10,6 +10,8 @@ public struct ImportOptions: Sendable {
     public var modeExplicit = false
     /// Treat the directory itself as this folder key (its files are that folder's entries).
     public var folder: String?
+    /// Of a whole models tree, import only these folder keys (`--only`).
+    public var only: Set<String>?
     /// Hash and report, change nothing.
     public var dryRun = false
     /// Take every file (sidecars too), not only model extensions.
@@ -96,6 +98,30 @@ public struct Importer: Sendable {
         if realRoot == realHome || realRoot.hasPrefix(realHome + "/") {
             throw .invalidArgument("\(rootPath) is inside the tensors home \(library.layout.home); import a models folder from elsewhere")
         }
+        var onlyFolders: Set<String>?
+        if let only = options.only {
+            var valid = Set<String>()
+            for key in only {
+                do throws(NameError) { valid.insert(try ModelPath.validateFolder(key)) } catch { throw .name(error) }
+            }
+            onlyFolders = valid
+        }
+        if fixedFolder != nil, onlyFolders != nil {
+            throw .invalidArgument("--folder treats the directory as one folder, --only picks folders of a whole models tree: use one of them")
+        }
+        // --folder on a whole models tree would import checkpoints/ as checkpoints/checkpoints/…
+        if let fixedFolder {
+            let entries = (try? FileManager.default.contentsOfDirectory(atPath: rootPath)) ?? []
+            let keys = entries.filter { entry in
+                var isDirectory: ObjCBool = false
+                return FileManager.default.fileExists(atPath: rootPath + "/" + entry, isDirectory: &isDirectory) && isDirectory.boolValue
+                    && (ModelPath.folderKeys.contains(entry) || ["unet", "clip"].contains(entry)) && entry != fixedFolder
+            }.sorted()
+            if keys.count >= 2 {
+                throw .invalidArgument(
+                    "\(rootPath) looks like a whole models tree (it has \(keys.prefix(4).map { $0 + "/" }.joined(separator: ", "))\(keys.count > 4 ? " …" : "")): --folder \(fixedFolder) would import them as \(fixedFolder)/\(keys[0])/…; import the tree as it is, or only some of its folders with --only \(fixedFolder)")
+            }
+        }
         let walk = try TreeWalker.walk(root: rootPath, excluding: [library.layout.home])
         summary.errors += walk.issues
 
@@ -118,6 +144,8 @@ public struct Importer: Sendable {
                     }
                     folder = try ModelPath.validateFolder(file.relative[0])
                     parts = Array(file.relative.dropFirst())
+                    // Folders not asked for are left alone, not counted.
+                    if let onlyFolders, !onlyFolders.contains(folder) { continue }
                 }
                 let aliasPath = try ModelPath.validateRelativePath(parts.joined(separator: "/"))
                 candidates.append(Candidate(file: file, folder: folder, aliasPath: aliasPath))

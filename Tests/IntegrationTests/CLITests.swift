@@ -304,3 +304,25 @@ extension CLITests {
         }
     }
 }
+
+extension CLITests {
+    /// Issue 18: `tsr import DIR --folder KEY` on a whole models tree imported it as
+    /// checkpoints/checkpoints/… without a word. It is refused; `--only KEY[,KEY]` imports some
+    /// folders of a tree (the seed's `migrate --folder`).
+    @Test func folderOnAWholeTreeIsRefusedAndOnlyPicksFolders() throws {
+        defer { dir.remove() }
+        try DemoTree.write(to: dir.path + "/models")
+        let refused = try tsr("import", "models", "--folder", "checkpoints")
+        #expect(refused.status != 0 && refused.stderr.contains("looks like a whole models tree") && refused.stderr.contains("--only"), "\(refused.stderr)")
+        #expect((try json(try tsr("list", "--json")) as? [Any])?.isEmpty == true, "nothing was imported")
+        let loras = DemoTree.files().filter { $0.path.hasPrefix("loras/") && ModelPath.isModelFile(($0.path as NSString).lastPathComponent) }
+        #expect(!loras.isEmpty)
+        let dry = try #require(try json(try tsr("import", "models", "--only", "loras", "--dry-run", "--json")) as? [String: Any])
+        #expect(dry["files"] as? Int == loras.count, "\(dry)")
+        #expect(try tsr("import", "models", "--only", "loras").status == 0)
+        let items = try #require(try json(try tsr("list", "--json")) as? [[String: Any]])
+        #expect(!items.isEmpty && items.allSatisfy { $0["folder"] as? String == "loras" })
+        #expect(try tsr("import", "models", "--only", "nope/x").status != 0)
+        #expect(try tsr("import", "models/loras", "--folder", "loras").status == 0, "one folder with --folder still works")
+    }
+}

@@ -27,6 +27,9 @@ struct ImportCommand: ParsableCommand {
     @Option(help: "Treat DIRECTORY as this folder key (e.g. loras) instead of a whole models tree.")
     var folder: String?
 
+    @Option(help: "Of a whole models tree, import only these folders (comma-separated keys, e.g. checkpoints,loras).")
+    var only: String?
+
     @Flag(help: "Hash and report, change nothing.")
     var dryRun = false
 
@@ -45,6 +48,7 @@ struct ImportCommand: ParsableCommand {
             options.mode = mode ?? .link
             options.modeExplicit = mode != nil
             options.folder = folder
+            options.only = only.map { Set($0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }) }
             options.dryRun = dryRun
             options.includeAll = all
             let root = directory.hasPrefix("/") ? directory : currentDirectory + "/" + directory
