@@ -138,6 +138,10 @@ struct LazyPathTests {
             #expect(quarantine == [try SHA256Hasher.digest(bad).rawValue], "one copy, named by the digest it has: \(quarantine)")
             let listed = try tsr(["list"]).stdout
             #expect(listed.contains("failed") && listed.contains("next try at"), "\(listed)")
+            let info = try tsr(["info", "checkpoints/bad.safetensors"]).stdout
+            #expect(info.contains("state:        failed: ") && info.contains("next try at"), "\(info)")
+            let status = try tsr(["status"]).stdout
+            #expect(status.contains("checkpoints/bad.safetensors: failed: ") && status.contains("tsr pull checkpoints/bad.safetensors"), "\(status)")
             let doctor = try tsr(["doctor"]).stdout
             #expect(doctor.contains("1 file of wrong bytes") && doctor.contains("tsr gc --quarantine"), "\(doctor)")
 

@@ -302,6 +302,23 @@ import TSRTesting
         }
     }
 
+    /// Issue 17: a remote model whose last download failed says why and when the mount tries
+    /// again, in the list and on its own page.
+    @Test func aFailedDownloadIsShownWithItsNextTry() async throws {
+        try await onAPIThreads {
+            let api = try await APIHarness()
+            let digest = try SHA256Hasher.digest(Array("remote".utf8))
+            _ = try api.library.registerRemote(digest: digest, size: 6, folder: "loras", path: "r.safetensors", replace: false, url: "https://example.org/r", kind: "url", prefix: nil)
+            try api.library.registry.recordFetchFailure(digest, reason: "HTTP 503 from example.org")
+            let models = try await api.request("GET", "/models").json["models"] as? [[String: Any]] ?? []
+            let error = models.first?["download_error"] as? String ?? ""
+            #expect(error.hasPrefix("failed: HTTP 503 from example.org, next try at "), "\(models)")
+            let detail = try await api.request("GET", "/models/\(digest.rawValue)").json
+            #expect((detail["download_error"] as? String)?.contains("next try at") == true)
+            await api.stop()
+        }
+    }
+
     /// Issue 25: ten concurrent 31 MiB bodies took the process from 55 MB to 962 MB. Each route
     /// takes what it needs (a download request 64 KiB, a workflow 16 MiB), a declared larger body
     /// is refused before it is read, and large bodies are parsed a few at a time.

@@ -3,6 +3,7 @@ import CLinux
 import Foundation
 import Logging
 import TSRFetch
+import TSRLibrary
 import TSRMount
 import TSRServer
 
@@ -139,6 +140,9 @@ struct StatusCommand: ParsableCommand {
             let mount = item.mount
             let reads = item.io.map { io in io + (item.ioReason.map { " (\($0))" } ?? "") } ?? "unknown (not answering)"
             Out.line("\(mount.mountpoint)  home \(mount.home)\(mount.readOnly ? "  read-only" : "")  reads: \(reads)")
+            for (name, failure) in item.failedDownloads.sorted(by: { $0.key < $1.key }) {
+                Out.line("  \(name): \(failure) (`tsr pull \(name)` tries now)")
+            }
         }
     }
 
@@ -157,12 +161,20 @@ struct StatusCommand: ParsableCommand {
         var mount: LiveMount
         var io: String?
         var ioReason: String?
+        /// Files of the home whose last download failed: "failed: why, next try at …" by name.
+        var failedDownloads: [String: String] = [:]
 
         init(mount: LiveMount) {
             self.mount = mount
             let path = StatusCommand.readPath(mount.mountpoint)
             io = path?.io
             ioReason = path?.reason
+            if let library = try? Library(home: mount.home), let failures = try? library.registry.fetchFailures() {
+                for (digest, failure) in failures {
+                    let name = ((try? library.registry.aliases(of: digest)) ?? []).first.map { "\($0.folder)/\($0.path)" } ?? digest.short
+                    failedDownloads[name] = failure.summary
+                }
+            }
         }
 
         func encode(to encoder: any Encoder) throws {
@@ -170,8 +182,9 @@ struct StatusCommand: ParsableCommand {
             var container = encoder.container(keyedBy: Key.self)
             try container.encodeIfPresent(io, forKey: .io)
             try container.encodeIfPresent(ioReason, forKey: .ioReason)
+            try container.encode(failedDownloads, forKey: .failedDownloads)
         }
 
-        enum Key: String, CodingKey { case io, ioReason = "io_reason" }
+        enum Key: String, CodingKey { case io, ioReason = "io_reason", failedDownloads = "failed_downloads" }
     }
 }
