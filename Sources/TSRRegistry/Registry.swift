@@ -112,13 +112,16 @@ public struct RegistryStats: Sendable, Equatable, Codable {
 /// The SQLite registry of one home: blobs, their names, scanned files, sources and the CivitAI
 /// cache. The only place SQL exists. One `DatabasePool` (WAL) per process; safe across processes.
 public final class Registry: Sendable {
-    let pool: DatabasePool
+    /// A connection pool (WAL); or, on a disk too full to open the pool, one read-only
+    /// connection that treats the file as unchanging (`Registry(readOnlyAt:)`).
+    let pool: any DatabaseWriter
     /// The database file.
     public let path: String
 
     /// Opens (creating and migrating if needed) the registry at `path`.
     public init(path: String) throws(RegistryError) {
         self.path = path
+        readOnly = false
         var config = Configuration()
         // Another tsr process (an import, a mount) may hold the write lock for a moment.
         config.busyMode = .timeout(30)
@@ -131,6 +134,27 @@ public final class Registry: Sendable {
         }
     }
 
+    /// Opens an existing registry for reading only, as an immutable file: for read-only work
+    /// (`tsr verify`, `tsr list`) on a disk so full that SQLite cannot grow the WAL's shared
+    /// memory file a normal open needs. Every write fails with `.full`.
+    public init(readOnlyAt path: String) throws(RegistryError) {
+        self.path = path
+        var config = Configuration()
+        config.readonly = true
+        config.label = "tensors-registry-read-only"
+        readOnly = true
+        do {
+            let escaped = path.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? path
+            pool = try DatabaseQueue(path: "file:\(escaped)?immutable=1", configuration: config)
+            _ = try pool.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM blobs") }
+        } catch {
+            throw Self.wrap(error, path: path)
+        }
+    }
+
+    /// True for a registry opened with `init(readOnlyAt:)`.
+    public let readOnly: Bool
+
     /// Names of the migrations applied, in order.
     public func appliedMigrations() throws(RegistryError) -> [String] {
         try read { db in try Migrations.migrator.appliedMigrations(db) }
@@ -141,6 +165,7 @@ public final class Registry: Sendable {
     }
 
     func write<T>(_ body: (Database) throws -> T) throws(RegistryError) -> T {
+        if readOnly { throw .full("the registry is open read-only because its disk is full") }
         do { return try pool.write(body) } catch { throw Self.wrap(error, path: path) }
     }
 
