@@ -400,6 +400,21 @@ extension Registry {
     }
 
     /// The cached version a file with this SHA-256 belongs to.
+    /// The newest version of a CivitAI model the cache lists (`version_index` 0 is the newest;
+    /// versions no longer listed are left out): its CivitAI id and name.
+    public func newestVersion(modelId: Int64) throws(RegistryError) -> (id: Int64, name: String)? {
+        try read { db in
+            try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT v.civitai_id, v.name FROM model_versions v JOIN models m ON m.id = v.model_id
+                    WHERE m.civitai_id = ? AND v.version_index IS NOT NULL ORDER BY v.version_index LIMIT 1
+                    """,
+                arguments: [modelId]
+            ).map { (id: $0[0], name: $0[1]) }
+        }
+    }
+
     public func civitaiLink(_ digest: Digest) throws(RegistryError) -> CivitAILink? {
         try read { db in
             guard let row = try Row.fetchOne(

@@ -43,6 +43,14 @@ import TSRTesting
         #expect(summary["linked"] as? Int == 1 && summary["not_found"] as? Int == 1 && summary["checked"] as? Int == 2)
 
         #expect(try tsr(["db", "triggers", "loras/mine.safetensors"]).stdout == "tsrstyle\n")
+        // tsr info shows what the cache knows of a linked file (issue 18).
+        let info = try tsr(["info", "loras/mine.safetensors"]).stdout
+        #expect(info.contains("civitai:      Pony Style") && info.contains("model 50, version 501") && info.contains("creator:      tsr-maker"), "\(info)")
+        #expect(info.contains("trigger words: tsrstyle") && info.contains("newest:       this is the newest version"), "\(info)")
+        let infoJSON = try #require(try JSONSerialization.jsonObject(with: Data(try tsr(["info", "loras/mine.safetensors", "--json"]).stdout.utf8)) as? [String: Any])
+        let civitaiInfo = try #require(infoJSON["civitai"] as? [String: Any])
+        #expect(civitaiInfo["model_id"] as? Int == 50 && civitaiInfo["newest_version_id"] as? Int == 501 && civitaiInfo["trigger_words"] as? [String] == ["tsrstyle"])
+        #expect(try tsr(["info", "loras/unknown.safetensors"]).stdout.contains("civitai:") == false)
         let list = try tsr(["db", "list", "--json", "-t", "lora"]).stdout
         #expect(list.contains("\"creator\" : \"tsr-maker\"") && list.contains("\"base_model\" : \"Pony\"") && !list.contains("unknown.safetensors"))
         #expect(try tsr(["db", "search", "pony"]).stdout.contains("50  Pony Style  [LORA, Pony] by tsr-maker"))

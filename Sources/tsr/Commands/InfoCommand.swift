@@ -17,8 +17,9 @@ struct InfoCommand: ParsableCommand {
         try runReporting(json: output.json) {
             let library = try homeOptions.open()
             let report = try Inspector(library: library).info(target, cwd: currentDirectory)
+            let civitai = try CivitAIInfo(library: library, sha256: report.sha256)
             if output.json {
-                try Out.json(report)
+                try Out.json(ReportWithCivitAI(report: report, civitai: civitai))
                 return
             }
             if let path = report.path { Out.line("path:         \(path)") }
@@ -32,6 +33,14 @@ struct InfoCommand: ParsableCommand {
             if let count = report.tensorCount { Out.line("tensors:      \(count)") }
             if let size = report.headerSize { Out.line("header size:  \(size)") }
             Out.line("aliases:      \(report.aliases.isEmpty ? "(none)" : report.aliases.joined(separator: ", "))")
+            if let civitai {
+                Out.line("civitai:      \(LogText.escaped(civitai.modelName)) — \(LogText.escaped(civitai.versionName)) (\(civitai.type), model \(civitai.modelId), version \(civitai.versionId))")
+                if let creator = civitai.creator { Out.line("creator:      \(LogText.escaped(creator))") }
+                if !civitai.triggerWords.isEmpty { Out.line("trigger words: \(civitai.triggerWords.map(LogText.escaped).joined(separator: ", "))") }
+                if let newest = civitai.newestVersionName, let id = civitai.newestVersionId {
+                    Out.line(id == civitai.versionId ? "newest:       this is the newest version" : "newest:       \(LogText.escaped(newest)) (version \(id)): an update is available")
+                }
+            }
             if !report.metadata.isEmpty {
                 Out.line("metadata:")
                 // Header values come from whoever made the file: control characters (escape
@@ -44,4 +53,51 @@ struct InfoCommand: ParsableCommand {
             }
         }
     }
+}
+
+/// What the CivitAI cache knows of a file (`tsr info`), when it is linked.
+struct CivitAIInfo: Encodable {
+    var modelId: Int64
+    var versionId: Int64
+    var modelName: String
+    var versionName: String
+    var type: String
+    var creator: String?
+    var triggerWords: [String]
+    var newestVersionId: Int64?
+    var newestVersionName: String?
+
+    init?(library: Library, sha256: String) throws {
+        guard let digest = Digest(rawValue: sha256), let link = try library.registry.civitaiLink(digest) else { return nil }
+        modelId = link.modelId
+        versionId = link.versionId
+        modelName = link.modelName
+        versionName = link.versionName
+        type = link.type
+        creator = link.creator
+        triggerWords = try library.registry.triggerWords(versionId: link.versionId)
+        let newest = try library.registry.newestVersion(modelId: link.modelId)
+        newestVersionId = newest?.id
+        newestVersionName = newest?.name
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case type, creator
+        case modelId = "model_id", versionId = "version_id", modelName = "model_name", versionName = "version_name"
+        case triggerWords = "trigger_words", newestVersionId = "newest_version_id", newestVersionName = "newest_version_name"
+    }
+}
+
+/// `tsr info --json`: the report, with `civitai` when the file is linked.
+struct ReportWithCivitAI: Encodable {
+    var report: InfoReport
+    var civitai: CivitAIInfo?
+
+    func encode(to encoder: any Encoder) throws {
+        try report.encode(to: encoder)
+        var container = encoder.container(keyedBy: Key.self)
+        try container.encodeIfPresent(civitai, forKey: .civitai)
+    }
+
+    enum Key: String, CodingKey { case civitai }
 }
