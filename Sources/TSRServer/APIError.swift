@@ -66,7 +66,8 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
         case let .workflowMissing(name): return APIError(.notFound, "no workflow \(name) (GET /workflows lists them)")
         case let .workflowExists(name): return APIError(.conflict, "a workflow \(name) exists already; send replace=true to replace it, or choose another name")
         case .aliasMissing, .blobUnknown: return APIError(.notFound, error.description)
-        case .aliasExists: return APIError(.conflict, error.description)
+        case let .aliasExists(name, sha256):
+            return APIError(.conflict, "\(name) already names other content (\(sha256.short)…); send another \"filename\"")
         case .database: return APIError(.internalServerError, error.description)
         case .full: return APIError(.init(code: 507, reasonPhrase: "Insufficient Storage"), error.description)
         case .busy: return APIError(.serviceUnavailable, error.description)

@@ -213,3 +213,6 @@ enum EnvironmentSecrets {
         for name in names { unsetenv(name) }
     }
 }
+
+/// "1 file", "2 files": a count with its noun, singular for one.
+func counted(_ count: Int, _ noun: String) -> String { "\(count) \(noun)\(count == 1 ? "" : "s")" }

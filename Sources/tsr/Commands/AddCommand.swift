@@ -8,11 +8,11 @@ struct AddCommand: ParsableCommand {
         commandName: "add",
         abstract: "Register a model by its source, before (or without) downloading it.",
         discussion: """
-            SOURCE is hf://ORG/REPO/PATH[@REV], a huggingface.co resolve URL, civitai:MODEL[@VERSION],
-            a civitai.com download URL, or an https URL on the allowlist. The entry gets its exact size
-            and SHA-256 from the source (Hugging Face's HEAD, CivitAI's API, or --sha256); for
-            .safetensors files the header is fetched too, so `tsr info` and header reads through the
-            mount work without downloading. The bytes come on first read through the mount, or with
+            SOURCE is hf://ORG/REPO/PATH[@REV], a huggingface.co resolve URL, civitai:MODEL[@VERSION], \
+            a civitai.com download URL, or an https URL on the allowlist. The entry gets its exact size \
+            and SHA-256 from the source (Hugging Face's HEAD, CivitAI's API, or --sha256); for \
+            .safetensors files the header is fetched too, so `tsr info` and header reads through the \
+            mount work without downloading. The bytes come on first read through the mount, or with \
             `tsr pull`. Tokens: HF_TOKEN, CIVITAI_API_KEY, --token-stdin, or a prompt; never stored.
             """)
 

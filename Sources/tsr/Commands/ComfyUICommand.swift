@@ -13,10 +13,10 @@ struct ComfyUICommand: ParsableCommand {
             commandName: "setup",
             abstract: "Mount the library at ComfyUI's models/, or add it to extra_model_paths.yaml.",
             discussion: """
-                --mount mounts the library over COMFY_DIR/models (ComfyUI sees it as its own folder).
-                Otherwise a section of COMFY_DIR/extra_model_paths.yaml is written or updated, keeping
-                your other sections and comments: `tensors` for the whole library at the mount point,
-                or with --workflow NAME, `tensors_NAME` for that workflow's view, marked is_default so
+                --mount mounts the library over COMFY_DIR/models (ComfyUI sees it as its own folder). \
+                Otherwise a section of COMFY_DIR/extra_model_paths.yaml is written or updated, keeping \
+                your other sections and comments: `tensors` for the whole library at the mount point, \
+                or with --workflow NAME, `tensors_NAME` for that workflow's view, marked is_default so \
                 ComfyUI searches it first. The file as it was is kept as extra_model_paths.yaml.tsr-backup;
                 --undo puts it back. Restart ComfyUI to load the change.
                 """)

@@ -18,10 +18,10 @@ extension DBCommand {
         static let configuration = CommandConfiguration(
             commandName: "link", abstract: "Link stored and scanned files to CivitAI by SHA-256 and cache their models.",
             discussion: """
-                Asks CivitAI's /model-versions/by-hash for every file not linked yet; a hit caches the
-                version and its whole model (trigger words, example prompts, creator, tags). A file
-                CivitAI does not know is remembered and not asked about again unless --retry-unknown.
-                Without network the work already done is kept. The mount's by-base/ and by-creator/
+                Asks CivitAI's /model-versions/by-hash for every file not linked yet; a hit caches the \
+                version and its whole model (trigger words, example prompts, creator, tags). A file \
+                CivitAI does not know is remembered and not asked about again unless --retry-unknown. \
+                Without network the work already done is kept. The mount's by-base/ and by-creator/ \
                 follow within a second.
                 """)
         @Flag(help: "Ask again about files CivitAI did not know.") var retryUnknown = false

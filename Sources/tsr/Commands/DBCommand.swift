@@ -23,7 +23,7 @@ struct DBCommand: ParsableCommand {
                 if output.json {
                     try Out.json(summary)
                 } else {
-                    Out.line("scanned \(summary.files) files: \(summary.hashed) hashed, \(summary.unchanged) unchanged")
+                    Out.line("scanned \(counted(summary.files, "file")): \(summary.hashed) hashed, \(summary.unchanged) unchanged")
                     printIssues(summary.errors)
                 }
                 if !summary.errors.isEmpty { throw ExitCode(1) }

@@ -9,7 +9,7 @@ struct DemoCommand: ParsableCommand {
         commandName: "demo",
         abstract: "Import a generated demo models tree and show what tensors made of it.",
         discussion: """
-            Uses --home, else $TSR_HOME, else a separate demo home ($XDG_DATA_HOME/tensors-demo or
+            Uses --home, else $TSR_HOME, else a separate demo home ($XDG_DATA_HOME/tensors-demo or \
             ~/.local/share/tensors-demo), so your own library is never touched.
             """)
 
@@ -32,7 +32,7 @@ struct DemoCommand: ParsableCommand {
             var options = ImportOptions()
             options.mode = .move
             let summary = try Importer(library: library).run(root: tree, options: options)
-            Out.line("Imported \(summary.files) files: \(summary.imported) hashed, \(summary.unchanged) unchanged; unique blobs \(summary.uniqueBlobs), duplicates \(summary.duplicates), saved \(formatBytes(summary.bytesSaved)); \(summary.skipped) sidecar skipped")
+            Out.line("Imported \(counted(summary.files, "file")): \(summary.imported) hashed, \(summary.unchanged) unchanged; unique blobs \(summary.uniqueBlobs), duplicates \(summary.duplicates), saved \(formatBytes(summary.bytesSaved)); \(summary.skipped) sidecar skipped")
             printIssues(summary.errors)
             Out.line("")
             Out.line("$ tsr stats")

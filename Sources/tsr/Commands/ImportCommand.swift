@@ -17,7 +17,7 @@ struct ImportCommand: ParsableCommand {
         commandName: "import",
         abstract: "Import an existing ComfyUI models tree: every file stored once, every path an alias.",
         discussion: """
-            The first directory level is the folder key (checkpoints/, loras/ …) and the rest the
+            The first directory level is the folder key (checkpoints/, loras/ …) and the rest the \
             alias path, as ComfyUI names files. Re-running on an unchanged tree hashes nothing.
             """)
 
@@ -59,7 +59,7 @@ struct ImportCommand: ParsableCommand {
                 try Out.json(summary)
             } else {
                 let verb = summary.dryRun ? "Would import" : "Imported"
-                Out.line("\(verb) \(summary.files) files: \(summary.imported) hashed, \(summary.unchanged) unchanged")
+                Out.line("\(verb) \(counted(summary.files, "file")): \(summary.imported) hashed, \(summary.unchanged) unchanged")
                 Out.line("  unique blobs: \(summary.uniqueBlobs), duplicates: \(summary.duplicates), bytes saved: \(formatBytes(summary.bytesSaved))")
                 if !summary.dryRun {
                     Out.line("  aliases created: \(summary.aliasesCreated), replaced: \(summary.aliasesReplaced)" + (options.mode == .move ? ", originals removed: \(summary.originalsRemoved)" : ""))

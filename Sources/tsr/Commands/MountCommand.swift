@@ -12,9 +12,9 @@ struct MountCommand: ParsableCommand {
         commandName: "mount",
         abstract: "Mount the library as a ComfyUI models folder (FUSE).",
         discussion: """
-            Shows checkpoints/, loras/, vae/ … (one directory per ComfyUI folder key), by-base/,
-            by-creator/, by-hash/ and workflows/. Mounting over a non-empty directory works (its
-            files are hidden while mounted). Runs in the background with its log in
+            Shows checkpoints/, loras/, vae/ … (one directory per ComfyUI folder key), by-base/, \
+            by-creator/, by-hash/ and workflows/. Mounting over a non-empty directory works (its \
+            files are hidden while mounted). Runs in the background with its log in \
             <home>/logs/mount.log unless --foreground; stop it with `tsr umount`.
             """)
 

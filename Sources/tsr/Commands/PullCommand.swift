@@ -10,12 +10,12 @@ struct PullCommand: ParsableCommand {
         commandName: "pull",
         abstract: "Download models now: new sources, or everything registered but not here yet.",
         discussion: """
-            `tsr pull SOURCE` registers SOURCE like `tsr add` and downloads it; `tsr pull FOLDER/NAME`
-            downloads a registered name's bytes now, also when an earlier download failed and the
-            mount is waiting before it tries again. A source that does not
-            tell its SHA-256 is trusted on this first download (give --sha256 to check it). Downloads
-            resume where they stopped, are verified, and are never visible before they are. --json
-            prints one NDJSON event per line (message, progress, bytes, total_bytes), then a
+            `tsr pull SOURCE` registers SOURCE like `tsr add` and downloads it; `tsr pull FOLDER/NAME` \
+            downloads a registered name's bytes now, also when an earlier download failed and the \
+            mount is waiting before it tries again. A source that does not \
+            tell its SHA-256 is trusted on this first download (give --sha256 to check it). Downloads \
+            resume where they stopped, are verified, and are never visible before they are. --json \
+            prints one NDJSON event per line (message, progress, bytes, total_bytes), then a \
             "completed" or "error" line per file.
             """)
 

@@ -87,9 +87,9 @@ struct ServeCommand: ParsableCommand {
         commandName: "serve",
         abstract: "Serve the local HTTP API and the library web page (without mounting).",
         discussion: """
-            Listens on 127.0.0.1:8189 unless --listen says otherwise; listening beyond loopback needs a
-            bearer token (TSR_API_TOKEN or --api-token-stdin). The page at / browses the library and
-            checks and downloads workflows; /openapi.json describes every endpoint (docs/API.md).
+            Listens on 127.0.0.1:8189 unless --listen says otherwise; listening beyond loopback needs a \
+            bearer token (TSR_API_TOKEN or --api-token-stdin). The page at / browses the library and \
+            checks and downloads workflows; /openapi.json describes every endpoint (docs/API.md). \
             To share downloads with a mount, use `tsr mount DIR --api ADDR` instead.
             """)
 

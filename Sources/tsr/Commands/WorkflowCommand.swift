@@ -11,10 +11,10 @@ struct WorkflowCommand: ParsableCommand {
         commandName: "workflow",
         abstract: "Add workflows, see what they need, and pull it.",
         discussion: """
-            Reads the seed format (workflow.dependencies), ComfyUI's UI format (properties.models of
-            nodes and subgraphs, a top-level models list) and the API format (loader inputs: names
-            only, matched against the registry). Each model becomes workflows/<name>/<folder>/<file>
-            in the mount and, unless the folder already has a different file of that name, a name
+            Reads the seed format (workflow.dependencies), ComfyUI's UI format (properties.models of \
+            nodes and subgraphs, a top-level models list) and the API format (loader inputs: names \
+            only, matched against the registry). Each model becomes workflows/<name>/<folder>/<file> \
+            in the mount and, unless the folder already has a different file of that name, a name \
             in the folder view too.
             """,
         subcommands: [Add.self, Check.self, Pull.self, List.self, Show.self, Remove.self])
