@@ -527,11 +527,14 @@ extension Registry {
                     db,
                     sql: """
                         SELECT tw.word FROM trained_words tw JOIN model_versions mv ON mv.id = tw.version_id
-                        WHERE mv.model_id = ? ORDER BY mv.version_index IS NULL, mv.version_index, tw.position LIMIT 20
+                        WHERE mv.model_id = ? ORDER BY mv.version_index IS NULL, mv.version_index, tw.position LIMIT 200
                         """, arguments: [id])
+                // Versions usually share their trigger words: each once, newest version's order.
+                var seen = Set<String>()
+                let distinct = Array(words.filter { seen.insert($0).inserted }.prefix(20))
                 return ModelHit(
                     civitaiId: row["civitai_id"], name: row["name"], type: row["type"], creator: row["creator"], baseModel: row["base_model"],
-                    latestVersion: row["latest"], downloadCount: row["download_count"], tags: tags, triggerWords: words)
+                    latestVersion: row["latest"], downloadCount: row["download_count"], tags: tags, triggerWords: distinct)
             }
         }
     }

@@ -130,3 +130,16 @@ extension CivitAICLITests {
         #expect(offline.stdout.components(separatedBy: "\"civitai_id\"").count == 4)
     }
 }
+
+extension CivitAICLITests {
+    /// Issue 18: `tsr db search` repeated a model's trigger words once per version.
+    @Test func searchShowsEachTriggerWordOnce() throws {
+        defer { dir.remove() }
+        let civitai = try CivitAIFixture()
+        let versions = [601, 602, 603].map { CivitAIFixture.versionJSON(id: $0, modelId: 60, type: "LORA", fileName: "v\($0).safetensors", bytes: Array("v\($0)".utf8)) }
+        civitai.addModel(60, json: CivitAIFixture.modelJSON(id: 60, name: "Three Versions", type: "LORA", creator: "tsr-maker", versions: versions))
+        #expect(try tsr(["db", "cache", "60"], environment: ["TSR_CIVITAI_URL": civitai.base]).status == 0)
+        let hits = try #require(try JSONSerialization.jsonObject(with: Data(try tsr(["db", "search", "three", "--json"]).stdout.utf8)) as? [[String: Any]])
+        #expect(hits.first?["trigger_words"] as? [String] == ["tsrstyle"], "\(hits)")
+    }
+}
