@@ -56,7 +56,7 @@ public final class Fetcher: Sendable {
         return try collapsed(key: digest.rawValue, progress: progress) { () throws(FetchError) -> Committed in
             var last: FetchError = .noSource(digest)
             for source in sources {
-                var seeded = ((try? library.registry.prefix(digest)) ?? nil) != nil
+                var seeded = (try? library.registry.hasPrefix(digest)) == true
                 while true {
                     do throws(FetchError) {
                         let url = try downloadURL(for: source.url)

@@ -90,10 +90,9 @@ public enum SourceSpec: Sendable, Equatable {
     }
 
     /// A reference as error messages show it: nothing from a `?` or `#` on (a query may carry a
-    /// key, `civitai:123?token=…`), control characters dropped.
+    /// key, `civitai:123?token=…`), control characters escaped.
     static func shown(_ reference: String) -> String {
-        let cut = reference.firstIndex(where: { $0 == "?" || $0 == "#" }).map { String(reference[..<$0]) + "?…" } ?? reference
-        return String(String.UnicodeScalarView(cut.unicodeScalars.filter { $0.value >= 0x20 && $0.value != 0x7F }))
+        LogText.escaped(reference.firstIndex(where: { $0 == "?" || $0 == "#" }).map { String(reference[..<$0]) + "?…" } ?? reference)
     }
 
     /// The URL stored as a source: public hosts (so a source keeps working when the endpoint

@@ -17,11 +17,6 @@ public final class Library: Sendable {
     public let store: BlobStore
     public let registry: Registry
 
-    static func isFull(_ error: RegistryError) -> Bool {
-        if case .full = error { return true }
-        return false
-    }
-
     /// Opens (creating if needed) the home at `home`.
     public init(home: String) throws(LibraryError) {
         layout = StoreLayout(home: home)
@@ -32,7 +27,7 @@ public final class Library: Sendable {
         }
         do {
             registry = try Registry(path: layout.database)
-        } catch let error where Self.isFull(error) {
+        } catch .full {
             // A disk too full for SQLite's shared memory: read-only work still works.
             do { registry = try Registry(readOnlyAt: layout.database) } catch { throw .registry(error) }
         } catch {

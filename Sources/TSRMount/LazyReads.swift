@@ -37,10 +37,10 @@ extension TensorsFileSystem {
         if library.store.contains(digest) {
             return upgradeAndServe(ParkedRead(request: request, handle: handle, offset: offset, size: size), digest: digest)
         }
-        let expected = expectedSize(digest)
+        let (expected, region) = remoteFacts(digest)
         let end = offset + Int64(size)
         if expected > 0 && offset >= expected { return request.reply(bytes: []) }
-        if let prefix = headerRegion(digest) {
+        if let prefix = region {
             if expected > 0 && Int64(prefix.count) >= expected {
                 // The whole file, kept unverified by an older registration: verified now, never
                 // served as it is.
@@ -98,16 +98,17 @@ extension TensorsFileSystem {
         thread.start()
     }
 
-    /// The stored header region of a blob that is not here (nil: none), cached for the reads that
-    /// follow one another through it.
-    func headerRegion(_ digest: Digest) -> [UInt8]? {
-        if let cached = state.withLock({ $0.prefixes[digest] }) { return cached }
-        guard let prefix = try? library.registry.prefix(digest) else { return nil }
+    /// The exact size and stored header region (nil: none) of a blob that is not here, read from
+    /// the registry once and cached for the reads that follow one another through the file (the
+    /// kernel asks 128 KiB at a time; no registry query per read).
+    func remoteFacts(_ digest: Digest) -> (size: Int64, region: [UInt8]?) {
+        if let cached = state.withLock({ $0.remotes[digest] }) { return cached }
+        let facts = (size: expectedSize(digest), region: (try? library.registry.prefix(digest)) ?? nil)
         state.withLock { state in
-            if state.prefixes.count >= 16 { state.prefixes.removeAll() }
-            state.prefixes[digest] = prefix
+            if state.remotes.count >= 16 { state.remotes.removeAll() }
+            state.remotes[digest] = facts
         }
-        return prefix
+        return facts
     }
 
     /// Commits a whole file kept as a prefix if it hashes to `digest`; otherwise records the
@@ -125,7 +126,7 @@ extension TensorsFileSystem {
             }
             _ = try library.store.put(whole, expected: digest)
             try library.markDownloaded(Committed(digest: digest, size: size, deduplicated: false))
-            state.withLock { _ = $0.prefixes.removeValue(forKey: digest) }
+            state.withLock { _ = $0.remotes.removeValue(forKey: digest) }
             try rebuild()
             return true
         } catch {
@@ -136,7 +137,7 @@ extension TensorsFileSystem {
 
     /// Drops a header region that may be wrong (its download failed verification).
     func forgetHeaderRegion(_ digest: Digest) {
-        state.withLock { _ = $0.prefixes.removeValue(forKey: digest) }
+        state.withLock { _ = $0.remotes.removeValue(forKey: digest) }
         do { try library.registry.dropPrefix(digest) } catch { logger.error("dropping the header region of \(digest.short): \(error)") }
     }
 
@@ -151,7 +152,7 @@ extension TensorsFileSystem {
     /// region served before is compared with it.
     func finishDownload(_ digest: Digest, outcome: Result<Void, any Error>) {
         var failure: String?
-        let served = state.withLock { $0.prefixes[digest] }
+        let served = state.withLock { $0.remotes[digest]?.region }
         switch outcome {
         case .success where library.store.contains(digest):
             do {
@@ -176,7 +177,7 @@ extension TensorsFileSystem {
         }
         let parked = state.withLock { state -> [ParkedRead] in
             state.fetching.remove(digest)
-            if failure == nil { state.prefixes[digest] = nil }
+            if failure == nil { state.remotes[digest] = nil }
             return state.downloads.removeValue(forKey: digest) ?? []
         }
         for read in parked {
@@ -253,7 +254,11 @@ extension TensorsFileSystem {
     /// what its verified bytes showed about the header region served before.
     func errorText(_ file: FileNode) -> String? {
         guard let digest = file.sha256 else { return nil }
-        if !library.store.contains(digest), let failure = try? library.registry.fetchFailure(digest) { return failure.summary }
+        // Only a file whose bytes are not here can have a failed download (listxattr asks this of
+        // every file: present ones cost no query).
+        if file.state == .remote, !library.store.contains(digest), let failure = try? library.registry.fetchFailure(digest) {
+            return failure.summary
+        }
         return state.withLock { $0.notes[digest] }
     }
 }

@@ -93,19 +93,11 @@ public struct Node: Sendable, Equatable {
 
 /// What the mount itself adds on top of the registry.
 public struct Overlay: Sendable {
-    /// Files being written: alias key → (size, mtime).
-    public var pending: [AliasKey: (size: Int64, mtimeNs: Int64)] = [:]
-    /// Which write each pending name is (see `FileNode.pendingSerial`); follows `pending`.
-    public var serials: [AliasKey: UInt64] = [:]
+    /// Files being written: alias key → (size, mtime, which write it is: `FileNode.pendingSerial`).
+    public var pending: [AliasKey: (size: Int64, mtimeNs: Int64, serial: UInt64)] = [:]
     /// Directories made with mkdir that hold nothing yet, with their creation time.
     public var emptyDirectories: [AliasKey: Int64] = [:]
     public init() {}
-
-    /// The name is no longer being written.
-    public mutating func stopWriting(_ key: AliasKey) {
-        pending[key] = nil
-        serials[key] = nil
-    }
 }
 
 /// An immutable snapshot of the mount's paths.
@@ -331,7 +323,7 @@ public struct NamespaceBuilder {
         for (key, pending) in overlay.pending {
             let parts = key.path.split(separator: "/").map(String.init)
             for shown in Self.viewFolders(key.folder) {
-                file([shown] + parts, FileNode(sha256: nil, size: pending.size, state: .present, mtimeNs: pending.mtimeNs, alias: key, writable: true, pending: true, pendingSerial: overlay.serials[key] ?? 0))
+                file([shown] + parts, FileNode(sha256: nil, size: pending.size, state: .present, mtimeNs: pending.mtimeNs, alias: key, writable: true, pending: true, pendingSerial: pending.serial))
             }
         }
         // Removals: the folder-view directories that held the name, and (conservatively) every

@@ -15,26 +15,22 @@ final class Notifier: @unchecked Sendable {
     private var started = false
     private var stopped = false
 
-    /// Runs `job` on the notifier's thread after every job enqueued before it.
+    /// Runs `job` on the notifier's thread after every job enqueued before it (here, at once,
+    /// once the mount is going away: the session has ended and nothing waits on the kernel).
     func enqueue(_ job: @escaping @Sendable () -> Void) {
-        condition.lock()
-        defer { condition.unlock() }
-        guard !stopped else {
-            // The mount is going away: run it here, it can no longer wait on the kernel's locks
-            // for long (the session has ended).
-            condition.unlock()
-            job()
-            condition.lock()
-            return
+        let queued = condition.withLock { () -> Bool in
+            guard !stopped else { return false }
+            jobs.append(job)
+            if !started {
+                started = true
+                let thread = Thread { [self] in run() }
+                thread.name = "tsr-notifier"
+                thread.start()
+            }
+            condition.signal()
+            return true
         }
-        jobs.append(job)
-        if !started {
-            started = true
-            let thread = Thread { [self] in run() }
-            thread.name = "tsr-notifier"
-            thread.start()
-        }
-        condition.signal()
+        if !queued { job() }
     }
 
     /// Lets the thread end once the jobs queued so far are done.

@@ -149,22 +149,22 @@ extension TensorsFileSystem {
             } else if Self.usesPageCache(handle) {
                 mode.cached -= 1
             } else {
-                mode.writers = max(0, mode.writers - 1)
+                mode.writers -= 1
             }
-            state.ioModes[inode] = mode.passthrough == 0 && mode.cached == 0 && mode.writers <= 0 ? nil : mode
+            state.ioModes[inode] = mode.passthrough == 0 && mode.cached == 0 && mode.writers == 0 ? nil : mode
             return close
         }
         if let close { session?.backingClose(close) }
     }
 
-    /// Whether an inode has opens using a backing file, after waiting up to a second for them
+    /// Whether an inode has opens using a backing file, after waiting until `deadline` for them
     /// to go: close(2) returns before the kernel's RELEASE reaches the daemon, so an open right
     /// after the last close would otherwise find it still counted.
-    func openByPassthrough(_ inode: Inode) -> Bool {
-        for _ in 0..<200 {
-            if state.withLock({ ($0.ioModes[inode]?.passthrough ?? 0) == 0 }) { return false }
+    func openByPassthrough(_ inode: Inode, until deadline: ContinuousClock.Instant) -> Bool {
+        while state.withLock({ ($0.ioModes[inode]?.passthrough ?? 0) > 0 }) {
+            guard ContinuousClock.now < deadline else { return true }
             usleep(5_000)
         }
-        return true
+        return false
     }
 }

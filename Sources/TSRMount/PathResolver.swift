@@ -83,7 +83,7 @@ struct PathResolver {
             if let pending = overlay.pending[key] {
                 let writing = FileNode(
                     sha256: nil, size: pending.size, state: .present, mtimeNs: pending.mtimeNs, alias: key, writable: true, pending: true,
-                    pendingSerial: overlay.serials[key] ?? 0)
+                    pendingSerial: pending.serial)
                 var node = Self.file(path, parent: parent, name: name, committed ?? writing)
                 node.kind = .file(writing)
                 return node
@@ -154,7 +154,7 @@ struct PathResolver {
             }
             let writing = FileNode(
                 sha256: nil, size: pending.size, state: .present, mtimeNs: pending.mtimeNs, alias: other, writable: true, pending: true,
-                pendingSerial: overlay.serials[other] ?? 0)
+                pendingSerial: pending.serial)
             // A name being written over an existing one keeps that one's inode.
             var node = files[first] ?? Self.file(path + "/" + first, parent: dir.inode, name: first, writing)
             node.kind = .file(writing)

@@ -29,12 +29,12 @@ public struct MountSettings: Sendable {
     public var readdirPlus = true
     public var maxBackground: UInt16 = 64
     public var threads = 16
-    /// After a failed download, reads of the file answer EIO at once for this long, doubled per
-    /// failure up to `retryBackoffMax` (seconds).
     /// The largest file a write through the mount may make (EFBIG past it): a commit hashes
     /// every byte, holes included, so a one-byte write at 1 TiB would cost the daemon minutes of
     /// hashing and the store a 1 TiB blob. No diffusion model comes near it.
     public var maxFileSize: Int64 = 256 << 30
+    /// After a failed download, reads of the file answer EIO at once for this long, doubled per
+    /// failure up to `retryBackoffMax` (seconds).
     public var retryBackoff: TimeInterval = 60
     public var retryBackoffMax: TimeInterval = 3600
     /// Change-log rows read one by one per refresh; past this many (a large import), everything
@@ -123,8 +123,9 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         var downloads: [Digest: [ParkedRead]] = [:]
         /// Digests with a download running (which may have no reader left waiting).
         var fetching: Set<Digest> = []
-        /// Header regions of files not here yet, as last read from the registry (a few at a time).
-        var prefixes: [Digest: [UInt8]] = [:]
+        /// Size and header region of files not here yet, as last read from the registry (a few
+        /// at a time).
+        var remotes: [Digest: (size: Int64, region: [UInt8]?)] = [:]
         /// What was found when a download committed: the header region served before it differed
         /// from the verified bytes (user.tsr.error).
         var notes: [Digest: String] = [:]
@@ -643,9 +644,11 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
         let wantsWrite = accessMode == O_WRONLY || accessMode == O_RDWR || file.flags & O_TRUNC != 0
         // An inode open by passthrough can only be opened again by passthrough of its complete
         // blob: a write waits for those opens to close (ETXTBSY), and content that failed
-        // verification since then cannot be read through that inode until they do (EIO).
-        if wantsWrite || entry.state != .present, openByPassthrough(inode) {
-            let path = path(of: inode) ?? "?"
+        // verification since then cannot be read through that inode until they do (EIO). The
+        // wait is a second in all, before and (a reader may open meanwhile) after beginning.
+        let deadline = ContinuousClock.now + .seconds(1)
+        if wantsWrite || entry.state != .present, openByPassthrough(inode, until: deadline) {
+            let path = LogText.escaped(path(of: inode) ?? "?")
             if wantsWrite {
                 logger.notice("open \(path) for writing: refused (ETXTBSY) while another process has it open by passthrough; it opens once they close it")
                 return request.reply(error: .textBusy)
@@ -659,25 +662,10 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
                 guard entry.writable, !settings.readOnly, let key = entry.alias else { return request.reply(error: .readOnlyFileSystem) }
                 handle = .pending(try beginWrite(key: key, existing: entry, truncate: file.flags & O_TRUNC != 0), writable: true)
             } else if entry.pending, let key = entry.alias {
-                guard let write = state.withLock({ $0.writes[key] }) else {
-                    // The write closed and left the name between the lookup and this open: open
-                    // what the name shows now.
-                    if let current = path(of: inode).flatMap({ self.node(at: $0) })?.file, !current.pending, current.state == .present,
-                        let digest = current.sha256
-                    {
-                        let fd = try SystemCallsBridge.openBlob(store: library.store, digest: digest)
-                        guard let opened = admit(.blob(fd, digest), inode: inode, size: current.size) else {
-                            try? fd.close()
-                            return request.reply(error: .textBusy)
-                        }
-                        return request.reply(open: OpenOptions(handle: opened.id, keepCache: false, directIO: false, backingId: opened.backing))
-                    }
-                    logger.notice("open \(LogText.escaped(path(of: inode) ?? "?")): its write is gone and the name shows nothing to read")
-                    return request.reply(error: .noEntry)
-                }
-                if write.join() {
+                let write = state.withLock { $0.writes[key] }
+                if let write, write.join() {
                     handle = .pending(write, writable: false)
-                } else if let digest = write.outcome {
+                } else if let digest = write?.outcome ?? shownContent(inode) {
                     // Its last writer closed meanwhile: read what the write left under the name.
                     handle = .blob(try SystemCallsBridge.openBlob(store: library.store, digest: digest), digest)
                 } else {
@@ -690,20 +678,14 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
             } else {
                 return request.reply(error: .noEntry)
             }
-            // A write open found no passthrough reader a moment ago, but one may have opened
-            // since: it waits for them again (up to a second in all) before answering ETXTBSY.
             var admitted = admit(handle, inode: inode, size: entry.size)
-            if admitted == nil, wantsWrite {
-                let deadline = ContinuousClock.now + .seconds(1)
-                while admitted == nil, ContinuousClock.now < deadline {
-                    usleep(5_000)
-                    if state.withLock({ ($0.ioModes[inode]?.passthrough ?? 0) == 0 }) { admitted = admit(handle, inode: inode, size: entry.size) }
-                }
+            while admitted == nil, wantsWrite, openByPassthrough(inode, until: deadline) == false {
+                admitted = admit(handle, inode: inode, size: entry.size)
             }
             guard let opened = admitted else {
                 if case let .blob(fd, _) = handle { try? fd.close() }
                 if case let .pending(write, _) = handle, write.leave() { finish(write) }
-                logger.notice("open \(path(of: inode) ?? "?"): refused while another process has it open by passthrough")
+                logger.notice("open \(LogText.escaped(path(of: inode) ?? "?")): refused while another process has it open by passthrough")
                 return request.reply(error: .textBusy)
             }
             // Blob content never changes under a handle: keep the page cache across opens.
@@ -715,6 +697,13 @@ public final class TensorsFileSystem: FileSystemHandler, @unchecked Sendable {
             logger.error("open \(path(of: inode) ?? "?"): \(error)")
             request.reply(error: ErrnoMapping.errno(for: error))
         }
+    }
+
+    /// The complete content an inode's path shows now (a write that left the name between a
+    /// lookup and an open), or nil.
+    func shownContent(_ inode: Inode) -> Digest? {
+        guard let current = path(of: inode).flatMap({ node(at: $0) })?.file, !current.pending, current.state == .present else { return nil }
+        return current.sha256
     }
 
     public func read(_ request: Request, inode: Inode, size: Int, offset: Int64, file: FileInfo) {

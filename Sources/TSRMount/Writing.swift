@@ -68,8 +68,9 @@ extension TensorsFileSystem {
     func showWriting(_ write: PendingWrite) throws {
         try rebuildIfChanged({ overlay in
             guard let shown = write.beingWritten else { return false }
-            if overlay.pending[shown.key] == nil { overlay.serials[shown.key] = Self.writeSerials.add(1, ordering: .relaxed).newValue }
-            overlay.pending[shown.key] = (shown.size, Self.nowNs)
+            // A write keeps its serial (and so its node's inode) until it commits or goes.
+            let serial = overlay.pending[shown.key]?.serial ?? Self.writeSerials.add(1, ordering: .relaxed).newValue
+            overlay.pending[shown.key] = (shown.size, Self.nowNs, serial)
             return true
         })
     }
@@ -118,7 +119,7 @@ extension TensorsFileSystem {
             shown = shownWriting(key)
             try library.record(last, folder: key.folder, path: key.path)
             // Written again since (through another handle): it stays shown as being written.
-            if !now.dirty { overlay.stopWriting(key) }
+            if !now.dirty { overlay.pending[key] = nil }
             recorded = key
             return true
         })
@@ -161,7 +162,7 @@ extension TensorsFileSystem {
                 // A lookup made while the name was being written holds the pending inode: it stands
                 // for whatever the name shows now (the content from before, when nothing was committed).
                 shown = shownWriting(key)
-                overlay.stopWriting(key)
+                overlay.pending[key] = nil
                 return true
             })
             redirect(shown)
@@ -184,8 +185,13 @@ extension TensorsFileSystem {
                 if existing?.directory != nil { return request.reply(error: .isDirectory) }
                 let write = try beginWrite(key: key, existing: existing?.file, truncate: true)
                 guard let base = path(of: parent), let node = try resolveForKernel(Self.join(base, name)) else { return request.reply(error: .io) }
-                let id = state.withLock { $0.store(.pending(write, writable: true)) }
-                request.reply(create: entry(node), open: OpenOptions(handle: id, keepCache: false, directIO: true))
+                // Counted like every write open (passthrough admission); a new write's inode is
+                // never open by passthrough.
+                guard let opened = admit(.pending(write, writable: true), inode: node.inode, size: 0) else {
+                    if write.leave() { finish(write) }
+                    return request.reply(error: .textBusy)
+                }
+                request.reply(create: entry(node), open: OpenOptions(handle: opened.id, keepCache: false, directIO: true))
             } catch {
                 logger.error("create \(target.child(name)): \(error)")
                 request.reply(error: ErrnoMapping.errno(for: error))
@@ -239,7 +245,7 @@ extension TensorsFileSystem {
             // left showing while the kernel gets round to releasing the handle.
             try? rebuildIfChanged({ overlay in
                 guard let key = write.name, write.lock.withLock({ write.committed == nil }), overlay.pending[key] != nil else { return false }
-                overlay.stopWriting(key)
+                overlay.pending[key] = nil
                 return true
             })
             request.reply(error: ErrnoMapping.errno(for: error))
@@ -348,7 +354,7 @@ extension TensorsFileSystem {
                 // Open handles of an unlinked file keep writing into a transaction that no name
                 // will receive (its bytes are discarded when the last handle closes).
                 state.withLock { $0.writes.removeValue(forKey: key) }?.rename(to: nil)
-                overlay.stopWriting(key)
+                overlay.pending[key] = nil
             }
             request.replyOK()
         } catch {
@@ -420,11 +426,8 @@ extension TensorsFileSystem {
             }
             replaced?.rename(to: nil)
             moving?.rename(to: to)
-            if let entry = overlay.pending.removeValue(forKey: from) {
-                overlay.pending[to] = entry
-                overlay.serials[to] = overlay.serials.removeValue(forKey: from)
-            }
-            if replaced != nil { overlay.stopWriting(to) }
+            if let entry = overlay.pending.removeValue(forKey: from) { overlay.pending[to] = entry }
+            if replaced != nil { overlay.pending[to] = nil }
             state.withLock { $0.known.move(from: dentries.from, to: dentries.to) }
         }
     }
@@ -450,13 +453,7 @@ extension TensorsFileSystem {
             }
             // Outside the state lock: a write's lock may be held across its file I/O.
             for (write, target) in relocated { write.rename(to: target) }
-            for (key, value) in overlay.pending {
-                guard let target = moved(key) else { continue }
-                let serial = overlay.serials[key]
-                overlay.stopWriting(key)
-                overlay.pending[target] = value
-                overlay.serials[target] = serial
-            }
+            for (key, value) in overlay.pending { if let target = moved(key) { overlay.pending[key] = nil; overlay.pending[target] = value } }
             for (key, value) in overlay.emptyDirectories { if let target = moved(key) { overlay.emptyDirectories[key] = nil; overlay.emptyDirectories[target] = value } }
             overlay.emptyDirectories[to] = overlay.emptyDirectories[to] ?? Self.nowNs
             state.withLock { $0.known.move(from: dentries.from, to: dentries.to) }

@@ -464,6 +464,11 @@ public final class Registry: Sendable {
     }
 
     /// The stored first bytes of a blob, if any.
+    /// Whether a header region is stored for `digest` (without reading it).
+    public func hasPrefix(_ digest: Digest) throws(RegistryError) -> Bool {
+        try read { db in try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM blob_prefixes WHERE sha256 = ?)", arguments: [digest]) ?? false }
+    }
+
     public func prefix(_ digest: Digest) throws(RegistryError) -> [UInt8]? {
         try read { db in
             try Data.fetchOne(db, sql: "SELECT bytes FROM blob_prefixes WHERE sha256 = ?", arguments: [digest]).map { [UInt8]($0) }

@@ -6,6 +6,7 @@ import Hummingbird
 import Logging
 import TSRFetch
 import TSRLibrary
+import TSRStore
 
 /// Where the API listens and who may use it.
 public struct APIConfiguration: Sendable {
@@ -219,10 +220,10 @@ public enum LoopbackHost {
         return bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xFF && bytes[11] == 0xFF && bytes[12] == 127
     }
 
-    /// A header value as it may be put in an error message: control characters escaped, at most
-    /// 200 characters.
+    /// A header value as it may be put in an error message: control characters escaped
+    /// (`LogText`), at most 200 characters.
     static func printable(_ value: String) -> String {
-        let escaped = value.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? "\\u{\(String($0.value, radix: 16))}" : String($0) }.joined()
+        let escaped = LogText.escaped(value)
         return escaped.count > 200 ? String(escaped.prefix(200)) + "…" : escaped
     }
 }

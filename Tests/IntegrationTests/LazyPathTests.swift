@@ -37,38 +37,6 @@ struct LazyPathTests {
         return n > 0 ? String(decoding: buffer.prefix(n), as: UTF8.self) : ""
     }
 
-    /// Reads the header the way safetensors readers do: 8 bytes, then the JSON, with the kernel's
-    /// default readahead (no fadvise).
-    static func peekByRead(_ path: String) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var length = [UInt8](repeating: 0, count: 8)
-        guard read(fd, &length, 8) == 8 else { return nil }
-        var header = [UInt8](repeating: 0, count: Int(Safetensors.headerLength(length)))
-        var filled = 0
-        while filled < header.count {
-            let n = header.withUnsafeMutableBytes { read(fd, $0.baseAddress! + filled, $0.count - filled) }
-            guard n > 0 else { return nil }
-            filled += n
-        }
-        return length + header
-    }
-
-    /// Reads the header through a shared read-only mapping of the whole file, as
-    /// `safe_open(...).metadata()` does (page faults, the kernel's read-around).
-    static func peekByMmap(_ path: String, size: Int) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        guard let base = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0), base != MAP_FAILED else { return nil }
-        defer { munmap(base, size) }
-        let bytes = base.assumingMemoryBound(to: UInt8.self)
-        let length = Array(UnsafeBufferPointer(start: bytes, count: 8))
-        let end = 8 + Int(Safetensors.headerLength(length))
-        return Array(UnsafeBufferPointer(start: bytes, count: end))
-    }
-
     @Test func headerPeeksByReadAndMmapDownloadNothingAndAFullReadDownloadsOnce() throws {
         defer { dir.remove() }
         // ~155 KB (an SD1.5 checkpoint's) and ~2 MB headers.
@@ -90,8 +58,8 @@ struct LazyPathTests {
                 let path = mount.mountpoint + "/checkpoints/\(name).safetensors"
                 let end = Self.headerEnd(bytes)
                 for round in 0..<3 {
-                    #expect(Self.peekByRead(path) == Array(bytes.prefix(end)), "\(name) read peek \(round)")
-                    #expect(Self.peekByMmap(path, size: bytes.count) == Array(bytes.prefix(end)), "\(name) mmap peek \(round)")
+                    #expect(HeaderPeek.byRead(path) == Array(bytes.prefix(end)), "\(name) read peek \(round)")
+                    #expect(HeaderPeek.byMmap(path, size: bytes.count) == Array(bytes.prefix(end)), "\(name) mmap peek \(round)")
                     // A tool listing the library drops caches between looks.
                     _ = try? Shell.run("/bin/sh", ["-c", "echo 1 > /proc/sys/vm/drop_caches"], timeout: 30)
                 }
@@ -130,6 +98,12 @@ struct LazyPathTests {
             for _ in 0..<10 where (try? readBytes(path)) == nil { failed += 1 }
             #expect(failed == 10, "every read of the bad file fails")
             #expect(downloads() == 1, "ten reads, one download attempt: \(downloads())")
+            // Under mmap the EIO is a SIGBUS (safetensors' loader): the process dies, and its page
+            // faults start no download either.
+            let mapped = try Shell.run("/usr/bin/python3", ["-c", "import mmap,sys; f=open(sys.argv[1],'rb'); m=mmap.mmap(f.fileno(),0,prot=mmap.PROT_READ); print(m[len(m)//2])", path], timeout: 60)
+            // Foundation reports death by a signal as the signal's number.
+            #expect(mapped.status == SIGBUS && mapped.stdout.isEmpty, "an mmap read of the failed file is SIGBUS: \(mapped.status) \(mapped.stderr)")
+            #expect(downloads() == 1)
             #expect(xattr(path, "user.tsr.state") == "failed")
             let badDigest = try SHA256Hasher.digest(bad).rawValue
             let error = xattr(path, "user.tsr.error")
@@ -226,6 +200,31 @@ struct LazyPathTests {
             #expect(xattr(path, "user.tsr.state") == "present")
             let again = try #require(FileHandle(forReadingAtPath: path)).read(upToCount: 64) ?? Data()
             #expect([UInt8](again) == Array(good.prefix(64)), "the pages served before are gone")
+        }
+    }
+
+    /// A server that answers every Range with the whole file (200): registration still keeps
+    /// exactly the header region, peeks download nothing more, and the download that asks to
+    /// continue after the region is given the whole file and verified from byte 0, never spliced.
+    @Test func aServerThatIgnoresRangeStillGivesAHeaderRegionAndAVerifiedFile() throws {
+        defer { dir.remove() }
+        let model = Self.model(header: 155_000, size: 4 << 20, fill: 9)
+        let server = try FixtureServer { request, connection in connection.serveFile(model, request: request, etag: "\"w\"", ignoreRange: true) }
+        defer { server.stop() }
+        let digest = try SHA256Hasher.digest(model).rawValue
+        let added = try tsr(["add", server.baseURL + "/m.safetensors", "--sha256", digest, "--folder", "checkpoints"])
+        #expect(added.status == 0, "\(added.stderr)")
+        let registration = server.requests.count
+        try TestMount.with(home: home) { mount in
+            let path = mount.mountpoint + "/checkpoints/m.safetensors"
+            let end = Self.headerEnd(model)
+            #expect(HeaderPeek.byRead(path) == Array(model.prefix(end)))
+            #expect(HeaderPeek.byMmap(path, size: model.count) == Array(model.prefix(end)))
+            #expect(server.requests.count == registration, "peeks asked the server nothing")
+            let whole = try readBytes(path)
+            #expect(whole.count == model.count && whole[end...] == model[end...])
+            #expect(try readBytes(path) == model)
+            #expect(server.requests.count == registration + 1, "one download, answered whole to its Range")
         }
     }
 

@@ -47,8 +47,8 @@ struct LazyCatalogScenario {
                 for model in models {
                     let end = 8 + Int(Safetensors.headerLength(model.bytes))
                     let expected = Array(model.bytes.prefix(end))
-                    let byRead = peekByRead(root + model.name)
-                    let byMap = peekByMmap(root + model.name, size: model.bytes.count)
+                    let byRead = HeaderPeek.byRead(root + model.name)
+                    let byMap = HeaderPeek.byMmap(root + model.name, size: model.bytes.count)
                     checked += Int64(2 * end)
                     if byRead != expected { wrongServed += Int64(end) }
                     if byMap != expected { wrongServed += Int64(end) }
@@ -83,24 +83,5 @@ struct LazyCatalogScenario {
             id: "S13", title: "50 remote models browsed by header (0 downloads, \(registeredBytes / 1024) KiB fetched at registration), one loaded (1 download), one bad (1 attempt per back-off)",
             faultsInjected: 1, bytesChecked: checked, bytesLost: 0, wrongBytesServed: wrongServed
         ).record()
-    }
-
-    func peekByRead(_ path: String) -> [UInt8]? {
-        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
-        defer { try? handle.close() }
-        guard let length = try? handle.read(upToCount: 8), length.count == 8 else { return nil }
-        let header = (try? handle.read(upToCount: Int(Safetensors.headerLength([UInt8](length))))) ?? Data()
-        return [UInt8](length + header)
-    }
-
-    func peekByMmap(_ path: String, size: Int) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        guard let base = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0), base != MAP_FAILED else { return nil }
-        defer { munmap(base, size) }
-        let bytes = base.assumingMemoryBound(to: UInt8.self)
-        let end = 8 + Int(Safetensors.headerLength(Array(UnsafeBufferPointer(start: bytes, count: 8))))
-        return Array(UnsafeBufferPointer(start: bytes, count: end))
     }
 }

@@ -1,5 +1,6 @@
 import CLinux
 import Foundation
+import Synchronization
 import TSRStore
 import TSRTesting
 
@@ -60,4 +61,35 @@ func eventually(_ timeout: TimeInterval = 20, _ condition: () -> Bool) -> Bool {
         Thread.sleep(forTimeInterval: 0.02)
     }
     return condition()
+}
+
+/// What concurrent workers of a scenario count: operations, bytes compared and found wrong, and
+/// the first errors.
+final class WorkerTally: Sendable {
+    let checked = Atomic<Int64>(0)
+    let wrong = Atomic<Int64>(0)
+    let operations = Atomic<Int>(0)
+    let writes = Atomic<Int>(0)
+    let errors = Mutex<[String]>([])
+    func fail(_ message: String) { errors.withLock { if $0.count < 20 { $0.append(message) } } }
+}
+
+/// Runs `body` on a thread of its own in `group`: GCD's global queue on Linux runs only about
+/// as many blocking work items at once as there are cores, which would serialise the workers.
+func spawnWorker(_ group: DispatchGroup, _ body: @escaping @Sendable () -> Void) {
+    group.enter()
+    Thread {
+        body()
+        group.leave()
+    }.start()
+}
+
+/// The watchdog: workers still blocked `grace` seconds after their `seconds` mean a frozen mount.
+/// It is aborted (a daemon stuck in the kernel ignores SIGKILL), so the run never hangs; false.
+func workersFinished(_ group: DispatchGroup, seconds: Double, grace: Double = 60, mount: TestMount, tally: WorkerTally) -> Bool {
+    guard group.wait(timeout: .now() + seconds + grace) == .timedOut else { return true }
+    tally.fail("the mount froze: workers still blocked \(Int(seconds + grace)) s after the start")
+    mount.abortFrozen()
+    _ = group.wait(timeout: .now() + 30)
+    return false
 }

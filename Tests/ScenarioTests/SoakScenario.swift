@@ -11,25 +11,6 @@ import TSRTesting
 /// committed found afterwards with the right content.
 @Suite(.enabled(if: TestMount.isAvailable, "needs /dev/fuse"))
 struct SoakScenario {
-    final class Tally: Sendable {
-        let checked = Atomic<Int64>(0)
-        let wrong = Atomic<Int64>(0)
-        let operations = Atomic<Int>(0)
-        let writes = Atomic<Int>(0)
-        let errors = Mutex<[String]>([])
-        func fail(_ message: String) { errors.withLock { if $0.count < 20 { $0.append(message) } } }
-    }
-
-    /// A worker on a thread of its own: GCD's global queue on Linux runs only about as many
-    /// blocking work items at once as there are cores, which would serialise the workers.
-    func spawn(_ group: DispatchGroup, _ body: @escaping @Sendable () -> Void) {
-        group.enter()
-        Thread {
-            body()
-            group.leave()
-        }.start()
-    }
-
     @Test func s05ConcurrentReadersWritersAndRegistryChanges() throws {
         let seconds = Double(ProcessInfo.processInfo.environment["TSR_SOAK_SECONDS"] ?? "") ?? 60
         let dir = try TempDirectory("tsr-s05")
@@ -45,7 +26,7 @@ struct SoakScenario {
         }
         let imported = try Shell.run(BuildProducts.tsr, ["import", dir.path + "/models", "--copy", "--home", home])
         #expect(imported.status == 0, "\(imported.stderr)")
-        let tally = Tally()
+        let tally = WorkerTally()
         let committed = Mutex<[String: Digest]>([:])
 
         try TestMount.with(home: home) { mount in
@@ -56,7 +37,7 @@ struct SoakScenario {
             let expected = models
             let names = Array(expected.keys).sorted()
             for reader in 0..<20 {
-                spawn(group) {
+                spawnWorker(group) {
                     var n = reader
                     while Date() < deadline {
                         let name = names[n % names.count]
@@ -72,7 +53,7 @@ struct SoakScenario {
                 }
             }
             for writer in 0..<10 {
-                spawn(group) {
+                spawnWorker(group) {
                     var round = 0
                     while Date() < deadline {
                         let name = "loras/soak/w\(writer)-\(round % 3).safetensors"
@@ -108,7 +89,7 @@ struct SoakScenario {
                 }
             }
             for cli in 0..<2 {
-                spawn(group) {
+                spawnWorker(group) {
                     var round = 0
                     while Date() < deadline {
                         let alias = "checkpoints/cli\(cli)-\(round % 4).safetensors"
@@ -124,12 +105,7 @@ struct SoakScenario {
                 }
             }
             // The watchdog: a deadlocked mount never lets the workers finish.
-            if group.wait(timeout: .now() + seconds + 60) == .timedOut {
-                tally.fail("deadlock: workers still blocked \(Int(seconds + 60)) s after the start")
-                mount.abortFrozen()
-                _ = group.wait(timeout: .now() + 30)
-                return
-            }
+            guard workersFinished(group, seconds: seconds, mount: mount, tally: tally) else { return }
             // Every file a writer committed is there, with its content, after all that.
             var lost: Int64 = 0
             var missing: [String] = []

@@ -8,22 +8,6 @@ import TSRTesting
 /// mount with a watchdog: a frozen mount is killed (so the run never hangs) and the test fails.
 @Suite(.enabled(if: TestMount.isAvailable, "needs /dev/fuse"), .serialized)
 struct WriterStormScenario {
-    final class Tally: Sendable {
-        let operations = Atomic<Int>(0)
-        let checked = Atomic<Int64>(0)
-        let wrong = Atomic<Int64>(0)
-        let errors = Mutex<[String]>([])
-        func fail(_ message: String) { errors.withLock { if $0.count < 20 { $0.append(message) } } }
-    }
-
-    func spawn(_ group: DispatchGroup, _ body: @escaping @Sendable () -> Void) {
-        group.enter()
-        Thread {
-            body()
-            group.leave()
-        }.start()
-    }
-
     /// The whole content of a file through open/read/close, or nil with errno.
     static func readAll(_ path: String) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -49,7 +33,7 @@ struct WriterStormScenario {
         let model = SafetensorsBuilder(tensors: [("w", "U8", [200_000])], fill: 7).bytes()
         try world.dir.write("models/upscale_models/x.safetensors", model)
         #expect(try world.tsr(["import", world.dir.path + "/models", "--copy"]).status == 0)
-        let tally = Tally()
+        let tally = WorkerTally()
         let probes = Atomic<Int>(0)
         try TestMount.with(home: world.home) { mount in
             let root = mount.mountpoint
@@ -57,7 +41,7 @@ struct WriterStormScenario {
             let deadline = Date().addingTimeInterval(seconds)
             let group = DispatchGroup()
             for writer in 0..<32 {
-                spawn(group) {
+                spawnWorker(group) {
                     var round = 0
                     while Date() < deadline {
                         let name = root + "/loras/storm/w\(writer)-\(round % 4).bin"
@@ -78,7 +62,7 @@ struct WriterStormScenario {
                     }
                 }
             }
-            spawn(group) {
+            spawnWorker(group) {
                 var round = 0
                 while Date() < deadline {
                     let probe = root + "/vae/probe-\(round % 3).bin"
@@ -90,11 +74,7 @@ struct WriterStormScenario {
                     Thread.sleep(forTimeInterval: 0.05)
                 }
             }
-            if group.wait(timeout: .now() + seconds + 60) == .timedOut {
-                tally.fail("the mount froze: workers still blocked \(Int(seconds + 60)) s after the start")
-                mount.abortFrozen()
-                _ = group.wait(timeout: .now() + 30)
-            }
+            _ = workersFinished(group, seconds: seconds, mount: mount, tally: tally)
             let errors = tally.errors.withLock { $0 }
             #expect(errors.isEmpty, "\(errors)")
             #expect(tally.wrong.load(ordering: .relaxed) == 0, "a file read back after close(2) held other bytes")
@@ -116,7 +96,7 @@ struct WriterStormScenario {
         let seconds = min(Double(ProcessInfo.processInfo.environment["TSR_SOAK_SECONDS"] ?? "") ?? 30, 30)
         let world = try ScenarioWorld("tsr-s12")
         defer { world.remove() }
-        let tally = Tally()
+        let tally = WorkerTally()
         let patches = Atomic<Int>(0)
         let mismatches = Mutex<[String]>([])
         try TestMount.with(home: world.home) { mount in
@@ -137,7 +117,7 @@ struct WriterStormScenario {
             for writer in 0..<8 {
                 let mine = (0..<3).map { root + "/loras/patch/w\(writer)-\($0).bin" }
                 let start = mine.map { initial[$0]! }
-                spawn(group) {
+                spawnWorker(group) {
                     var contents = start
                     var round = 0
                     while Date() < deadline {
@@ -204,7 +184,7 @@ struct WriterStormScenario {
                 }
             }
             for reader in 0..<8 {
-                spawn(group) {
+                spawnWorker(group) {
                     var n = reader
                     while Date() < deadline {
                         let name = names[n % names.count]
@@ -223,11 +203,7 @@ struct WriterStormScenario {
                     }
                 }
             }
-            if group.wait(timeout: .now() + seconds + 60) == .timedOut {
-                tally.fail("the mount froze: workers still blocked \(Int(seconds + 60)) s after the start")
-                mount.abortFrozen()
-                _ = group.wait(timeout: .now() + 30)
-            }
+            _ = workersFinished(group, seconds: seconds, mount: mount, tally: tally)
             let errors = tally.errors.withLock { $0 }
             #expect(errors.isEmpty, "\(errors)")
             let found = mismatches.withLock { $0 }

@@ -97,8 +97,8 @@ import TSRStore
 
     @Test func overlayShowsFilesBeingWrittenAndEmptyDirectories() {
         var overlay = Overlay()
-        overlay.pending[AliasKey(folder: "loras", path: "new/x.safetensors")] = (0, NamespaceBuilder.ns(Self.t0) + 5)
-        overlay.pending[AliasKey(folder: "checkpoints", path: "sdxl.safetensors")] = (0, NamespaceBuilder.ns(Self.t0) + 9)
+        overlay.pending[AliasKey(folder: "loras", path: "new/x.safetensors")] = (0, NamespaceBuilder.ns(Self.t0) + 5, 1)
+        overlay.pending[AliasKey(folder: "checkpoints", path: "sdxl.safetensors")] = (0, NamespaceBuilder.ns(Self.t0) + 9, 2)
         overlay.emptyDirectories[AliasKey(folder: "vae", path: "made/here")] = NamespaceBuilder.ns(Self.t0) + 7
         overlay.emptyDirectories[AliasKey(folder: "ipadapter", path: "")] = NamespaceBuilder.ns(Self.t0)
         let ns = NamespaceBuilder.build(Self.sample, overlay: overlay)

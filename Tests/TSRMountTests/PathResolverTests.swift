@@ -99,8 +99,8 @@ import TSRTesting
             MountWorkflowEntry(workflow: "x/y", folder: "vae", path: "v.safetensors", sha256: T.digest("R"), size: 4, state: .remote, updatedAt: at(45)),
         ]
         var overlay = Overlay()
-        overlay.pending[AliasKey(folder: "loras", path: "new/being-written.safetensors")] = (size: 12, mtimeNs: NamespaceBuilder.ns(at(100)))
-        overlay.pending[AliasKey(folder: "loras", path: "flat.safetensors")] = (size: 7, mtimeNs: NamespaceBuilder.ns(at(110)))
+        overlay.pending[AliasKey(folder: "loras", path: "new/being-written.safetensors")] = (size: 12, mtimeNs: NamespaceBuilder.ns(at(100)), serial: 1)
+        overlay.pending[AliasKey(folder: "loras", path: "flat.safetensors")] = (size: 7, mtimeNs: NamespaceBuilder.ns(at(110)), serial: 2)
         overlay.emptyDirectories[AliasKey(folder: "vae", path: "made/here")] = NamespaceBuilder.ns(at(120))
         overlay.emptyDirectories[AliasKey(folder: "upscale_models", path: "")] = NamespaceBuilder.ns(at(3))
         overlay.emptyDirectories[AliasKey(folder: "sams", path: "")] = NamespaceBuilder.ns(at(4))  // a custom node's folder, mkdir'd
@@ -173,7 +173,7 @@ import TSRTesting
             let data = try registry.mountSnapshot()
             try Self.expectSameAnswers(data, Overlay(), source: registry)
             var overlay = Overlay()
-            overlay.pending[AliasKey(folder: "loras", path: "style/new.safetensors")] = (size: 3, mtimeNs: NamespaceBuilder.ns(Date()))
+            overlay.pending[AliasKey(folder: "loras", path: "style/new.safetensors")] = (size: 3, mtimeNs: NamespaceBuilder.ns(Date()), serial: 3)
             overlay.emptyDirectories[AliasKey(folder: "loras", path: "stylé/made")] = NamespaceBuilder.ns(Date())
             try Self.expectSameAnswers(data, overlay, source: registry)
         }

@@ -24,18 +24,10 @@ extension String {
     func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
 }
 
+/// One header peek by read(2) and one through mmap; both must give the same bytes.
 func peek(_ path: String, size: Int) -> Bool {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return false }
-    defer { close(fd) }
-    var length = [UInt8](repeating: 0, count: 8)
-    guard read(fd, &length, 8) == 8 else { return false }
-    var header = [UInt8](repeating: 0, count: Int(Safetensors.headerLength(length)))
-    guard header.withUnsafeMutableBytes({ read(fd, $0.baseAddress, $0.count) }) == header.count else { return false }
-    guard let base = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0), base != MAP_FAILED else { return false }
-    defer { munmap(base, size) }
-    let mapped = base.assumingMemoryBound(to: UInt8.self)
-    return (0..<header.count).allSatisfy { mapped[8 + $0] == header[$0] }
+    guard let byRead = HeaderPeek.byRead(path) else { return false }
+    return HeaderPeek.byMmap(path, size: size) == byRead
 }
 
 func dropCaches() { _ = try? Shell.run("/bin/sh", ["-c", "sync; echo 3 > /proc/sys/vm/drop_caches"], timeout: 60) }
