@@ -6,7 +6,9 @@
 # - /sbin/mount.fuse.tsr, with that path filled in, so `mount -t fuse.tsr` and fstab work;
 # - tsr-mount@.service into /etc/systemd/system and tsr-mount.service into
 #   /etc/systemd/user (every user's `systemctl --user`), with that path filled in.
-# Set DESTDIR to install into a staging root (packaging, tests).
+# - docs/DEPLOYMENT.md into PREFIX/share/doc/tensors (the units' Documentation=).
+# Set DESTDIR to install into a staging root (packaging, tests). SBINDIR, UNITDIR and USERUNITDIR
+# move the helper and the units (scripts/package.sh: /usr/sbin and /usr/lib/systemd/{system,user}).
 set -eu
 here="$(cd "$(dirname "$0")" && pwd)"
 binary="${1:-}"
@@ -18,15 +20,20 @@ fi
 [ -n "$binary" ] && [ -x "$binary" ] || { echo "install.sh: no tsr binary (build it with 'swift build -c release')" >&2; exit 1; }
 prefix="${2:-/usr/local}"
 root="${DESTDIR:-}"
+sbindir="${SBINDIR:-/sbin}"
+unitdir="${UNITDIR:-/etc/systemd/system}"
+userunitdir="${USERUNITDIR:-/etc/systemd/user}"
 tsr="$prefix/bin/tsr"
+docdir="$prefix/share/doc/tensors"
 install -D -m 0755 "$binary" "$root$tsr"
-mkdir -p "$root/sbin" "$root/etc/systemd/system" "$root/etc/systemd/user"
-sed "s|@TSR@|$tsr|g" "$here/mount.fuse.tsr" > "$root/sbin/mount.fuse.tsr"
-chmod 0755 "$root/sbin/mount.fuse.tsr"
+mkdir -p "$root$sbindir" "$root$unitdir" "$root$userunitdir"
+sed "s|@TSR@|$tsr|g" "$here/mount.fuse.tsr" > "$root$sbindir/mount.fuse.tsr"
+chmod 0755 "$root$sbindir/mount.fuse.tsr"
 for unit in tsr-mount@.service tsr-mount.service; do
-  target="$root/etc/systemd/system/$unit"
-  [ "$unit" = tsr-mount.service ] && target="$root/etc/systemd/user/$unit"
-  sed "s|@TSR@|$tsr|g" "$here/systemd/$unit" > "$target"
+  target="$root$unitdir/$unit"
+  [ "$unit" = tsr-mount.service ] && target="$root$userunitdir/$unit"
+  sed -e "s|@TSR@|$tsr|g" -e "s|@DOC@|$docdir|g" "$here/systemd/$unit" > "$target"
   chmod 0644 "$target"
 done
-echo "installed $tsr, /sbin/mount.fuse.tsr and the systemd units under ${root:-/}"
+[ -f "$here/../docs/DEPLOYMENT.md" ] && install -D -m 0644 "$here/../docs/DEPLOYMENT.md" "$root$docdir/DEPLOYMENT.md"
+echo "installed $tsr, $sbindir/mount.fuse.tsr and the systemd units under ${root:-/}"

@@ -187,8 +187,10 @@ struct EscapingLogHandler: LogHandler {
         set { inner[metadataKey: key] = newValue }
     }
 
-    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
-        inner.log(level: level, message: "\(LogText.escaped(message.description))", metadata: metadata, source: source, file: file, function: function, line: line)
+    func log(event: LogEvent) {
+        var escaped = event
+        escaped.message = "\(LogText.escaped(event.message.description))"
+        inner.log(event: escaped)
     }
 }
 

@@ -16,4 +16,8 @@ int tsr_start_writeback(int fd, long long offset, long long length);
 /// posix_spawn_file_actions_addchdir_np (glibc 2.29+): the child starts in `path`.
 int tsr_spawn_add_chdir(posix_spawn_file_actions_t *actions, const char *path);
 
+/// The commit a build was made from: scripts/package.sh builds with -Xcc -DTSR_BUILD_COMMIT=<hash>;
+/// other builds give "".
+const char *tsr_build_commit(void);
+
 #endif
