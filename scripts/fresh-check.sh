@@ -108,14 +108,16 @@ check_swift_system() {
   bind_ro "$toolchain" "$root$toolchain"
   # The Swift package mirror: the url.*.insteadOf rules of this machine's git that point at a
   # local folder, and that folder, read-only.
-  : > "$root/root/.gitconfig"
-  git config --global --get-regexp '^url\..*\.insteadof$' 2>/dev/null | while read -r key value; do
-    local target="${key#url.}"; target="${target%.insteadof}"
+  local rules key value target
+  rules="$(git config --get-regexp '^url\..*\.insteadof$' 2>/dev/null || true)"
+  while read -r key value; do
+    [ -n "$key" ] || continue
+    target="${key#url.}"; target="${target%.insteadof}"
     if [ -d "$target" ]; then
-      [ -d "$root$target" ] && mountpoint -q "$root$target" || bind_ro "$target" "$root$target"
-      git config --file "$root/root/.gitconfig" --add "url.$target.insteadOf" "$value"
+      mountpoint -q "$root$target" 2>/dev/null || bind_ro "$target" "$root$target"
+      git config --file "$root/etc/gitconfig" --add "url.$target.insteadOf" "$value"
     fi
-  done
+  done <<< "$rules"
   git clone -q "$repo" "$root/root/tensors"
   chmod 700 "$root/root"
   # The README's two commands, exactly as written: the first fenced sh block, comments aside.
