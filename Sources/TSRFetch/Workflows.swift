@@ -67,7 +67,7 @@ public struct WorkflowService: Sendable {
             }
             records.append(WorkflowEntryRecord(
                 folder: folder, path: dependency.name, sha256: digest, size: size, url: url, displayName: dependency.displayName,
-                required: dependency.required, note: note))
+                required: dependency.required, note: note, authProvider: dependency.authProvider))
             guard let digest else { continue }
             // The folder view: add the name unless it stands for other content.
             do {
@@ -153,7 +153,7 @@ public struct WorkflowService: Sendable {
         return Self.summarise(entries.map { status in
             report(folder: status.entry.folder, name: status.entry.path, digest: status.entry.sha256, size: status.blobSize ?? status.entry.size,
                    state: status.state, folderAlias: status.folderAlias, url: status.entry.url, displayName: status.entry.displayName,
-                   required: status.entry.required, note: status.entry.note)
+                   required: status.entry.required, note: status.state == .present ? nil : status.entry.note)
         }, problems: [])
     }
 
@@ -245,6 +245,14 @@ public struct WorkflowService: Sendable {
         case trusted(entryId: Int64, url: String, folder: String, path: String, label: String)
     }
 
+    /// The services whose keys the workflow says its missing files need (the seed format's
+    /// `requires_auth` / `auth_provider`), so a key can be asked for before anything starts.
+    public func keysNeeded(name: String) throws(FetchError) -> Set<String> {
+        let entries: [WorkflowEntryStatus]
+        do { (_, entries) = try library.registry.workflow(named: name) } catch { throw .registry(error) }
+        return Set(entries.filter { $0.state != .present }.compactMap(\.entry.authProvider))
+    }
+
     /// What `pull` has to download for a stored workflow (each blob once).
     public func pullPlan(name: String) throws(FetchError) -> (items: [PullItem], unresolved: [String]) {
         let entries: [WorkflowEntryStatus]
@@ -269,7 +277,9 @@ public struct WorkflowService: Sendable {
     public func pull(_ item: PullItem, progress: DownloadProgress?, cancel: Cancellation? = nil) throws(FetchError) -> Committed {
         switch item {
         case let .blob(digest, _):
-            return try fetcher.fetch(digest, progress: progress, cancel: cancel)
+            let committed = try fetcher.fetch(digest, progress: progress, cancel: cancel)
+            do { try library.registry.clearWorkflowNotes(sha256: digest) } catch { throw .registry(error) }
+            return committed
         case let .trusted(id, url, folder, path, _):
             let (spec, _) = try SourceSpec.parse(url, settings: fetcher.settings)
             let file = try fetcher.resolver.resolve(spec, readPrefix: false)

@@ -399,7 +399,6 @@ extension Registry {
         }
     }
 
-    /// The cached version a file with this SHA-256 belongs to.
     /// The newest version of a CivitAI model the cache lists (`version_index` 0 is the newest;
     /// versions no longer listed are left out): its CivitAI id and name.
     public func newestVersion(modelId: Int64) throws(RegistryError) -> (id: Int64, name: String)? {
@@ -415,8 +414,33 @@ extension Registry {
         }
     }
 
+    /// The cached version a file with this SHA-256 belongs to.
     public func civitaiLink(_ digest: Digest) throws(RegistryError) -> CivitAILink? {
-        try read { db in
+        try read { db in try Self.civitaiLink(digest, db) }
+    }
+
+    /// Writes the CivitAI model and version of every scanned file into `local_files` (the columns
+    /// the seed's `v_local_files_full` joins on) from the cache: set where the cache knows the
+    /// file's SHA-256, cleared where it no longer does. Returns how many files changed.
+    @discardableResult
+    public func linkLocalFiles() throws(RegistryError) -> Int {
+        try write { db in
+            var changed = 0
+            for row in try Row.fetchAll(db, sql: "SELECT id, sha256, civitai_model_id, civitai_version_id FROM local_files") {
+                guard let digest = Digest(rawValue: row["sha256"]) else { continue }
+                let link = try Self.civitaiLink(digest, db)
+                let model: Int64? = row["civitai_model_id"], version: Int64? = row["civitai_version_id"]
+                guard link?.modelId != model || link?.versionId != version else { continue }
+                try db.execute(
+                    sql: "UPDATE local_files SET civitai_model_id = ?, civitai_version_id = ?, updated_at = ? WHERE id = ?",
+                    arguments: [link?.modelId, link?.versionId, Date(), row["id"] as Int64])
+                changed += 1
+            }
+            return changed
+        }
+    }
+
+    static func civitaiLink(_ digest: Digest, _ db: Database) throws -> CivitAILink? {
             guard let row = try Row.fetchOne(
                 db,
                 sql: """
@@ -431,7 +455,6 @@ extension Registry {
             return CivitAILink(
                 modelId: row["model_id"], versionId: row["version_id"], modelName: row["model_name"], versionName: row["version_name"],
                 type: row["type"], baseModel: row["base_model"], creator: row["creator"])
-        }
     }
 
     /// Trigger words of a cached version, in order.

@@ -33,6 +33,9 @@ enum Migrations {
         migrator.registerMigration("v9-fetch-failures") { db in
             try db.execute(sql: v9)
         }
+        migrator.registerMigration("v10-workflow-auth-provider") { db in
+            try db.execute(sql: v10)
+        }
         return migrator
     }
 
@@ -254,6 +257,12 @@ enum Migrations {
         CREATE TRIGGER generation_blob_insert AFTER INSERT ON blobs BEGIN UPDATE registry_generation SET generation = generation + 1; END;
         CREATE TRIGGER generation_blob_update AFTER UPDATE ON blobs BEGIN UPDATE registry_generation SET generation = generation + 1; END;
         CREATE TRIGGER generation_blob_delete AFTER DELETE ON blobs BEGIN UPDATE registry_generation SET generation = generation + 1; END;
+        """
+
+    static let v10 = """
+        -- The service whose key a workflow says an entry needs (the seed format's requires_auth /
+        -- auth_provider): `tsr workflow pull` asks for it before it starts, not after a refusal.
+        ALTER TABLE workflow_entries ADD COLUMN auth_provider TEXT CHECK (auth_provider IN ('huggingface', 'civitai'));
         """
 
     static let v9 = """

@@ -43,13 +43,19 @@ public struct WorkflowEntryRecord: Codable, Sendable, Equatable, FetchableRecord
     public var required: Bool
     /// Why the entry is unresolved, or what else the user should know.
     public var note: String?
+    /// The service whose key the workflow says its download needs ("huggingface", "civitai").
+    public var authProvider: String?
 
     enum CodingKeys: String, CodingKey {
         case id, folder, path, sha256, size, url, required, note
-        case workflowId = "workflow_id", displayName = "display_name"
+        case workflowId = "workflow_id", displayName = "display_name", authProvider = "auth_provider"
     }
 
-    public init(folder: String, path: String, sha256: Digest?, size: Int64?, url: String?, displayName: String?, required: Bool, note: String?) {
+    public init(
+        folder: String, path: String, sha256: Digest?, size: Int64?, url: String?, displayName: String?, required: Bool, note: String?,
+        authProvider: String? = nil
+    ) {
+        self.authProvider = authProvider
         self.workflowId = 0
         self.folder = folder
         self.path = path
@@ -151,6 +157,14 @@ extension Registry {
             try db.execute(sql: "UPDATE workflow_entries SET sha256 = ?, size = ?, note = NULL WHERE id = ?", arguments: [sha256, size, id])
             try db.execute(
                 sql: "UPDATE workflows SET updated_at = ? WHERE id = (SELECT workflow_id FROM workflow_entries WHERE id = ?)", arguments: [Date(), id])
+        }
+    }
+
+    /// Forgets what went wrong resolving the entries of this content (a source that wanted a key,
+    /// say) once its bytes are here: the note was about getting them.
+    public func clearWorkflowNotes(sha256: Digest) throws(RegistryError) {
+        try write { db in
+            try db.execute(sql: "UPDATE workflow_entries SET note = NULL WHERE sha256 = ? AND note IS NOT NULL", arguments: [sha256])
         }
     }
 

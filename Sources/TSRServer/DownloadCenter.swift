@@ -23,12 +23,14 @@ public struct DownloadStatus: Sendable, Codable, Equatable {
     public var sha256: String?
     public var path: String?
     public var error: String?
+    /// "huggingface" or "civitai" when the download failed for want of that service's key.
+    public var requiresAuth: String?
     public var startedAt: Date
     public var finishedAt: Date?
 
     enum CodingKeys: String, CodingKey {
         case id, file, source, workflow, state, bytes, speed, sha256, path, error
-        case totalBytes = "total_bytes", startedAt = "started_at", finishedAt = "finished_at"
+        case totalBytes = "total_bytes", startedAt = "started_at", finishedAt = "finished_at", requiresAuth = "requires_auth"
     }
 }
 
@@ -116,7 +118,9 @@ public final class DownloadCenter: Sendable {
                     } else {
                         status.state = .failed
                         // The API's wording: keys are sent in the request, not set in the shell.
-                        status.error = APIError.from(error).message
+                        let failure = APIError.from(error)
+                        status.error = failure.message
+                        status.requiresAuth = failure.extra["requires_auth"]
                     }
                 }
             }

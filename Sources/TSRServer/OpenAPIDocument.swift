@@ -499,6 +499,14 @@ enum OpenAPIDocument {
        "null"
       ]
      },
+     "requires_auth": {
+      "type": "string",
+      "enum": [
+       "huggingface",
+       "civitai"
+      ],
+      "description": "set when the download failed for want of a key: the service to send one for"
+     },
      "started_at": {
       "type": "string",
       "format": "date-time"
@@ -875,7 +883,7 @@ enum OpenAPIDocument {
     },
     "responses": {
      "200": {
-      "description": "NDJSON: {status: downloading, bytes, total_bytes, progress, speed, message} lines, then {status: completed, path, sha256} or {status: error, error}",
+      "description": "NDJSON: {status: downloading, bytes, total_bytes, progress, speed, message} lines, then {status: completed, path, sha256} or {status: error, error, requires_auth?}; a source that needs a key is such an error line with requires_auth, not a 403",
       "content": {
        "application/x-ndjson": {}
       }

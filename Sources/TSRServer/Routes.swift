@@ -167,6 +167,7 @@ struct Routes: Sendable {
             line["status"] = "error"
             line["error"] = status.error ?? "failed"
             line["message"] = status.error ?? "failed"
+            if let service = status.requiresAuth { line["requires_auth"] = service }
         }
         let data = (try? JSONSerialization.data(withJSONObject: line, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
         return Array(data) + [0x0A]

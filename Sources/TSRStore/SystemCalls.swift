@@ -68,6 +68,18 @@ public enum SystemCalls {
         return FileStatus(st)
     }
 
+    /// True when nothing is at `path` (lstat answers ENOENT or ENOTDIR); false when something is,
+    /// or when it cannot be told (EACCES, EIO…): a file that cannot be seen is not gone.
+    public static func isGone(_ path: String) -> Bool {
+        do {
+            _ = try linkStatus(path)
+            return false
+        } catch {
+            guard case let .io(_, _, code) = error else { return false }
+            return code == .noSuchFileOrDirectory || code == .notDirectory
+        }
+    }
+
     /// fstat(2).
     public static func status(of fd: FileDescriptor, path: String) throws(StoreError) -> FileStatus {
         var st = stat()

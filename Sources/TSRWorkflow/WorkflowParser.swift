@@ -27,8 +27,15 @@ public struct WorkflowDependency: Sendable, Equatable {
     public var urls: [String]
     public var displayName: String?
     public var required: Bool
+    /// The service whose key the workflow says is needed (the seed format's `requires_auth` and
+    /// `auth_provider`): "huggingface" or "civitai"; nil when it says nothing.
+    public var authProvider: String?
 
-    public init(folder: String?, name: String, sha256: Digest? = nil, size: Int64? = nil, urls: [String] = [], displayName: String? = nil, required: Bool = true) {
+    public init(
+        folder: String?, name: String, sha256: Digest? = nil, size: Int64? = nil, urls: [String] = [], displayName: String? = nil, required: Bool = true,
+        authProvider: String? = nil
+    ) {
+        self.authProvider = authProvider
         self.folder = folder
         self.name = name
         self.sha256 = sha256
@@ -122,8 +129,19 @@ public enum WorkflowParser {
                 guard let entry = item as? [String: Any] else { continue }
                 let name = entry["filename"] as? String ?? ""
                 let urls = (entry["urls"] as? [Any] ?? []).compactMap { $0 as? String } + [entry["url"] as? String].compactMap { $0 }
+                var provider: String?
+                if entry["requires_auth"] as? Bool == true {
+                    switch (entry["auth_provider"] as? String)?.lowercased() {
+                    case "huggingface", "hf", "hugging_face": provider = "huggingface"
+                    case "civitai": provider = "civitai"
+                    default:
+                        // No provider named: the URLs tell which service.
+                        provider = urls.lazy.compactMap(Self.service(of:)).first
+                    }
+                }
                 add(folder: folder, name: name, hash: entry["sha256"] as? String, size: integer(entry["size"]), urls: urls,
-                    displayName: entry["display_name"] as? String, required: entry["required"] as? Bool ?? true, into: &out, problems: &problems)
+                    displayName: entry["display_name"] as? String, required: entry["required"] as? Bool ?? true, authProvider: provider,
+                    into: &out, problems: &problems)
             }
         }
         return out
@@ -179,8 +197,20 @@ public enum WorkflowParser {
 
     // MARK: Entries
 
+    /// "huggingface" or "civitai" for a URL on one of those services (or their hf:// civitai:
+    /// forms), else nil.
+    static func service(of url: String) -> String? {
+        let lowered = url.lowercased()
+        if lowered.hasPrefix("hf://") { return "huggingface" }
+        if lowered.hasPrefix("civitai:") { return "civitai" }
+        guard let host = URLComponents(string: url)?.host?.lowercased() else { return nil }
+        if host == "huggingface.co" || host.hasSuffix(".huggingface.co") || host == "hf.co" { return "huggingface" }
+        if host == "civitai.com" || host.hasSuffix(".civitai.com") { return "civitai" }
+        return nil
+    }
+
     private static func add(
-        folder: String?, name: String, hash: String?, size: Int64?, urls: [String], displayName: String?, required: Bool,
+        folder: String?, name: String, hash: String?, size: Int64?, urls: [String], displayName: String?, required: Bool, authProvider: String? = nil,
         into out: inout [WorkflowDependency], problems: inout [WorkflowProblem]
     ) {
         let label = NameError.printable((folder.map { $0 + "/" } ?? "") + name)
@@ -208,12 +238,15 @@ public enum WorkflowParser {
             }
             digest = parsed
         }
-        let dependency = WorkflowDependency(folder: validFolder, name: path, sha256: digest, size: size.flatMap { $0 >= 0 ? $0 : nil }, urls: urls, displayName: displayName, required: required)
+        let dependency = WorkflowDependency(
+            folder: validFolder, name: path, sha256: digest, size: size.flatMap { $0 >= 0 ? $0 : nil }, urls: urls, displayName: displayName,
+            required: required, authProvider: authProvider)
         // The same model named by several nodes is one dependency.
         if let index = out.firstIndex(where: { $0.folder == dependency.folder && $0.name == dependency.name }) {
             if out[index].sha256 == nil { out[index].sha256 = dependency.sha256 }
             if out[index].size == nil { out[index].size = dependency.size }
             out[index].urls += dependency.urls.filter { !out[index].urls.contains($0) }
+            if out[index].authProvider == nil { out[index].authProvider = dependency.authProvider }
             if dependency.sha256 != nil && out[index].sha256 != dependency.sha256 {
                 problems.append(WorkflowProblem(entry: label, message: "named twice with different SHA-256s; the first is used"))
             }

@@ -53,10 +53,33 @@ struct FetchOptions: ParsableArguments {
 /// Asks for a token without echo when a download was refused for lack of one and a person is at
 /// the terminal. The answer lives in memory only.
 enum TokenPrompt {
+    /// A person at the terminal: stdin and stderr are both one.
+    static var canAsk: Bool { isatty(0) == 1 && isatty(2) == 1 }
+
     static func ask(after error: FetchError, credentials: inout Credentials) -> Bool {
-        guard isatty(0) == 1, isatty(2) == 1, case let .unauthorized(_, _, variable?, _) = error else { return false }
+        guard canAsk, let variable = error.keyVariable else { return false }
         let label = variable == "HF_TOKEN" ? "Hugging Face token" : "CivitAI API key"
-        FileHandle.standardError.write(Data("tsr: \(error)\n\(label) (used for this download only, never saved): ".utf8))
+        guard let token = readSilently(prompt: "tsr: \(error)\n\(label) (used for this download only, never saved): ") else { return false }
+        if variable == "HF_TOKEN" { credentials.huggingFace = token } else { credentials.civitai = token }
+        return true
+    }
+
+    /// Asks up front, on a terminal, for the key of each service in `services` that has none yet
+    /// (a workflow that says its files need one), so nothing starts only to be refused.
+    static func askUpFront(for services: Set<String>, why: String, credentials: inout Credentials) {
+        guard canAsk else { return }
+        for service in services.sorted() {
+            let missing = service == "huggingface" ? credentials.huggingFace == nil : service == "civitai" ? credentials.civitai == nil : false
+            guard missing else { continue }
+            let label = service == "huggingface" ? "Hugging Face token" : "CivitAI API key"
+            guard let token = readSilently(prompt: "tsr: \(why) a \(label)\n\(label) (used for these downloads only, never saved; empty to go on without): ") else { continue }
+            if service == "huggingface" { credentials.huggingFace = token } else { credentials.civitai = token }
+        }
+    }
+
+    /// One line read from the terminal without echo; nil when empty.
+    static func readSilently(prompt: String) -> String? {
+        FileHandle.standardError.write(Data(prompt.utf8))
         var saved = termios()
         tcgetattr(0, &saved)
         var silent = saved
@@ -65,9 +88,8 @@ enum TokenPrompt {
         let line = readLine(strippingNewline: true)
         tcsetattr(0, TCSANOW, &saved)
         FileHandle.standardError.write(Data("\n".utf8))
-        guard let token = line?.trimmingCharacters(in: .whitespaces), !token.isEmpty else { return false }
-        if variable == "HF_TOKEN" { credentials.huggingFace = token } else { credentials.civitai = token }
-        return true
+        guard let token = line?.trimmingCharacters(in: .whitespaces), !token.isEmpty else { return nil }
+        return token
     }
 
     /// Runs `body`, and once more with a typed token if it failed for lack of one.
@@ -203,28 +225,68 @@ final class DownloadReporter: Sendable {
 }
 
 /// Runs `body` on every item, `jobs` at a time, on plain threads (downloads block); returns how
-/// many failed. Each failure is reported through `reporter`.
+/// many failed. Each failure is reported through `reporter`. With a person at the terminal, files
+/// refused for want of a key wait until the others are done; then the key is asked for once per
+/// service (no echo, never saved) and those files are tried again with it.
 func downloadAll<Item: Sendable>(
-    _ items: [Item], jobs: Int, reporter: DownloadReporter, label: @Sendable (Item) -> String,
-    _ body: @Sendable (Item, @escaping DownloadProgress) throws -> Committed
+    _ items: [Item], jobs: Int, reporter: DownloadReporter, credentials: Credentials, prompting: Bool = TokenPrompt.canAsk,
+    label: @escaping @Sendable (Item) -> String,
+    _ body: @escaping @Sendable (Item, Credentials, @escaping DownloadProgress) throws -> Committed
 ) -> Int {
-    let next = Atomic<Int>(0)
-    let failed = Atomic<Int>(0)
-    DispatchQueue.concurrentPerform(iterations: min(jobs, max(1, items.count))) { _ in
-        while true {
-            let index = next.add(1, ordering: .relaxed).oldValue
-            guard index < items.count else { return }
-            let name = label(items[index])
-            do {
-                let committed = try body(items[index], reporter.progress(for: name))
-                reporter.finished(name, result: .success((committed.digest, committed.size, name)))
-            } catch {
-                failed.add(1, ordering: .relaxed)
-                reporter.finished(name, result: .failure(error))
+    /// One pass over `indices`; refused files are held back (not reported) when `holding`.
+    func pass(_ indices: [Int], _ credentials: Credentials, holding: Bool) -> (failed: Int, refused: [(index: Int, error: FetchError)]) {
+        let next = Atomic<Int>(0)
+        let failed = Atomic<Int>(0)
+        let refused = Mutex<[(index: Int, error: FetchError)]>([])
+        DispatchQueue.concurrentPerform(iterations: min(jobs, max(1, indices.count))) { _ in
+            while true {
+                let position = next.add(1, ordering: .relaxed).oldValue
+                guard position < indices.count else { return }
+                let index = indices[position]
+                let name = label(items[index])
+                do {
+                    let committed = try body(items[index], credentials, reporter.progress(for: name))
+                    reporter.finished(name, result: .success((committed.digest, committed.size, name)))
+                } catch let error as FetchError where holding && error.keyVariable != nil {
+                    refused.withLock { $0.append((index, error)) }
+                } catch {
+                    failed.add(1, ordering: .relaxed)
+                    reporter.finished(name, result: .failure(error))
+                }
             }
         }
+        return (failed.load(ordering: .relaxed), refused.withLock { $0 })
     }
-    return failed.load(ordering: .relaxed)
+
+    let first = pass(Array(items.indices), credentials, holding: prompting)
+    var failures = first.failed
+    guard !first.refused.isEmpty else { return failures }
+    var credentials = credentials
+    var given: [String: Bool] = [:]
+    var again: [Int] = []
+    for (index, error) in first.refused.sorted(by: { $0.index < $1.index }) {
+        let variable = error.keyVariable ?? ""
+        if given[variable] == nil {
+            let waiting = first.refused.filter { $0.error.keyVariable == variable }.count
+            if waiting > 1 { FileHandle.standardError.write(Data("tsr: \(waiting) files wait for this key\n".utf8)) }
+            given[variable] = TokenPrompt.ask(after: error, credentials: &credentials)
+        }
+        if given[variable] == true {
+            again.append(index)
+        } else {
+            failures += 1
+            reporter.finished(label(items[index]), result: .failure(error))
+        }
+    }
+    return failures + pass(again, credentials, holding: false).failed
+}
+
+extension FetchError {
+    /// The variable of the key a refused download wanted (HF_TOKEN, CIVITAI_API_KEY), else nil.
+    var keyVariable: String? {
+        if case let .unauthorized(_, _, variable?, _) = self { return variable }
+        return nil
+    }
 }
 
 extension Duration {

@@ -140,6 +140,23 @@ import TSRTesting
         #expect(badImport.status == 1 && badImport.stderr.contains("not a folder key"))
     }
 
+    /// Issue 18 #8: a bad argument found while a subcommand runs shows that subcommand's usage.
+    @Test func badArgumentsFoundWhileRunningShowTheSubcommandsUsage() throws {
+        defer { dir.remove() }
+        let cases: [([String], String)] = [
+            (["add", "ftp://example.org/x.safetensors"], "Usage: tsr add <source>"),
+            (["alias", "add", "no-folder-here", "0123456789abcdef"], "Usage: tsr alias add"),
+            (["verify", "zz-not-hex"], "Usage: tsr verify"),
+            (["db", "scan"], "Usage: tsr db scan <directory>"),
+        ]
+        for (arguments, usage) in cases {
+            let out = try tsr(arguments)
+            #expect(out.status == 64, "\(arguments): \(out.status) \(out.stderr)")
+            #expect(out.stderr.hasPrefix("Error: ") && out.stderr.contains(usage) && !out.stderr.contains("<subcommand>"), "\(arguments): \(out.stderr)")
+            #expect(out.stderr.contains("See 'tsr \(arguments[0])"), "\(out.stderr)")
+        }
+    }
+
     @Test func scanAndDemoRun() throws {
         defer { dir.remove() }
         try DemoTree.write(to: dir.path + "/models")

@@ -70,6 +70,66 @@ import TSRTesting
         #expect(try tsr(["db", "triggers", "loras/unknown.safetensors"]).stderr.contains("not linked to CivitAI"))
     }
 
+    /// Issue 18 #2: files registered in place are linked (local_files' CivitAI columns, the seed's
+    /// views), listed, forgotten when gone, and their duplicates named.
+    @Test func scannedFilesAreLinkedListedInTheSeedsViewsForgottenWhenGoneAndDuplicatesNamed() throws {
+        defer { dir.remove() }
+        let civitai = try emulator()
+        try dir.write("models/loras/mine.safetensors", lora)
+        #expect(try tsr(["import", dir.path + "/models", "--copy"]).status == 0)
+        try dir.write("scan/loras/a.safetensors", lora)
+        try dir.write("scan/loras/b.safetensors", lora)
+        let other = SafetensorsBuilder(tensors: [("w", "F16", [2])], fill: 8).bytes()
+        try dir.write("scan/other/x.safetensors", other)
+        try dir.write("scan/other/y.safetensors", other)
+
+        let scan = try #require(try JSONSerialization.jsonObject(with: Data(try tsr(["db", "scan", "scan", "-j"]).stdout.utf8)) as? [String: Any])
+        #expect(scan["hashed"] as? Int == 4 && scan["duplicates"] as? Int == 3, "a and b are in the store, y repeats x: \(scan)")
+        let groups = try #require(scan["duplicate_groups"] as? [[String: Any]])
+        let loraGroup = try #require(groups.first { $0["sha256"] as? String == (try? SHA256Hasher.digest(lora).rawValue) })
+        // The file import read is a file tensors hashed where it is, too: every copy is named.
+        #expect(loraGroup["paths"] as? [String] == [dir.path + "/models/loras/mine.safetensors", dir.path + "/scan/loras/a.safetensors", dir.path + "/scan/loras/b.safetensors"])
+        #expect(loraGroup["names"] as? [String] == ["loras/mine.safetensors"])
+        #expect(groups.count == 2)
+        let text = try tsr(["db", "scan", "scan"]).stdout
+        #expect(text.contains("4 unchanged") && text.contains("duplicates: 3") && text.contains("stored as loras/mine.safetensors"), "\(text)")
+
+        let linked = try tsr(["db", "link", "--json"], environment: ["TSR_CIVITAI_URL": civitai.base])
+        #expect(linked.status == 0, "\(linked.stderr)")
+        let items = try #require(try JSONSerialization.jsonObject(with: Data(try tsr(["db", "list", "--json"]).stdout.utf8)) as? [[String: Any]])
+        let scanned = items.filter { $0["kind"] as? String == "file" }
+        #expect(scanned.count == 5 && items.count == 6, "4 scanned, the file import read, and the name it made: \(items)")
+        let a = try #require(scanned.first { $0["name"] as? String == dir.path + "/scan/loras/a.safetensors" })
+        #expect(a["model"] as? String == "Pony Style" && a["version_id"] as? Int == 501 && a["creator"] as? String == "tsr-maker")
+        #expect(scanned.first { $0["name"] as? String == dir.path + "/scan/other/x.safetensors" }?["model"] == nil)
+        #expect(try tsr(["db", "list", "-t", "lora"]).stdout.contains(dir.path + "/scan/loras/b.safetensors  Pony  Pony Style"))
+
+        // The seed's views, read with another SQLite client.
+        let views = try Shell.run("/usr/bin/python3", ["-c", """
+            import sqlite3, sys
+            db = sqlite3.connect(sys.argv[1])
+            for row in db.execute("SELECT file_path, model_name, model_type, version_name, base_model, creator FROM v_local_files_full WHERE model_name IS NOT NULL ORDER BY file_path"):
+                print("|".join(str(v) for v in row))
+            for row in db.execute("SELECT civitai_id, name, creator, latest_version FROM v_models_with_latest"):
+                print("latest|" + "|".join(str(v) for v in row))
+            """, home + "/models.db"])
+        let lines = views.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.filter { !$0.hasPrefix("latest|") } == [
+            dir.path + "/models/loras/mine.safetensors|Pony Style|LORA|v501|Pony|tsr-maker",
+            dir.path + "/scan/loras/a.safetensors|Pony Style|LORA|v501|Pony|tsr-maker",
+            dir.path + "/scan/loras/b.safetensors|Pony Style|LORA|v501|Pony|tsr-maker",
+        ], "\(views.stdout)\(views.stderr)")
+        #expect(lines.contains("latest|50|Pony Style|tsr-maker|v501"), "\(views.stdout)")
+
+        // A rescan forgets what is gone; a newly scanned copy is linked at once from the cache.
+        try FileManager.default.removeItem(atPath: dir.path + "/scan/loras/b.safetensors")
+        try dir.write("scan/loras/c.safetensors", lora)
+        let rescan = try tsr(["db", "scan", "scan"]).stdout
+        #expect(rescan.contains("1 hashed") && rescan.contains("1 gone (forgotten)"), "\(rescan)")
+        let after = try tsr(["db", "list", "-t", "lora"]).stdout
+        #expect(!after.contains("b.safetensors") && after.contains(dir.path + "/scan/loras/c.safetensors  Pony  Pony Style"), "\(after)")
+    }
+
     @Test func withoutNetworkLinkSaysSoAndKeepsNothingHalfDone() throws {
         defer { dir.remove() }
         try dir.write("models/loras/mine.safetensors", lora)

@@ -142,15 +142,6 @@ import TSRTesting
         #expect(filesContaining(civitai.key, under: home).isEmpty)
     }
 
-    /// Files under `root` whose bytes contain `secret`.
-    func filesContaining(_ secret: String, under root: String) -> [String] {
-        var found: [String] = []
-        let walker = FileManager.default.enumerator(atPath: root)
-        while let relative = walker?.nextObject() as? String {
-            if let data = FileManager.default.contents(atPath: root + "/" + relative), data.range(of: Data(secret.utf8)) != nil { found.append(relative) }
-        }
-        return found
-    }
 
     @Test(.enabled(if: TestMount.isAvailable, "needs /dev/fuse"))
     func aGatedFileReadThroughTheMountUsesTheTokenAndWritesItNowhere() throws {
@@ -221,4 +212,14 @@ import TSRTesting
         let list = try tsr(["list", "--json"])
         #expect(list.stdout.contains("\"present\""))
     }
+}
+
+/// Files under `root` whose bytes contain `secret`.
+func filesContaining(_ secret: String, under root: String) -> [String] {
+    var found: [String] = []
+    let walker = FileManager.default.enumerator(atPath: root)
+    while let relative = walker?.nextObject() as? String {
+        if let data = FileManager.default.contents(atPath: root + "/" + relative), data.range(of: Data(secret.utf8)) != nil { found.append(relative) }
+    }
+    return found
 }

@@ -175,8 +175,79 @@ extension WorkflowCLITests {
         let bulk = try run(["pull", "--all-missing", "--token-stdin"], key: hf.token)
         #expect(bulk.status == 0, "\(bulk.stderr)")
         #expect(try readBytes(blob) == checkpoint)
+        // Issue 18 #8: an entry registered from its hash and size while the source wanted a key
+        // keeps no "authentication required" note once its bytes are here.
+        let lora = SafetensorsBuilder(tensors: [("lora_w", "U8", [700_000])], fill: 3).bytes()
+        let digest = try SHA256Hasher.digest(lora)
+        let gatedLora = try HuggingFaceFixture(files: ["o/gated/l.safetensors": .init(bytes: lora, gated: true)])
+        try dir.write("seed.json", Array("""
+            {"dependencies": {"loras": [{"filename": "l.safetensors", "sha256": "\(digest.rawValue)", "size": \(lora.count),
+              "urls": ["https://huggingface.co/o/gated/resolve/main/l.safetensors"]}]}}
+            """.utf8))
+        var gatedEnv = ProcessInfo.processInfo.environment
+        gatedEnv["TSR_HOME"] = home
+        gatedEnv["HF_ENDPOINT"] = gatedLora.endpoint
+        #expect(try Shell.run(BuildProducts.tsr, ["workflow", "add", dir.path + "/seed.json", "--name", "seed"], environment: gatedEnv, cwd: dir.path).status == 0)
+        #expect(try Shell.run(BuildProducts.tsr, ["workflow", "check", "seed"], environment: gatedEnv, cwd: dir.path).stdout.contains("authentication required"))
+        let seedPull = try Shell.run(BuildProducts.tsr, ["workflow", "pull", "seed", "--token-stdin"], environment: gatedEnv, cwd: dir.path, timeout: 120, input: gatedLora.token + "\n")
+        #expect(seedPull.status == 0, "\(seedPull.stderr)")
+        let afterPull = try Shell.run(BuildProducts.tsr, ["workflow", "check", "seed", "--json"], environment: gatedEnv, cwd: dir.path).stdout
+        let afterCheck = try #require(try JSONSerialization.jsonObject(with: Data(afterPull.utf8)) as? [String: Any])
+        #expect(!afterPull.contains("authentication required") && (afterCheck["missing"] as? [Any])?.isEmpty == true, "\(afterPull)")
+        let notes = try Shell.run("/usr/bin/python3", ["-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT count(*) FROM workflow_entries WHERE note IS NOT NULL').fetchone()[0])", home + "/models.db"])
+        #expect(notes.stdout == "0\n", "no stale note is stored either: \(notes.stdout)\(notes.stderr)")
         // Nothing on either service: the flag says it has nothing to be for.
         let pointless = try run(["pull", "--all-missing", "--token-stdin"], key: hf.token)
         #expect(pointless.status != 0 && pointless.stderr.contains("none of these files"), "\(pointless.stderr)")
+    }
+}
+
+extension WorkflowCLITests {
+    /// Issue 18 #1: on a terminal, `tsr workflow pull` asks for a key before it starts when the
+    /// workflow says its files need one (seed format `requires_auth` / `auth_provider`), and
+    /// `tsr pull --all-missing` asks once, after the other files, when downloads are refused.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: "/usr/bin/script"), "needs script(1) for a pseudo-terminal"))
+    func aTerminalIsAskedForAKeyUpFrontOrOnceAfterRefusals() throws {
+        defer { dir.remove() }
+        let one = SafetensorsBuilder(tensors: [("a", "U8", [600_000])], fill: 5).bytes()
+        let two = SafetensorsBuilder(tensors: [("b", "U8", [600_000])], fill: 6).bytes()
+        let hf = try HuggingFaceFixture(files: ["o/gated/one.safetensors": .init(bytes: one, gated: true), "o/gated/two.safetensors": .init(bytes: two, gated: true)])
+        func entry(_ name: String, _ bytes: [UInt8]) throws -> String {
+            """
+            {"filename": "\(name)", "sha256": "\(try SHA256Hasher.digest(bytes).rawValue)", "size": \(bytes.count), "requires_auth": true,
+             "auth_provider": "huggingface", "urls": ["https://huggingface.co/o/gated/resolve/main/\(name)"]}
+            """
+        }
+        try dir.write("seed.json", Array("{\"dependencies\": {\"loras\": [\(try entry("one.safetensors", one)), \(try entry("two.safetensors", two))]}}".utf8))
+        var environment = ProcessInfo.processInfo.environment
+        environment["TSR_HOME"] = home
+        environment["HF_ENDPOINT"] = hf.endpoint
+        environment["HF_TOKEN"] = nil
+        #expect(try Shell.run(BuildProducts.tsr, ["workflow", "add", dir.path + "/seed.json", "--name", "seed"], environment: environment, cwd: dir.path).status == 0,
+                "no terminal: no question, the entries are registered from their hash and size")
+        func onTerminal(_ arguments: String) throws -> Shell.Output {
+            let command = "(sleep 2; printf '%s\\n' \(hf.token)) | /usr/bin/script -qec \"'\(BuildProducts.tsr)' \(arguments)\" /dev/null"
+            return try Shell.run("/bin/sh", ["-c", command], environment: environment, timeout: 90)
+        }
+        let pulled = try onTerminal("workflow pull seed")
+        #expect(pulled.status == 0, "\(pulled.stdout)\(pulled.stderr)")
+        #expect(pulled.stdout.contains("seed says some of its missing files need a Hugging Face token"), "\(pulled.stdout)")
+        #expect(!pulled.stdout.contains("authentication required"), "asked before starting, not after a refusal: \(pulled.stdout)")
+        #expect(!pulled.stdout.contains(hf.token), "the key is not echoed")
+        let blobs = try [one, two].map { bytes -> String in
+            let digest = try SHA256Hasher.digest(bytes)
+            return home + "/blobs/sha256/\(digest.prefix)/\(digest.rawValue)"
+        }
+        #expect(try blobs.map(readBytes) == [one, two])
+
+        // Both made missing again: a bulk pull meets two refusals and asks once.
+        for blob in blobs { try FileManager.default.removeItem(atPath: blob) }
+        #expect(try tsr(["verify"]).status == 1)
+        let bulk = try onTerminal("pull --all-missing")
+        #expect(bulk.status == 0, "\(bulk.stdout)\(bulk.stderr)")
+        #expect(bulk.stdout.components(separatedBy: "Hugging Face token (used for this download only, never saved)").count == 2, "one question: \(bulk.stdout)")
+        #expect(bulk.stdout.contains("2 files wait for this key"), "\(bulk.stdout)")
+        #expect(try blobs.map(readBytes) == [one, two])
+        #expect(filesContaining(hf.token, under: home).isEmpty, "the key is nowhere in the home")
     }
 }

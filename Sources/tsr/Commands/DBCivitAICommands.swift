@@ -61,6 +61,8 @@ extension DBCommand {
                         summary.errors.append(FileIssue(path: digest.rawValue, message: "\(error)"))
                     }
                 }
+                // Scanned files take their links from the cache (the seed's v_local_files_full).
+                try library.registry.linkLocalFiles()
                 if output.json {
                     try Out.json(summary)
                 } else {
@@ -219,19 +221,37 @@ extension DBCommand {
     }
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "list", abstract: "Stored files with their CivitAI model, version, base model and creator.")
+        static let configuration = CommandConfiguration(
+            commandName: "list", abstract: "Stored and scanned files with their CivitAI model, version, base model and creator.",
+            discussion: "Names in the store first (folder/name), then files on disk hashed where they are, by `tsr db scan` or read by `tsr import` (their paths).")
         @Option(name: [.short, .customLong("type")], help: "Only this CivitAI model type.") var type: String?
         @Option(name: [.short, .customLong("base")], help: "Only this base model.") var base: String?
         @OptionGroup var homeOptions: HomeOptions
         @OptionGroup var output: OutputOptions
 
         struct Item: Encodable {
+            /// "name" (a name in the store) or "file" (a file on disk hashed where it is, by `tsr db
+            /// scan` or read by `tsr import`; name is its path).
+            var kind: String
             var name, sha256: String
             var model, version, type, baseModel, creator: String?
             var modelId, versionId: Int64?
             enum CodingKeys: String, CodingKey {
-                case name, sha256, model, version, type, creator
+                case kind, name, sha256, model, version, type, creator
                 case baseModel = "base_model", modelId = "model_id", versionId = "version_id"
+            }
+
+            init(kind: String, name: String, sha256: Digest, link: CivitAILink?, baseModel: String?) {
+                self.kind = kind
+                self.name = name
+                self.sha256 = sha256.rawValue
+                model = link?.modelName
+                version = link?.versionName
+                type = link?.type
+                self.baseModel = link?.baseModel ?? baseModel
+                creator = link?.creator
+                modelId = link?.modelId
+                versionId = link?.versionId
             }
         }
 
@@ -240,18 +260,19 @@ extension DBCommand {
                 let library = try homeOptions.open()
                 var items: [Item] = []
                 for entry in try library.registry.listing() {
-                    let link = try library.registry.civitaiLink(entry.sha256)
-                    let item = Item(
-                        name: "\(entry.folder)/\(entry.path)", sha256: entry.sha256.rawValue, model: link?.modelName, version: link?.versionName,
-                        type: link?.type, baseModel: link?.baseModel ?? entry.baseModel, creator: link?.creator, modelId: link?.modelId, versionId: link?.versionId)
-                    if let type, item.type?.lowercased() != type.lowercased() { continue }
-                    if let base, item.baseModel?.lowercased() != base.lowercased() { continue }
-                    items.append(item)
+                    items.append(Item(kind: "name", name: "\(entry.folder)/\(entry.path)", sha256: entry.sha256, link: try library.registry.civitaiLink(entry.sha256), baseModel: entry.baseModel))
+                }
+                for file in try library.registry.localFilesByPath().values.sorted(by: { $0.filePath < $1.filePath }) {
+                    items.append(Item(kind: "file", name: file.filePath, sha256: file.sha256, link: try library.registry.civitaiLink(file.sha256),
+                        baseModel: BaseModel.infer(metadata: try library.registry.localMetadata(path: file.filePath))))
+                }
+                items = items.filter { item in
+                    (type.map { item.type?.lowercased() == $0.lowercased() } ?? true) && (base.map { item.baseModel?.lowercased() == $0.lowercased() } ?? true)
                 }
                 if output.json { return try Out.json(items) }
                 for item in items {
                     let civitai = item.model.map { "\($0) / \(item.version ?? "?") [\(item.type ?? "?")] by \(item.creator ?? "unknown")" } ?? "not linked"
-                    Out.line("\(item.name)  \(item.baseModel ?? "unknown")  \(civitai)")
+                    Out.line("\(item.kind == "file" ? LogText.escaped(item.name) : item.name)  \(item.baseModel ?? "unknown")  \(civitai)")
                 }
             }
         }

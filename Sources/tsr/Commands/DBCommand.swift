@@ -1,5 +1,6 @@
 import ArgumentParser
 import TSRLibrary
+import TSRStore
 
 struct DBCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -8,7 +9,13 @@ struct DBCommand: ParsableCommand {
 
     struct Scan: ParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "scan", abstract: "Register model files where they are: hash them and read their headers, move nothing.")
+            commandName: "scan", abstract: "Register model files where they are: hash them and read their headers, move nothing.",
+            discussion: """
+                Unchanged files (same device, inode, size and modification time) are not hashed again; \
+                files an earlier scan of DIRECTORY found that are gone are forgotten. Files whose \
+                SHA-256 the CivitAI cache knows are linked at once (`tsr db list` shows them); \
+                duplicates — content another file or the store already has — are listed by hash.
+                """)
         @Argument(help: "A directory to scan.") var directory: String
         @OptionGroup var homeOptions: HomeOptions
         @OptionGroup var output: OutputOptions
@@ -23,7 +30,15 @@ struct DBCommand: ParsableCommand {
                 if output.json {
                     try Out.json(summary)
                 } else {
-                    Out.line("scanned \(counted(summary.files, "file")): \(summary.hashed) hashed, \(summary.unchanged) unchanged")
+                    let gone = summary.gone > 0 ? ", \(summary.gone) gone (forgotten)" : ""
+                    Out.line("scanned \(counted(summary.files, "file")): \(summary.hashed) hashed, \(summary.unchanged) unchanged\(gone)")
+                    if summary.duplicates > 0 {
+                        Out.line("  duplicates: \(summary.duplicates) (content another file already has)")
+                        for group in summary.duplicateGroups {
+                            let stored = group.names.isEmpty ? "" : "; stored as \(group.names.joined(separator: ", "))"
+                            Out.line("    \(group.sha256.prefix(12)) \(formatBytes(group.size)): \(group.paths.map(LogText.escaped).joined(separator: ", "))\(stored)")
+                        }
+                    }
                     printIssues(summary.errors)
                 }
                 if !summary.errors.isEmpty { throw ExitCode(1) }

@@ -86,7 +86,7 @@ struct PullCommand: ParsableCommand {
                 }
             }
             if allMissing {
-                failures += try pullMissing(library: library, fetcher: Fetcher(library: library, settings: settings, credentials: credentials), reporter: reporter)
+                failures += try pullMissing(library: library, settings: settings, credentials: credentials, reporter: reporter)
             }
         }
         if failures > 0 { throw ExitCode(1) }
@@ -103,18 +103,18 @@ struct PullCommand: ParsableCommand {
     }
 
     /// Downloads every remote blob, `jobs` at a time; returns the number that failed.
-    private func pullMissing(library: Library, fetcher: Fetcher, reporter: DownloadReporter) throws -> Int {
+    private func pullMissing(library: Library, settings: FetchSettings, credentials: Credentials, reporter: DownloadReporter) throws -> Int {
         // Quarantined blobs (bytes that failed verification) come back from their sources too.
         let quarantined = try library.registry.blobs(state: .quarantined).filter { !((try? library.registry.sources(of: $0.sha256)) ?? []).isEmpty }
         let missing = try library.registry.blobs(state: .remote) + quarantined
         if missing.isEmpty && !output.json { Out.line("nothing to pull: every registered file is here") }
         reporter.plan(bytes: missing.reduce(0) { $0 + $1.size }, files: missing.count)
-        return downloadAll(missing, jobs: jobs, reporter: reporter, label: { blob in
+        return downloadAll(missing, jobs: jobs, reporter: reporter, credentials: credentials, label: { blob in
             let names = (try? library.registry.aliases(of: blob.sha256)) ?? []
             return names.first.map { "\($0.folder)/\($0.path)" } ?? blob.sha256.short
-        }) { blob, progress in
+        }) { blob, credentials, progress in
             try? library.registry.clearFetchFailure(blob.sha256)
-            return try fetcher.fetch(blob.sha256, progress: progress)
+            return try Fetcher(library: library, settings: settings, credentials: credentials).fetch(blob.sha256, progress: progress)
         }
     }
 }

@@ -56,7 +56,9 @@ struct WorkflowCommand: ParsableCommand {
             try runReporting(json: output.json) {
                 let parsed = try WorkflowCommand.readWorkflow(file)
                 let library = try homeOptions.open()
-                let credentials = try fetchOptions.credentials(for: FetchOptions.kinds(of: parsed.dependencies, settings: fetchOptions.settings))
+                var credentials = try fetchOptions.credentials(for: FetchOptions.kinds(of: parsed.dependencies, settings: fetchOptions.settings))
+                TokenPrompt.askUpFront(
+                    for: Set(parsed.dependencies.compactMap(\.authProvider)), why: "the workflow says some of its files need", credentials: &credentials)
                 let service = WorkflowService(fetcher: Fetcher(library: library, settings: fetchOptions.settings, credentials: credentials))
                 let check = try service.add(parsed, name: chosen, replace: force)
                 if !output.json { Out.line("workflow \(chosen) (\(parsed.format.rawValue) format): \(parsed.dependencies.count) models") }
@@ -113,7 +115,9 @@ struct WorkflowCommand: ParsableCommand {
                 let trusted = plan.items.compactMap { item -> String? in if case let .trusted(_, url, _, _, _) = item { return url } else { return nil } }
                 let kinds = FetchOptions.kinds(ofSourcesOf: digests, in: library)
                     .union(trusted.compactMap { try? SourceSpec.parse($0, settings: fetchOptions.settings).0.kind })
-                let credentials = try fetchOptions.credentials(for: kinds)
+                var credentials = try fetchOptions.credentials(for: kinds)
+                let planner = WorkflowService(fetcher: Fetcher(library: library, settings: fetchOptions.settings, credentials: credentials))
+                TokenPrompt.askUpFront(for: try planner.keysNeeded(name: name), why: "\(name) says some of its missing files need", credentials: &credentials)
                 let service = WorkflowService(fetcher: Fetcher(library: library, settings: fetchOptions.settings, credentials: credentials))
                 let (items, unresolved) = try service.pullPlan(name: name)
                 for line in unresolved { reporter.finished(line, result: .failure(Failure("unresolved; nothing to download it from"))) }
@@ -124,8 +128,9 @@ struct WorkflowCommand: ParsableCommand {
                     return (try? library.registry.blob(digest))?.size ?? 0
                 }
                 reporter.plan(bytes: sizes.reduce(0, +), files: items.count)
-                failures += downloadAll(items, jobs: jobs, reporter: reporter, label: { $0.label }) { item, progress in
-                    try service.pull(item, progress: progress)
+                let settings = fetchOptions.settings
+                failures += downloadAll(items, jobs: jobs, reporter: reporter, credentials: credentials, label: { $0.label }) { item, credentials, progress in
+                    try WorkflowService(fetcher: Fetcher(library: library, settings: settings, credentials: credentials)).pull(item, progress: progress)
                 }
             }
             if failures > 0 { throw ExitCode(1) }
