@@ -42,7 +42,7 @@ let package = Package(
         // workflows (registering and pulling their dependencies).
         .target(name: "TSRFetch", dependencies: ["CCurl", "TSRStore", "TSRRegistry", "TSRLibrary", "TSRWorkflow"]),
         // CivitAI's API and the mapping of its JSON into the registry's cache tables.
-        .target(name: "TSRCivitAI", dependencies: ["TSRFetch", "TSRRegistry", "TSRStore"]),
+        .target(name: "TSRCivitAI", dependencies: ["TSRFetch", "TSRLibrary", "TSRRegistry", "TSRStore"]),
         // The local HTTP API and web page (Hummingbird): `tsr serve` and `tsr mount --api`.
         .target(
             name: "TSRServer",

@@ -178,6 +178,36 @@ public struct CivitAILink: Sendable, Equatable {
     public var creator: String?
 }
 
+/// A linked file's place among its model's versions: the newest version the cache lists, and
+/// whether it is an update (another version, none of whose files is in the registry).
+public struct CivitAIStatus: Sendable, Equatable, Encodable {
+    public var link: CivitAILink
+    public var newestVersionId: Int64?
+    public var newestVersionName: String?
+    public var updateAvailable: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case type, creator
+        case modelId = "model_id", versionId = "version_id", modelName = "model_name", versionName = "version_name", baseModel = "base_model"
+        case newestVersionId = "newest_version_id", newestVersionName = "newest_version_name", updateAvailable = "update_available"
+    }
+
+    /// The JSON shape `tsr info`, `tsr db list` and the API share (docs/CLI.md, docs/API.md).
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(link.modelId, forKey: .modelId)
+        try container.encode(link.versionId, forKey: .versionId)
+        try container.encode(link.modelName, forKey: .modelName)
+        try container.encode(link.versionName, forKey: .versionName)
+        try container.encode(link.type, forKey: .type)
+        try container.encodeIfPresent(link.baseModel, forKey: .baseModel)
+        try container.encodeIfPresent(link.creator, forKey: .creator)
+        try container.encodeIfPresent(newestVersionId, forKey: .newestVersionId)
+        try container.encodeIfPresent(newestVersionName, forKey: .newestVersionName)
+        try container.encode(updateAvailable, forKey: .updateAvailable)
+    }
+}
+
 /// One example image's generation parameters.
 public struct ExamplePrompt: Sendable, Equatable {
     public var versionId: Int64
@@ -399,18 +429,35 @@ extension Registry {
         }
     }
 
-    /// The newest version of a CivitAI model the cache lists (`version_index` 0 is the newest;
-    /// versions no longer listed are left out): its CivitAI id and name.
-    public func newestVersion(modelId: Int64) throws(RegistryError) -> (id: Int64, name: String)? {
+    /// The link of a file with this SHA-256 and its model's newest version (`tsr info`, `tsr db
+    /// list`, `tsr outdated`, `GET /models/{sha256}`: one definition of "update available").
+    public func civitaiStatus(_ digest: Digest) throws(RegistryError) -> CivitAIStatus? {
         try read { db in
-            try Row.fetchOne(
+            guard let link = try Self.civitaiLink(digest, db) else { return nil }
+            let newest = try Row.fetchOne(
                 db,
                 sql: """
                     SELECT v.civitai_id, v.name FROM model_versions v JOIN models m ON m.id = v.model_id
                     WHERE m.civitai_id = ? AND v.version_index IS NOT NULL ORDER BY v.version_index LIMIT 1
                     """,
-                arguments: [modelId]
-            ).map { (id: $0[0], name: $0[1]) }
+                arguments: [link.modelId])
+            let newestId: Int64? = newest?[0]
+            var update = false
+            if let newestId, newestId != link.versionId {
+                // Not an update if a file of the newest version is here (or registered) already.
+                let here = try Bool.fetchOne(
+                    db,
+                    sql: """
+                        SELECT EXISTS (SELECT 1 FROM file_hashes fh JOIN version_files vf ON vf.id = fh.file_id
+                                       JOIN model_versions mv ON mv.id = vf.version_id
+                                       WHERE mv.civitai_id = ? AND fh.hash_type = 'SHA256'
+                                         AND (lower(fh.hash_value) IN (SELECT sha256 FROM blobs WHERE state != 'quarantined')
+                                              OR lower(fh.hash_value) IN (SELECT sha256 FROM local_files)))
+                        """,
+                    arguments: [newestId]) ?? false
+                update = !here
+            }
+            return CivitAIStatus(link: link, newestVersionId: newestId, newestVersionName: newest?[1], updateAvailable: update)
         }
     }
 

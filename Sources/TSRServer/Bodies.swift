@@ -92,21 +92,6 @@ struct SourceBody: Encodable {
     var kind: String
 }
 
-struct CivitAIBody: Encodable {
-    var modelId: Int64
-    var versionId: Int64
-    var modelName: String
-    var versionName: String
-    var type: String
-    var baseModel: String?
-    var creator: String?
-
-    enum CodingKeys: String, CodingKey {
-        case type, creator
-        case modelId = "model_id", versionId = "version_id", modelName = "model_name", versionName = "version_name", baseModel = "base_model"
-    }
-}
-
 struct ResourceBody: Encodable {
     var name: String?
     var type: String?
@@ -135,7 +120,7 @@ struct ModelDetail: Encodable {
     var headerSize: Int?
     var metadata: [String: String]
     var sources: [SourceBody]
-    var civitai: CivitAIBody?
+    var civitai: CivitAIStatus?
     var triggerWords: [String]
     var examplePrompts: [PromptBody]
 

@@ -225,6 +225,17 @@ enum OpenAPIDocument {
          "string",
          "null"
         ]
+       },
+       "newest_version_id": {
+        "type": "integer",
+        "description": "the newest version of the model the CivitAI cache lists"
+       },
+       "newest_version_name": {
+        "type": "string"
+       },
+       "update_available": {
+        "type": "boolean",
+        "description": "a newer version exists and none of its files is in the library (tsr update fetches it)"
        }
       }
      },

@@ -72,7 +72,8 @@ struct Routes: Sendable {
         guard let digest = Digest(rawValue: text.lowercased()) else { throw APIError(.badRequest, "\(text.prefix(80)) is not a SHA-256 (64 hex digits)") }
         guard let blob = try registry.blob(digest) else { throw APIError(.notFound, "no model with SHA-256 \(digest) in the library") }
         let info = try Inspector(library: library).info(digest.rawValue, cwd: "/")
-        let link = try registry.civitaiLink(digest)
+        let status = try registry.civitaiStatus(digest)
+        let link = status?.link
         var detail = ModelDetail(
             sha256: digest.rawValue, size: blob.size, state: blob.state.rawValue,
             downloadError: blob.state == .remote ? try registry.fetchFailure(digest)?.summary : nil, baseModel: link?.baseModel ?? info.baseModel,
@@ -81,9 +82,7 @@ struct Routes: Sendable {
             sources: try registry.sources(of: digest).map { SourceBody(url: $0.url, kind: $0.kind) },
             civitai: nil, triggerWords: [], examplePrompts: [])
         if let link {
-            detail.civitai = CivitAIBody(
-                modelId: link.modelId, versionId: link.versionId, modelName: link.modelName, versionName: link.versionName, type: link.type,
-                baseModel: link.baseModel, creator: link.creator)
+            detail.civitai = status
             detail.triggerWords = try registry.triggerWords(versionId: link.versionId)
             detail.examplePrompts = try registry.examplePrompts(versionIds: [link.versionId]).map {
                 PromptBody(imageURL: $0.imageURL, params: $0.params, resources: $0.resources.map { ResourceBody(name: $0.name, type: $0.type, weight: $0.weight) })

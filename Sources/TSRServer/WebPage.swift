@@ -49,6 +49,7 @@ enum WebPage {
   .state.quarantined, .state.failed, .state.cancelled, .state.unresolved { color:var(--bad); }
   .names div { word-break:break-all; }
   .muted { color:var(--muted); }
+  .update { font-weight:600; }
   .panel { background:#fff; border:1px solid var(--line); border-radius:8px; padding:1em; margin-bottom:1em; }
   .detail h2 { margin:.1em 0 .4em; font-size:1.15em; word-break:break-all; }
   .detail dl { display:grid; grid-template-columns: max-content 1fr; gap:.2em 1em; margin:.5em 0; }
@@ -231,6 +232,8 @@ async function showModel(sha256) {
     model.tensor_count !== null && model.tensor_count !== undefined ? el("dd", {}, model.tensor_count) : null,
     model.civitai ? el("dt", {}, "CivitAI") : null,
     model.civitai ? el("dd", {}, `${model.civitai.type} by ${model.civitai.creator || "unknown"} (model ${model.civitai.model_id}, version ${model.civitai.version_id})`) : null,
+    model.civitai && model.civitai.update_available ? el("dt", {}, "Update") : null,
+    model.civitai && model.civitai.update_available ? el("dd", { class: "update", id: "update-available" }, `update available: ${model.civitai.newest_version_name} (version ${model.civitai.newest_version_id}); tsr update fetches it`) : null,
     model.sources.length ? el("dt", {}, "Sources") : null,
     model.sources.length ? el("dd", {}, ...model.sources.map(s => el("div", {}, s.url))) : null);
   const parts = [el("button", { style: "float:right", onclick: () => panel.classList.add("hidden") }, "close"), el("h2", {}, title), facts];

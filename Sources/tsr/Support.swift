@@ -116,9 +116,12 @@ final class ProgressBar: @unchecked Sendable {
     }
 
     func start() {
+        // Draws at least once, however soon stop() comes (a loaded machine may start this
+        // thread only after short work is done), and last before stop() clears the line.
         let thread = Thread { [self] in
-            while lock.withLock({ running }) {
+            while true {
                 draw()
+                guard lock.withLock({ running }) else { break }
                 Thread.sleep(forTimeInterval: 0.1)
             }
             done.signal()

@@ -203,3 +203,65 @@ extension CivitAICLITests {
         #expect(hits.first?["trigger_words"] as? [String] == ["tsrstyle"], "\(hits)")
     }
 }
+
+extension CivitAICLITests {
+    /// Issue 18 #4: version tracking. CivitAI from the cache (--refresh asks), Hugging Face by
+    /// whether the revision serves other content now; `tsr update` beside the old name or in place.
+    @Test func outdatedFindsNewerVersionsAndUpdateFetchesThemBesideOrInPlace() throws {
+        defer { dir.remove() }
+        let civitai = try emulator()
+        let newer = SafetensorsBuilder(metadata: ["ss_base_model_version": "sd_v1"], tensors: [("lora_unet_w", "F16", [8, 8])], fill: 9).bytes()
+        let original = SafetensorsBuilder(tensors: [("model.w", "U8", [500_000])], fill: 1).bytes()
+        let changed = SafetensorsBuilder(tensors: [("model.w", "U8", [500_000])], fill: 2).bytes()
+        let hf = try HuggingFaceFixture(files: ["o/r/ckpt.safetensors": .init(bytes: original)])
+        let env = ["TSR_CIVITAI_URL": civitai.base, "HF_ENDPOINT": hf.endpoint]
+        try dir.write("models/loras/mine.safetensors", lora)
+        #expect(try tsr(["import", dir.path + "/models", "--copy"]).status == 0)
+        #expect(try tsr(["db", "link"], environment: env).status == 0)
+        #expect(try tsr(["pull", "hf://o/r/ckpt.safetensors", "--folder", "checkpoints"], environment: env).status == 0)
+        let none = try tsr(["outdated"], environment: env)
+        #expect(none.status == 0 && none.stdout.contains("nothing newer found (1 name checked)") && none.stdout.contains("1 name from Hugging Face not asked"), "\(none.stdout)")
+
+        // CivitAI publishes v502; Hugging Face's main now serves other bytes.
+        let v501 = CivitAIFixture.versionJSON(id: 501, modelId: 50, type: "LORA", fileName: "pony-style.safetensors", bytes: lora, baseModel: "Pony")
+        let v502 = CivitAIFixture.versionJSON(id: 502, modelId: 50, type: "LORA", fileName: "pony-style-2.safetensors", bytes: newer, baseModel: "Pony")
+        civitai.addModel(50, json: CivitAIFixture.modelJSON(id: 50, name: "Pony Style", type: "LORA", creator: "tsr-maker", versions: [v502, v501]))
+        civitai.addVersion(502, json: v502)
+        civitai.addDownload(502, .init(bytes: newer, fileName: "pony-style-2.safetensors"))
+        hf.set("o/r/ckpt.safetensors", .init(bytes: changed))
+        #expect(try tsr(["outdated"], environment: env).stdout.contains("nothing newer found"), "offline, the cache does not know yet")
+        let refreshed = try #require(try JSONSerialization.jsonObject(with: Data(try tsr(["outdated", "--refresh", "--json"], environment: env).stdout.utf8)) as? [String: Any])
+        let items = try #require(refreshed["outdated"] as? [[String: Any]])
+        #expect(items.count == 2, "\(refreshed)")
+        let civitaiItem = try #require(items.first { $0["source"] as? String == "civitai" })
+        #expect(civitaiItem["name"] as? String == "loras/mine.safetensors" && civitaiItem["current"] as? String == "v501" && civitaiItem["newest"] as? String == "v502")
+        let hfItem = try #require(items.first { $0["source"] as? String == "huggingface" })
+        let changedDigest = try SHA256Hasher.digest(changed).rawValue
+        #expect(hfItem["name"] as? String == "checkpoints/ckpt.safetensors" && hfItem["newest_sha256"] as? String == changedDigest)
+        // Offline again: the cache now knows v502; info and db list say so.
+        #expect(try tsr(["outdated"]).stdout.contains("loras/mine.safetensors  civitai  v501 → v502"))
+        #expect(try tsr(["info", "loras/mine.safetensors"]).stdout.contains("newest:       v502 (version 502): an update is available"))
+        #expect(try tsr(["db", "list"]).stdout.contains("loras/mine.safetensors  Pony  Pony Style / v501 [LORA] by tsr-maker  (update: v502)"))
+
+        // Beside: a new name that says its version; the old name keeps the old bytes.
+        let beside = try tsr(["update", "loras/mine.safetensors"], environment: env)
+        #expect(beside.status == 0, "\(beside.stdout)\(beside.stderr)")
+        #expect(beside.stdout.contains("loras/mine.safetensors: v502 is loras/mine.v502.safetensors, beside it"), "\(beside.stdout)")
+        #expect(try tsr(["info", "loras/mine.v502.safetensors", "--json"]).stdout.contains(try SHA256Hasher.digest(newer).rawValue))
+        #expect(try tsr(["info", "loras/mine.safetensors", "--json"]).stdout.contains(try SHA256Hasher.digest(lora).rawValue))
+        #expect(try tsr(["info", "loras/mine.safetensors"]).stdout.contains("v502 (version 502), which is here already"))
+        #expect(try tsr(["outdated"]).stdout.contains("nothing newer found"), "the newer version is here now")
+
+        // In place: the name points at the new content; the old blob waits for gc.
+        let inPlace = try tsr(["update", "checkpoints/ckpt.safetensors", "--replace"], environment: env)
+        #expect(inPlace.status == 0, "\(inPlace.stdout)\(inPlace.stderr)")
+        #expect(try tsr(["info", "checkpoints/ckpt.safetensors", "--json"]).stdout.contains(try SHA256Hasher.digest(changed).rawValue))
+        #expect(try tsr(["gc", "--dry-run"]).stdout.contains(try SHA256Hasher.digest(original).rawValue))
+        #expect(try tsr(["outdated", "--refresh"], environment: env).stdout.contains("nothing newer found (3 names checked)"), "mine, mine.v502 and ckpt")
+
+        // Bad input: nothing named, or a name that does not exist.
+        #expect(try tsr(["update"]).status == 64)
+        let unknown = try tsr(["update", "loras/nothing.safetensors"], environment: env)
+        #expect(unknown.status == 1 && unknown.stderr.contains("loras/nothing.safetensors: no such name"))
+    }
+}

@@ -221,6 +221,8 @@ import TSRTesting
             let detail = try await api.request("GET", "/models/\(digest.rawValue)").json
             let civitai = try #require(detail["civitai"] as? [String: Any])
             #expect(civitai["creator"] as? String == "PixelPawsAI" && civitai["model_name"] as? String == "Enchanted Whimsy style (Flux)")
+            // Only this version is cached: no newer one, so no update (the field is always there).
+            #expect(civitai["update_available"] as? Bool == false && civitai["version_id"] as? Int == 1255556, "\(civitai)")
             #expect(detail["base_model"] as? String == "Flux.1 D" && detail["state"] as? String == "remote")
             #expect(detail["trigger_words"] as? [String] == ["in the style of ppWhimsy"])
             let prompts = try #require(detail["example_prompts"] as? [[String: Any]])

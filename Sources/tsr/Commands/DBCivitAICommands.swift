@@ -236,12 +236,20 @@ extension DBCommand {
             var name, sha256: String
             var model, version, type, baseModel, creator: String?
             var modelId, versionId: Int64?
+            var newestVersion: String?
+            var newestVersionId: Int64?
+            var updateAvailable: Bool?
             enum CodingKeys: String, CodingKey {
                 case kind, name, sha256, model, version, type, creator
                 case baseModel = "base_model", modelId = "model_id", versionId = "version_id"
+                case newestVersion = "newest_version", newestVersionId = "newest_version_id", updateAvailable = "update_available"
             }
 
-            init(kind: String, name: String, sha256: Digest, link: CivitAILink?, baseModel: String?) {
+            init(kind: String, name: String, sha256: Digest, status: CivitAIStatus?, baseModel: String?) {
+                let link = status?.link
+                newestVersion = status?.newestVersionName
+                newestVersionId = status?.newestVersionId
+                updateAvailable = status?.updateAvailable
                 self.kind = kind
                 self.name = name
                 self.sha256 = sha256.rawValue
@@ -260,10 +268,10 @@ extension DBCommand {
                 let library = try homeOptions.open()
                 var items: [Item] = []
                 for entry in try library.registry.listing() {
-                    items.append(Item(kind: "name", name: "\(entry.folder)/\(entry.path)", sha256: entry.sha256, link: try library.registry.civitaiLink(entry.sha256), baseModel: entry.baseModel))
+                    items.append(Item(kind: "name", name: "\(entry.folder)/\(entry.path)", sha256: entry.sha256, status: try library.registry.civitaiStatus(entry.sha256), baseModel: entry.baseModel))
                 }
                 for file in try library.registry.localFilesByPath().values.sorted(by: { $0.filePath < $1.filePath }) {
-                    items.append(Item(kind: "file", name: file.filePath, sha256: file.sha256, link: try library.registry.civitaiLink(file.sha256),
+                    items.append(Item(kind: "file", name: file.filePath, sha256: file.sha256, status: try library.registry.civitaiStatus(file.sha256),
                         baseModel: BaseModel.infer(metadata: try library.registry.localMetadata(path: file.filePath))))
                 }
                 items = items.filter { item in
@@ -271,7 +279,8 @@ extension DBCommand {
                 }
                 if output.json { return try Out.json(items) }
                 for item in items {
-                    let civitai = item.model.map { "\($0) / \(item.version ?? "?") [\(item.type ?? "?")] by \(item.creator ?? "unknown")" } ?? "not linked"
+                    let update = item.updateAvailable == true ? "  (update: \(item.newestVersion ?? "?"))" : ""
+                    let civitai = item.model.map { "\($0) / \(item.version ?? "?") [\(item.type ?? "?")] by \(item.creator ?? "unknown")\(update)" } ?? "not linked"
                     Out.line("\(item.kind == "file" ? LogText.escaped(item.name) : item.name)  \(item.baseModel ?? "unknown")  \(civitai)")
                 }
             }

@@ -34,11 +34,15 @@ struct InfoCommand: ParsableCommand {
             if let size = report.headerSize { Out.line("header size:  \(size)") }
             Out.line("aliases:      \(report.aliases.isEmpty ? "(none)" : report.aliases.joined(separator: ", "))")
             if let civitai {
-                Out.line("civitai:      \(LogText.escaped(civitai.modelName)) — \(LogText.escaped(civitai.versionName)) (\(civitai.type), model \(civitai.modelId), version \(civitai.versionId))")
-                if let creator = civitai.creator { Out.line("creator:      \(LogText.escaped(creator))") }
+                let link = civitai.status.link
+                Out.line("civitai:      \(LogText.escaped(link.modelName)) — \(LogText.escaped(link.versionName)) (\(link.type), model \(link.modelId), version \(link.versionId))")
+                if let creator = link.creator { Out.line("creator:      \(LogText.escaped(creator))") }
                 if !civitai.triggerWords.isEmpty { Out.line("trigger words: \(civitai.triggerWords.map(LogText.escaped).joined(separator: ", "))") }
-                if let newest = civitai.newestVersionName, let id = civitai.newestVersionId {
-                    Out.line(id == civitai.versionId ? "newest:       this is the newest version" : "newest:       \(LogText.escaped(newest)) (version \(id)): an update is available")
+                if let newest = civitai.status.newestVersionName, let id = civitai.status.newestVersionId {
+                    let note = id == link.versionId ? "this is the newest version"
+                        : civitai.status.updateAvailable ? "\(LogText.escaped(newest)) (version \(id)): an update is available (`tsr update`)"
+                        : "\(LogText.escaped(newest)) (version \(id)), which is here already"
+                    Out.line("newest:       \(note)")
                 }
             }
             if !report.metadata.isEmpty {
@@ -55,36 +59,24 @@ struct InfoCommand: ParsableCommand {
     }
 }
 
-/// What the CivitAI cache knows of a file (`tsr info`), when it is linked.
+/// What the CivitAI cache knows of a file (`tsr info`), when it is linked: the shared status
+/// (link, newest version, update available) and the version's trigger words.
 struct CivitAIInfo: Encodable {
-    var modelId: Int64
-    var versionId: Int64
-    var modelName: String
-    var versionName: String
-    var type: String
-    var creator: String?
+    var status: CivitAIStatus
     var triggerWords: [String]
-    var newestVersionId: Int64?
-    var newestVersionName: String?
 
     init?(library: Library, sha256: String) throws {
-        guard let digest = Digest(rawValue: sha256), let link = try library.registry.civitaiLink(digest) else { return nil }
-        modelId = link.modelId
-        versionId = link.versionId
-        modelName = link.modelName
-        versionName = link.versionName
-        type = link.type
-        creator = link.creator
-        triggerWords = try library.registry.triggerWords(versionId: link.versionId)
-        let newest = try library.registry.newestVersion(modelId: link.modelId)
-        newestVersionId = newest?.id
-        newestVersionName = newest?.name
+        guard let digest = Digest(rawValue: sha256), let status = try library.registry.civitaiStatus(digest) else { return nil }
+        self.status = status
+        triggerWords = try library.registry.triggerWords(versionId: status.link.versionId)
     }
 
-    enum CodingKeys: String, CodingKey {
-        case type, creator
-        case modelId = "model_id", versionId = "version_id", modelName = "model_name", versionName = "version_name"
-        case triggerWords = "trigger_words", newestVersionId = "newest_version_id", newestVersionName = "newest_version_name"
+    enum CodingKeys: String, CodingKey { case triggerWords = "trigger_words" }
+
+    func encode(to encoder: any Encoder) throws {
+        try status.encode(to: encoder)
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(triggerWords, forKey: .triggerWords)
     }
 }
 
