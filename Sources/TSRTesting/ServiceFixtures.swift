@@ -144,7 +144,16 @@ public final class CivitAIFixture: Sendable {
         api = try FixtureServer { request, connection in
             let parts = request.path.split(separator: "/").map(String.init)
             let id = Int(parts.last ?? "") ?? -1
-            switch parts.dropLast().joined(separator: "/") {
+            let route = parts.dropLast().joined(separator: "/")
+            if route == "api/v1/models" || route == "api/v1/model-versions/by-hash" {
+                let limited = rateLimited.withLock { count -> Bool in
+                    guard count > 0 else { return false }
+                    count -= 1
+                    return true
+                }
+                if limited { return connection.json(429, #"{"error":"Too many requests"}"#, headers: [("Retry-After", "1")]) }
+            }
+            switch route {
             case "api/v1/models":
                 guard let json = models.withLock({ $0[id] }) else { return connection.json(404, #"{"error":"No model with id \#(id)"}"#) }
                 connection.json(200, json)
@@ -168,14 +177,6 @@ public final class CivitAIFixture: Sendable {
                 connection.json(200, json)
             case "api/v1/model-versions/by-hash":
                 let hash = (parts.last ?? "").uppercased()
-                let limited = rateLimited.withLock { count -> Bool in
-                    guard count > 0 else { return false }
-                    count -= 1
-                    return true
-                }
-                if limited {
-                    return connection.json(429, #"{"error":"Too many requests"}"#, headers: [("Retry-After", "1")])
-                }
                 guard let json = byHash.withLock({ $0[hash] }) else { return connection.json(404, #"{"error":"Model not found"}"#) }
                 connection.json(200, json)
             case "api/download/models":
@@ -198,7 +199,7 @@ public final class CivitAIFixture: Sendable {
     public func addDownload(_ versionId: Int, _ download: Download) { downloads.withLock { $0[versionId] = download } }
     /// Answers `/model-versions/by-hash/<sha256>` (any case) with this version JSON.
     public func addByHash(_ sha256: String, json: String) { byHash.withLock { $0[sha256.uppercased()] = json } }
-    /// The next `count` by-hash requests answer 429 with Retry-After: 1.
+    /// The next `count` by-hash or /models/{id} requests answer 429 with Retry-After: 1.
     public func rateLimitNext(_ count: Int) { rateLimited.withLock { $0 = count } }
 
     /// A version object in the API's shape for bytes made by a test.

@@ -230,7 +230,10 @@ extension CivitAICLITests {
         civitai.addDownload(502, .init(bytes: newer, fileName: "pony-style-2.safetensors"))
         hf.set("o/r/ckpt.safetensors", .init(bytes: changed))
         #expect(try tsr(["outdated"], environment: env).stdout.contains("nothing newer found"), "offline, the cache does not know yet")
+        // CivitAI answers the refresh's first request 429 (Retry-After: 1): it waits and asks again.
+        civitai.rateLimitNext(1)
         let refreshed = try #require(try JSONSerialization.jsonObject(with: Data(try tsr(["outdated", "--refresh", "--json"], environment: env).stdout.utf8)) as? [String: Any])
+        #expect(refreshed["stopped_early"] == nil)
         let items = try #require(refreshed["outdated"] as? [[String: Any]])
         #expect(items.count == 2, "\(refreshed)")
         let civitaiItem = try #require(items.first { $0["source"] as? String == "civitai" })
@@ -258,6 +261,12 @@ extension CivitAICLITests {
         #expect(try tsr(["info", "checkpoints/ckpt.safetensors", "--json"]).stdout.contains(try SHA256Hasher.digest(changed).rawValue))
         #expect(try tsr(["gc", "--dry-run"]).stdout.contains(try SHA256Hasher.digest(original).rawValue))
         #expect(try tsr(["outdated", "--refresh"], environment: env).stdout.contains("nothing newer found (3 names checked)"), "mine, mine.v502 and ckpt")
+        // CivitAI that keeps answering 429 stops the asking, says so, and the cache answers.
+        civitai.rateLimitNext(100)
+        let limited = try tsr(["outdated", "--refresh"], environment: env.merging(["TSR_FETCH_ATTEMPTS": "2"]) { $1 })
+        #expect(limited.status == 1 && limited.stderr.contains("run `tsr outdated --refresh` again later"), "\(limited.stdout)\(limited.stderr)")
+        #expect(limited.stdout.contains("nothing newer found"), "\(limited.stdout)")
+        civitai.rateLimitNext(0)
 
         // Bad input: nothing named, or a name that does not exist.
         #expect(try tsr(["update"]).status == 64)
