@@ -67,7 +67,7 @@ let package = Package(
         .executableTarget(
             name: "tsr",
             dependencies: [
-                "TSRLibrary", "TSRStore", "TSRRegistry", "TSRTesting", "TSRMount", "TSRFetch", "TSRWorkflow", "TSRCivitAI", "TSRServer", "CLinux",
+                "TSRLibrary", "TSRStore", "TSRRegistry", "TSRMount", "TSRFetch", "TSRWorkflow", "TSRCivitAI", "TSRServer", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -99,7 +99,7 @@ let package = Package(
         .testTarget(
             name: "TSRMountTests",
             dependencies: ["TSRMount", "TSRLibrary", "TSRTesting", "TSRRegistry", "CLinux", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "IntegrationTests", dependencies: ["TSRTesting", "TSRStore", "CLinux"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["TSRTesting", "TSRStore", "TSRLibrary", "CLinux"]),
         // Numbered fault scenarios (docs/SCENARIOS.md); each appends to the report scripts/test.sh prints.
         .testTarget(name: "ScenarioTests", dependencies: ["TSRTesting", "TSRStore", "CLinux"]),
     ]

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TSRLibrary
 import TSRStore
 import TSRTesting
 

@@ -1,6 +1,7 @@
 import CLinux
 import Foundation
 import Testing
+import TSRLibrary
 import TSRStore
 import TSRTesting
 

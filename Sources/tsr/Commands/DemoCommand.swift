@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import TSRLibrary
 import TSRStore
-import TSRTesting
 
 struct DemoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,4 +1,3 @@
-import TSRStore
 
 /// Builds syntactically valid `.safetensors` bytes for tests, benchmarks and the demo.
 public struct SafetensorsBuilder: Sendable {
