@@ -1,7 +1,8 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-// Layers (docs/ARCHITECTURE.md): C shims → TSRStore → TSRRegistry → TSRLibrary → tsr.
+// Layers (docs/ARCHITECTURE.md): C shims → TSRStore → TSRRegistry → TSRLibrary → TSRWorkflow →
+// TSRFetch → TSRCivitAI → TSRServer; C shims → FUSE → TSRMount; all of them → tsr.
 // Dependencies point one way; only the executable sees ArgumentParser.
 let package = Package(
     name: "tensors",

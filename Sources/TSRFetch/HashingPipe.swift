@@ -3,7 +3,7 @@ import TSRStore
 
 /// Takes received bytes off the transfer thread: one thread writes them through the store
 /// transaction, another hashes them, so the transfer thread only copies (hashing inline in
-/// libcurl's write callback ran at 0.63× of curl's speed on two cores, REFERENCE §7, and one
+/// libcurl's write callback ran at 0.63× of curl's speed on two cores, as measured, and one
 /// thread doing both writing and hashing needs longer per GiB than the transfer itself).
 ///
 /// Bytes are copied into a fixed pool of 1 MiB buffers that go round: no allocation per chunk

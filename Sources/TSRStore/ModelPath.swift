@@ -1,4 +1,5 @@
-/// ComfyUI's model folders and the rules for alias names (REFERENCE §1).
+/// ComfyUI's model folders (the keys of its folder_paths.py, with their legacy aliases) and the
+/// rules for alias names.
 public enum ModelPath {
     /// ComfyUI's folder keys, in its own order.
     public static let folderKeys: [String] = [

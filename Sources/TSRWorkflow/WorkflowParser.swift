@@ -3,7 +3,7 @@ import TSRStore
 
 /// # TSRWorkflow
 ///
-/// What a workflow needs, read from the three formats it comes in (REFERENCE §2): the seed
+/// What a workflow needs, read from the three formats it comes in (docs/LINEAGE.md): the seed
 /// format (`workflow.dependencies`, with hashes, sizes and URLs), ComfyUI's UI format
 /// (`properties.models` on nodes and subgraph nodes, a top-level `models` list: names, folders
 /// and URLs, rarely hashes) and the API (prompt) format (names only, in loader inputs). Parsing
