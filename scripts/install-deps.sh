@@ -15,7 +15,8 @@ packages=(
   pkg-config
   util-linux bsdutils           # mount/umount, setpriv and script(1) for tests (tmpfs, loop devices, a TTY)
   procps                        # pgrep: tests find the mount daemon's process
-  python3                       # bench/*.py and the tests' YAML and browser helpers
+  python3 python3-venv          # bench/*.py, the tests' YAML and browser helpers, schemathesis's venv
+  iproute2                      # scripts/api-check.sh runs the API in a network namespace (ip netns)
   btrfs-progs                   # a loop-mounted btrfs in the tests exercises reflink copies
   systemd                       # systemd-analyze verify checks the units in mount-helpers/
   python3-yaml                  # tests load extra_model_paths.yaml the way ComfyUI does (yaml.safe_load)

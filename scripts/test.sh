@@ -29,6 +29,9 @@ cleanup_mounts() {
 trap cleanup_mounts EXIT
 # A hung test must fail the run, not hold it until CI's own limit.
 timeout --kill-after=30 1800 swift test --skip-build --skip ScenarioTests 2>&1 | tee .build/test.log
+# The HTTP API against its own OpenAPI document (schemathesis, every check; no network beyond
+# loopback): what the document promises, the server does.
+scripts/api-check.sh .build/debug/tsr
 # The committed fuzz corpora must still parse without a crash (a regression check, not fuzzing).
 swift run -c debug TSRFuzz safetensors fuzz/corpus/safetensors
 swift run -c debug TSRFuzz workflows fuzz/corpus/workflows

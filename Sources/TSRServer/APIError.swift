@@ -44,7 +44,9 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
 
     private static func from(fetch error: FetchError) -> APIError {
         switch error {
-        case .invalidSource, .hostNotAllowed, .insecure: return APIError(.badRequest, error.description)
+        case .invalidSource: return APIError(.badRequest, error.description)
+        // The policy (allowlist, https beyond loopback) refuses a well-formed source: forbidden.
+        case .hostNotAllowed, .insecure: return APIError(.forbidden, error.description)
         case let .unauthorized(url, status, variable, message):
             // Not 401: that status is this API's own bearer token. The page asks for a key instead.
             let service = variable == "HF_TOKEN" ? "huggingface" : "civitai"

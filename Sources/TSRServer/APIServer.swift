@@ -121,6 +121,12 @@ struct GuardMiddleware: RouterMiddleware {
             response.headers[.init("X-Content-Type-Options")!] = "nosniff"
             return response
         } catch {
+            // A path the API has, asked with a method it does not take: 405 and what it takes.
+            if let routing = error as? HTTPError, routing.status == .notFound, let methods = OpenAPIDocument.allowedMethods(forPath: request.uri.path) {
+                var response = APIError(.methodNotAllowed, "\(request.method) is not supported on \(request.uri.path); it takes \(methods.joined(separator: ", "))").response()
+                response.headers[.allow] = methods.joined(separator: ", ")
+                return response
+            }
             let failure = APIError.from(error)
             if failure.status.code >= 500 { context.logger.error("\(request.method) \(request.uri.path): \(failure.message)") }
             return failure.response()

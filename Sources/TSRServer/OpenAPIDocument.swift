@@ -1,7 +1,16 @@
+import Foundation
+
 /// The OpenAPI 3.1 description of the API, served at /openapi.json (docs/API.md explains it).
 /// Written by hand; `APITests.theOpenAPIDocumentListsEveryRoute` checks it lists every route.
 enum OpenAPIDocument {
-    static let json = #"""
+    /// The document, with the source pattern the API checks (`SourcePattern`) filled in.
+    static let json = [
+        ("@URL_PATTERN@", SourcePattern.source), ("@FILENAME_PATTERN@", SourcePattern.filename),
+        ("@WORKFLOW_NAME_PATTERN@", SourcePattern.workflowName), ("@FOLDER_PATTERN@", SourcePattern.folder),
+        ("^$|@FOLDER_PATTERN_BODY@", "^$|" + SourcePattern.folder),
+    ].reduce(template) { text, slot in text.replacingOccurrences(of: slot.0, with: SourcePattern.jsonEscaped(slot.1)) }
+
+    private static let template = #"""
 {
  "openapi": "3.1.0",
  "info": {
@@ -321,31 +330,56 @@ enum OpenAPIDocument {
       "type": "string"
      },
      "sha256": {
-      "type": "string"
+      "type": [
+       "string",
+       "null"
+      ],
+      "pattern": "^[0-9a-fA-F]{64}$"
      },
      "size": {
-      "type": "integer"
+      "type": [
+       "integer",
+       "null"
+      ],
+      "minimum": 0,
+      "maximum": 9007199254740991
      },
      "urls": {
-      "type": "array",
+      "type": [
+       "array",
+       "null"
+      ],
       "items": {
        "type": "string"
       }
      },
      "display_name": {
-      "type": "string"
+      "type": [
+       "string",
+       "null"
+      ]
      },
      "required": {
-      "type": "boolean"
+      "type": [
+       "boolean",
+       "null"
+      ]
      },
      "requires_auth": {
-      "type": "boolean"
+      "type": [
+       "boolean",
+       "null"
+      ]
      },
      "auth_provider": {
-      "type": "string",
+      "type": [
+       "string",
+       "null"
+      ],
       "enum": [
        "huggingface",
-       "civitai"
+       "civitai",
+       null
       ]
      }
     }
@@ -559,6 +593,89 @@ enum OpenAPIDocument {
       "format": "date-time"
      }
     }
+   },
+   "WorkflowDocument": {
+    "anyOf": [
+     {
+      "type": "object",
+      "required": [
+       "dependencies"
+      ],
+      "properties": {
+       "dependencies": {
+        "type": "object"
+       }
+      }
+     },
+     {
+      "type": "object",
+      "required": [
+       "workflow"
+      ],
+      "properties": {
+       "workflow": {
+        "type": "object",
+        "required": [
+         "dependencies"
+        ],
+        "properties": {
+         "dependencies": {
+          "type": "object"
+         }
+        }
+       }
+      }
+     },
+     {
+      "type": "object",
+      "required": [
+       "nodes"
+      ],
+      "properties": {
+       "nodes": {
+        "type": "array"
+       }
+      }
+     },
+     {
+      "type": "object",
+      "required": [
+       "models"
+      ],
+      "properties": {
+       "models": {
+        "type": "array"
+       }
+      }
+     },
+     {
+      "type": "object",
+      "required": [
+       "definitions"
+      ],
+      "properties": {
+       "definitions": {
+        "type": "object"
+       }
+      }
+     },
+     {
+      "type": "object",
+      "minProperties": 1,
+      "additionalProperties": {
+       "type": "object",
+       "required": [
+        "class_type"
+       ],
+       "properties": {
+        "class_type": {
+         "type": "string"
+        }
+       }
+      }
+     }
+    ],
+    "description": "A workflow in the seed format (dependencies), ComfyUI's UI format (nodes, models, definitions) or its API format ({id: {class_type, inputs}})"
    }
   },
   "parameters": {
@@ -584,9 +701,10 @@ enum OpenAPIDocument {
     "name": "name",
     "in": "path",
     "required": true,
-    "description": "Workflow name",
+    "description": "Workflow name: one path component, no control characters, not . or ..",
     "schema": {
-     "type": "string"
+     "type": "string",
+     "pattern": "@WORKFLOW_NAME_PATTERN@"
     }
    }
   },
@@ -676,7 +794,8 @@ enum OpenAPIDocument {
       "required": false,
       "description": "A ComfyUI folder key",
       "schema": {
-       "type": "string"
+       "type": "string",
+       "pattern": "^$|@FOLDER_PATTERN_BODY@"
       }
      },
      {
@@ -701,9 +820,15 @@ enum OpenAPIDocument {
       "name": "state",
       "in": "query",
       "required": false,
-      "description": "present | remote | quarantined",
+      "description": "present | remote | quarantined (empty: any)",
       "schema": {
-       "type": "string"
+       "type": "string",
+       "enum": [
+        "",
+        "present",
+        "remote",
+        "quarantined"
+       ]
       }
      },
      {
@@ -721,7 +846,10 @@ enum OpenAPIDocument {
       "required": false,
       "description": "1…5000 (200)",
       "schema": {
-       "type": "integer"
+       "type": "integer",
+       "minimum": 1,
+       "maximum": 5000,
+       "default": 200
       }
      },
      {
@@ -730,7 +858,10 @@ enum OpenAPIDocument {
       "required": false,
       "description": "Models to skip",
       "schema": {
-       "type": "integer"
+       "type": "integer",
+       "minimum": 0,
+       "maximum": 9007199254740991,
+       "default": 0
       }
      }
     ],
@@ -768,7 +899,8 @@ enum OpenAPIDocument {
       "required": true,
       "description": "64 hex digits",
       "schema": {
-       "type": "string"
+       "type": "string",
+       "pattern": "^[0-9a-fA-F]{64}$"
       }
      }
     ],
@@ -865,26 +997,49 @@ enum OpenAPIDocument {
         "properties": {
          "url": {
           "type": "string",
-          "description": "https URL, hf://…, civitai:…"
+          "pattern": "@URL_PATTERN@",
+          "description": "hf://ORG/REPO/PATH[@REVISION], civitai:MODEL[@VERSION], or an http(s) URL (a huggingface.co resolve URL, a civitai.com download URL, or any URL on the allowlist: others are answered 403)"
          },
          "folder": {
-          "type": "string"
+          "type": [
+           "string",
+           "null"
+          ],
+          "pattern": "@FOLDER_PATTERN@"
          },
          "filename": {
-          "type": "string"
+          "type": [
+           "string",
+           "null"
+          ],
+          "pattern": "@FILENAME_PATTERN@",
+          "description": "Path inside the folder: components of up to 255 ASCII characters (63 when one is not ASCII), none . or .., no control characters"
          },
          "sha256": {
-          "type": "string"
+          "type": [
+           "string",
+           "null"
+          ],
+          "pattern": "^[0-9a-fA-F]{64}$"
          },
          "display_name": {
-          "type": "string"
+          "type": [
+           "string",
+           "null"
+          ]
          },
          "huggingface_token": {
-          "type": "string",
+          "type": [
+           "string",
+           "null"
+          ],
           "description": "Used for this request only, never stored."
          },
          "civitai_api_key": {
-          "type": "string",
+          "type": [
+           "string",
+           "null"
+          ],
           "description": "Used for this request only, never stored."
          }
         }
@@ -901,6 +1056,16 @@ enum OpenAPIDocument {
      },
      "400": {
       "description": "A bad source, folder or name",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
+     "403": {
+      "description": "A source the policy refuses (a host not on the allowlist, plain http beyond loopback), or a refused Host or Origin",
       "content": {
        "application/json": {
         "schema": {
@@ -945,7 +1110,8 @@ enum OpenAPIDocument {
       "required": true,
       "description": "The workflow's name (one path component)",
       "schema": {
-       "type": "string"
+       "type": "string",
+       "pattern": "@WORKFLOW_NAME_PATTERN@"
       }
      },
      {
@@ -954,7 +1120,11 @@ enum OpenAPIDocument {
       "required": false,
       "description": "true to replace one of the same name",
       "schema": {
-       "type": "string"
+       "type": "string",
+       "enum": [
+        "true",
+        "false"
+       ]
       }
      },
      {
@@ -969,7 +1139,7 @@ enum OpenAPIDocument {
      "content": {
       "application/json": {
        "schema": {
-        "type": "object"
+        "$ref": "#/components/schemas/WorkflowDocument"
        }
       }
      }
@@ -1027,7 +1197,7 @@ enum OpenAPIDocument {
      "content": {
       "application/json": {
        "schema": {
-        "type": "object"
+        "$ref": "#/components/schemas/WorkflowDocument"
        }
       }
      }
@@ -1054,7 +1224,11 @@ enum OpenAPIDocument {
       "required": false,
       "description": "true: ask the sources (HEAD / a small range read) for entries without a hash",
       "schema": {
-       "type": "string"
+       "type": "string",
+       "enum": [
+        "true",
+        "false"
+       ]
       }
      },
      {
@@ -1087,6 +1261,16 @@ enum OpenAPIDocument {
      },
      "404": {
       "$ref": "#/components/responses/NoSuchWorkflow"
+     },
+     "400": {
+      "description": "A bad request (the message names the field)",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
      }
     }
    }
@@ -1107,11 +1291,17 @@ enum OpenAPIDocument {
         "type": "object",
         "properties": {
          "huggingface_token": {
-          "type": "string",
+          "type": [
+           "string",
+           "null"
+          ],
           "description": "Used for this request only, never stored."
          },
          "civitai_api_key": {
-          "type": "string",
+          "type": [
+           "string",
+           "null"
+          ],
           "description": "Used for this request only, never stored."
          }
         }
@@ -1146,6 +1336,16 @@ enum OpenAPIDocument {
      },
      "404": {
       "$ref": "#/components/responses/NoSuchWorkflow"
+     },
+     "400": {
+      "description": "A bad request (the message names the field)",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
      }
     }
    }
@@ -1198,7 +1398,9 @@ enum OpenAPIDocument {
       "required": true,
       "description": "Download id",
       "schema": {
-       "type": "string"
+       "type": "integer",
+       "minimum": 1,
+       "maximum": 9007199254740991
       }
      }
     ],
@@ -1232,6 +1434,16 @@ enum OpenAPIDocument {
         }
        }
       }
+     },
+     "400": {
+      "description": "A bad request (the message names the field)",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
      }
     }
    }
@@ -1239,4 +1451,36 @@ enum OpenAPIDocument {
  }
 }
 """#
+}
+
+extension OpenAPIDocument {
+    /// The methods the document lists for each path template (`/models/{sha256}`), read from it
+    /// once: a request for a known path with another method is answered 405 with `Allow`.
+    static let operations: [(segments: [Substring], methods: [String])] = {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
+              let paths = object["paths"] as? [String: Any]
+        else { return [] }
+        return paths.map { path, value in
+            let methods = ((value as? [String: Any])?.keys.map { $0.uppercased() } ?? []).sorted()
+            return (path.split(separator: "/", omittingEmptySubsequences: false), methods)
+        }
+    }()
+
+    /// The methods allowed on `path` when the document knows it, else nil. A literal path
+    /// (`/downloads/events`) wins over a template that also matches it (`/downloads/{id}`), as
+    /// in the router.
+    static func allowedMethods(forPath path: String) -> [String]? {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false)
+        var best: (templates: Int, methods: [String])?
+        for operation in operations where operation.segments.count == segments.count {
+            var templates = 0
+            let matches = zip(operation.segments, segments).allSatisfy { template, given in
+                guard template.hasPrefix("{") && template.hasSuffix("}") else { return template == given }
+                templates += 1
+                return !given.isEmpty
+            }
+            if matches, templates < best?.templates ?? Int.max { best = (templates, operation.methods) }
+        }
+        return best?.methods
+    }
 }

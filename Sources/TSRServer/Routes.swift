@@ -59,7 +59,7 @@ struct Routes: Sendable {
             filter.state = parsed
         }
         let limit = try Self.integer(query.get("limit"), name: "limit", default: 200, range: 1...5000)
-        let offset = try Self.integer(query.get("offset"), name: "offset", default: 0, range: 0...Int.max)
+        let offset = try Self.integer(query.get("offset"), name: "offset", default: 0, range: 0...9_007_199_254_740_991)
         let all = try registry.catalog()
         let failures = try registry.fetchFailures()
         let kept = all.filter(filter.keeps)
@@ -103,10 +103,59 @@ struct Routes: Sendable {
             guard let dependencies = object["dependencies"] as? [String: Any] else {
                 throw APIError(.badRequest, "the request body lacks \"dependencies\" ({folder: [{filename, sha256, size, urls}]})")
             }
+            try Self.checkTypes(body)
             let wrapped = try JSONSerialization.data(withJSONObject: ["workflow": ["dependencies": dependencies]])
             return try WorkflowParser.parse(wrapped)
         }
         return try await onAPIThreads { try JSONBody.response(WorkflowService(fetcher: fetcher).check(parsed)) }
+    }
+
+    /// A true/false query flag; absent is false, anything else a 400.
+    static func flag(_ value: String?, name: String) throws -> Bool {
+        switch value {
+        case nil: return false
+        case "true": return true
+        case "false": return false
+        default: throw APIError(.badRequest, "\(name) must be true or false")
+        }
+    }
+
+    /// The seed's entry, as its types must be (the OpenAPI `Dependency`): a field of another type,
+    /// a malformed hash or a negative size is a 400 naming the entry, not an entry skipped.
+    struct DependencyTypes: Decodable {
+        enum Provider: String, Decodable { case huggingface, civitai }
+        var filename: String
+        var sha256: String?
+        var size: Int64?
+        var urls: [String]?
+        var displayName: String?
+        var required: Bool?
+        var requiresAuth: Bool?
+        var authProvider: Provider?
+        enum CodingKeys: String, CodingKey {
+            case filename, sha256, size, urls, required
+            case displayName = "display_name", requiresAuth = "requires_auth", authProvider = "auth_provider"
+        }
+    }
+
+    static func checkTypes(_ body: Data) throws {
+        struct Request: Decodable { var dependencies: [String: [DependencyTypes]] }
+        let request: Request
+        do { request = try JSONDecoder().decode(Request.self, from: body) } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context),
+            let DecodingError.keyNotFound(_, context), let DecodingError.dataCorrupted(context) {
+            let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+            throw APIError(.badRequest, "dependencies: \(path.isEmpty ? "the body" : path): \(context.debugDescription)")
+        }
+        for (folder, entries) in request.dependencies {
+            for (index, entry) in entries.enumerated() {
+                if let sha256 = entry.sha256, Digest(rawValue: sha256.lowercased()) == nil {
+                    throw APIError(.badRequest, "dependencies.\(folder)[\(index)].sha256 is not a SHA-256 (64 hex digits)")
+                }
+                if let size = entry.size, !(0...9_007_199_254_740_991).contains(size) {
+                    throw APIError(.badRequest, "dependencies.\(folder)[\(index)].size must be 0…2^53-1")
+                }
+            }
+        }
     }
 
     /// `POST /models/download`: downloads one file and streams NDJSON progress, then one
@@ -114,7 +163,11 @@ struct Routes: Sendable {
     func download(_ request: Request) async throws -> Response {
         let body = try await JSONBody.decode(DownloadBody.self, from: request)
         let (spec, urlKey) = try SourceSpec.parse(body.url, settings: fetcher.settings)
-        // A URL the policy refuses is a bad request, answered before any stream starts.
+        // The forms the OpenAPI document publishes (SourcePattern); then the policy (403).
+        guard SourcePattern.matches(body.url, SourcePattern.source) else {
+            throw APIError(.badRequest, "url: not in a form this API takes (hf://ORG/REPO/PATH[@REVISION], civitai:MODEL[@VERSION], or an http(s) URL of plain characters; see /openapi.json)")
+        }
+        // A URL the policy refuses is refused before any stream starts.
         if let url = spec.downloadURL(settings: fetcher.settings) { _ = try fetcher.settings.checkStart(url) }
         if let folder = body.folder {
             do { _ = try ModelPath.validateFolder(folder) } catch { throw APIError(.badRequest, "folder: \(error.description)") }
@@ -122,6 +175,15 @@ struct Routes: Sendable {
         // A name that can never be stored is a bad request too, before the stream starts.
         if let filename = body.filename {
             do { _ = try ModelPath.validateRelativePath(filename) } catch { throw APIError(.badRequest, "filename: \(error.description)") }
+            guard SourcePattern.matches(filename, SourcePattern.filename) else {
+                throw APIError(.badRequest, "filename: components of up to 255 ASCII characters, or 63 when one is not ASCII (see /openapi.json)")
+            }
+        }
+        if let folder = body.folder, !SourcePattern.matches(folder, SourcePattern.folder) {
+            throw APIError(.badRequest, "folder: a folder key of up to 255 ASCII letters, digits, _, - and . (see /openapi.json)")
+        }
+        if let sha256 = body.sha256, Digest(rawValue: sha256.lowercased()) == nil {
+            throw APIError(.badRequest, "sha256: not a SHA-256 (64 hex digits)")
         }
         let keyed = keyed(huggingFace: body.huggingfaceToken, civitai: body.civitaiApiKey ?? urlKey)
         let pullRequest = PullRequest(spec: spec, folder: body.folder, name: body.filename, sha256: body.sha256)
@@ -196,7 +258,10 @@ struct Routes: Sendable {
             throw APIError(.badRequest, "name the workflow: POST /workflows?name=NAME")
         }
         let name = try WorkflowParser.validateName(given)
-        let replace = request.uri.queryParameters.get("replace") == "true"
+        guard SourcePattern.matches(name, SourcePattern.workflowName) else {
+            throw APIError(.badRequest, "name: up to 255 ASCII characters, or 63 when one is not ASCII (see /openapi.json)")
+        }
+        let replace = try Self.flag(request.uri.queryParameters.get("replace"), name: "replace")
         let parsed = try await JSONBody.parse(request, limit: JSONBody.workflowLimit) { try WorkflowParser.parse($0) }
         if !replace, try await onAPIThreads({ try registry.workflows().contains(where: { $0.workflow.name == name }) }) {
             throw RegistryError.workflowExists(name)
@@ -213,7 +278,7 @@ struct Routes: Sendable {
     func checkWorkflow(_ request: Request) async throws -> Response {
         let parsed = try await JSONBody.parse(request, limit: JSONBody.workflowLimit) { try WorkflowParser.parse($0) }
         let service = WorkflowService(fetcher: keyed(request))
-        guard request.uri.queryParameters.get("resolve") == "true" else {
+        guard try Self.flag(request.uri.queryParameters.get("resolve"), name: "resolve") else {
             return try await onAPIThreads { try JSONBody.response(service.check(parsed)) }
         }
         return try JSONBody.response(try await blocking { service.check(parsed, resolvingSources: true) })
@@ -305,7 +370,7 @@ struct Routes: Sendable {
     }
 
     static func integer(_ text: String?, name: String, default value: Int, range: ClosedRange<Int>) throws -> Int {
-        guard let text, !text.isEmpty else { return value }
+        guard let text else { return value }
         guard let number = Int(text), range.contains(number) else { throw APIError(.badRequest, "\(name) must be a whole number in \(range.lowerBound)…\(range.upperBound == Int.max ? "" : String(range.upperBound))") }
         return number
     }

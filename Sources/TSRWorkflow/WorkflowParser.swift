@@ -98,8 +98,8 @@ public enum WorkflowParser {
             throw .notJSON("\(error.localizedDescription)")
         }
         var problems: [WorkflowProblem] = []
-        let workflow = object["workflow"] as? [String: Any] ?? object
-        if let dependencies = workflow["dependencies"] as? [String: Any] {
+        // The seed format nests its list under `workflow` or keeps it at the top level.
+        if let dependencies = (object["workflow"] as? [String: Any])?["dependencies"] as? [String: Any] ?? object["dependencies"] as? [String: Any] {
             return ParsedWorkflow(format: .seed, dependencies: seed(dependencies, problems: &problems), problems: problems)
         }
         if object["nodes"] is [Any] || object["models"] is [Any] || object["definitions"] is [String: Any] {

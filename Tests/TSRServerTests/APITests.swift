@@ -247,6 +247,26 @@ import TSRTesting
         }
     }
 
+    /// A path the API has, asked with a method it does not take: 405, and `Allow` lists exactly
+    /// the methods the OpenAPI document gives that path (a literal path wins over a template).
+    @Test func anUndeclaredMethodOnAKnownPathIs405WithAllow() async throws {
+        try await onAPIThreads {
+            let api = try await APIHarness()
+            let cases: [(String, String, String)] = [
+                ("TRACE", "/stats", "GET"), ("DELETE", "/models", "GET"), ("PUT", "/models/download", "POST"),
+                ("GET", "/downloads/events", "GET"), ("POST", "/downloads/events", "GET"), ("GET", "/downloads/7", "DELETE"),
+                ("PATCH", "/workflows", "GET, POST"),
+            ]
+            for (method, path, allowed) in cases where !(method == "GET" && path == "/downloads/events") {
+                let reply = try await api.request(method, path)
+                #expect(reply.status == 405 && reply.headers.first(where: { $0.key.lowercased() == "allow" })?.value == allowed, "\(method) \(path): \(reply.status) \(reply.headers)")
+                #expect((reply.json["error"] as? String)?.contains("is not supported on \(path)") == true)
+            }
+            #expect(try await api.request("TRACE", "/nowhere").status == 404, "an unknown path stays 404")
+            await api.stop()
+        }
+    }
+
     @Test func badRequestsGetAJSONErrorThatSaysWhatIsWrong() async throws {
         try await onAPIThreads {
             let api = try await APIHarness()
@@ -264,12 +284,25 @@ import TSRTesting
                 ("POST", "/models/download", ["folder": "loras"], 400, "lacks \"url\""),
                 ("POST", "/models/download", ["url": 5], 400, "wrong type"),
                 ("POST", "/models/download", ["url": "ftp://example.org/x.safetensors"], 400, "not a URL"),
-                ("POST", "/models/download", ["url": "https://evil.example/x.safetensors", "folder": "loras"], 400, "allowlist"),
+                ("POST", "/models/download", ["url": "https://evil.example/x.safetensors", "folder": "loras"], 403, "allowlist"),
+                ("POST", "/models/download", ["url": "http://evil.example/x.safetensors", "folder": "loras"], 403, "allowlist"),
+                ("POST", "/models/download", ["url": "hf://o/r/x.safetensors*"], 400, "not in a form this API takes"),
+                ("POST", "/models/download", ["url": " hf://o/r/x.safetensors"], 400, "not in a form this API takes"),
                 ("POST", "/models/download", ["url": "hf://o/r/x.safetensors", "folder": "../etc"], 400, "folder"),
                 ("DELETE", "/downloads/abc", nil, 400, "not a download id"),
                 // Refused before a download stream starts (issue 25).
                 ("POST", "/models/download", ["url": "hf://o/r/x.safetensors", "folder": "loras", "filename": "../../x"], 400, "filename"),
                 ("POST", "/models/download", ["url": "civitai:abc?token=SECRET-KEY-1234", "folder": "loras"], 400, "civitai:abc?…"),
+                // What the OpenAPI document says is invalid is refused (schemathesis's negative checks).
+                ("POST", "/models/download", ["url": "hf://o/r/x.safetensors", "sha256": ""], 400, "sha256"),
+                ("GET", "/models?limit=", nil, 400, "limit"),
+                ("GET", "/models?offset=9007199254740992", nil, 400, "offset"),
+                ("POST", "/workflows/check?resolve=yes", ["nodes": []], 400, "resolve must be true or false"),
+                ("POST", "/workflows?name=w&replace=1", ["nodes": []], 400, "replace must be true or false"),
+                ("POST", "/models/check-dependencies", ["dependencies": ["loras": [["filename": "a.safetensors", "size": "big"]]]], 400, "size"),
+                ("POST", "/models/check-dependencies", ["dependencies": ["loras": [["filename": "a.safetensors", "sha256": "abc"]]]], 400, "sha256"),
+                ("POST", "/models/check-dependencies", ["dependencies": ["loras": [["filename": "a.safetensors", "size": -1]]]], 400, "size"),
+                ("POST", "/models/check-dependencies", ["dependencies": ["loras": [["sha256": String(repeating: "a", count: 64)]]]], 400, "filename"),
             ]
             for (method, path, body, status, message) in cases {
                 let reply = try await api.request(method, path, json: body)
