@@ -133,15 +133,7 @@ public final class Fetcher: Sendable {
 
     /// True while another writer holds the partial file's lock.
     private func isLockedElsewhere(_ key: String) -> Bool {
-        let path = library.store.partialPath(key)
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        if flock(fd, LOCK_EX | LOCK_NB) == 0 {
-            flock(fd, LOCK_UN)
-            return false
-        }
-        return true
+        SystemCalls.isLockedElsewhere(library.store.partialPath(key))
     }
 
     // MARK: Flights

@@ -132,7 +132,7 @@ public final class BlobStore: Sendable {
         }
         // flock locks belong to the open file description, so a second open in this process is
         // refused just like another process.
-        guard flock(fd.rawValue, LOCK_EX | LOCK_NB) == 0 else {
+        guard SystemCalls.tryLock(fd) else {
             try? fd.close()
             throw .busy(path: path)
         }
@@ -152,7 +152,7 @@ public final class BlobStore: Sendable {
         let path = partialPath(key)
         guard let fd = try? FileDescriptor.open(path, .readOnly, options: [.closeOnExec, .noFollow]) else { return }
         defer { try? fd.close() }
-        if flock(fd.rawValue, LOCK_EX | LOCK_NB) == 0 { try? SystemCalls.remove(path) }
+        if SystemCalls.tryLock(fd) { try? SystemCalls.remove(path) }
     }
 
     /// Resumable transactions no writer holds: their keys, paths and sizes.
@@ -164,8 +164,8 @@ public final class BlobStore: Sendable {
             let path = layout.tmp + "/" + name
             guard let fd = try? FileDescriptor.open(path, .readOnly, options: [.closeOnExec, .noFollow]) else { continue }
             defer { try? fd.close() }
-            guard flock(fd.rawValue, LOCK_EX | LOCK_NB) == 0 else { continue }
-            flock(fd.rawValue, LOCK_UN)
+            guard SystemCalls.tryLock(fd) else { continue }
+            SystemCalls.unlock(fd)
             idle.append((String(name.dropFirst("partial-".count)), path, (try? SystemCalls.status(of: fd, path: path))?.size ?? 0))
         }
         return idle
@@ -199,7 +199,7 @@ public final class BlobStore: Sendable {
     /// An exclusive advisory lock held for the life of the descriptor: it tells cleanup the
     /// temp file's writer is alive, and disappears with the process.
     private func lockTemp(_ fd: FileDescriptor) {
-        _ = flock(fd.rawValue, LOCK_EX | LOCK_NB)
+        SystemCalls.tryLock(fd)
     }
 
     /// Publishes a finished temp file at its blob path, or discards it when the blob already exists.
@@ -445,7 +445,7 @@ public final class BlobStore: Sendable {
             guard let status = try? SystemCalls.linkStatus(path), now - status.ctimeNs >= tempGraceNs else { continue }
             guard let fd = try? FileDescriptor.open(path, .readOnly, options: [.closeOnExec, .noFollow]) else { continue }
             defer { try? fd.close() }
-            if flock(fd.rawValue, LOCK_EX | LOCK_NB) == 0 { stale.append(path) }
+            if SystemCalls.tryLock(fd) { stale.append(path) }
         }
         return stale
     }

@@ -80,6 +80,36 @@ public enum SystemCalls {
         }
     }
 
+    /// flock(LOCK_EX | LOCK_NB): true when `fd`'s open file description now holds the lock (a
+    /// second open of the same file, even in this process, is refused it). Released on close.
+    @discardableResult
+    public static func tryLock(_ fd: FileDescriptor) -> Bool { flock(fd.rawValue, LOCK_EX | LOCK_NB) == 0 }
+
+    /// flock(LOCK_UN).
+    public static func unlock(_ fd: FileDescriptor) { _ = flock(fd.rawValue, LOCK_UN) }
+
+    /// True while another open file description holds `path`'s lock (its writer is alive); false
+    /// when nothing is there or nobody holds it.
+    public static func isLockedElsewhere(_ path: String) -> Bool {
+        guard let fd = try? FileDescriptor.open(path, .readOnly, options: [.closeOnExec, .noFollow]) else { return false }
+        defer { try? fd.close() }
+        guard tryLock(fd) else { return true }
+        unlock(fd)
+        return false
+    }
+
+    /// Why `path` cannot be opened read-write (a device check: /dev/fuse), or nil when it can.
+    public static func readWriteOpenFailure(_ path: String) -> String? {
+        do {
+            try FileDescriptor.open(path, .readWrite, options: [.closeOnExec]).close()
+            return nil
+        } catch let code as Errno {
+            return code.description
+        } catch {
+            return "\(error)"
+        }
+    }
+
     /// fstat(2).
     public static func status(of fd: FileDescriptor, path: String) throws(StoreError) -> FileStatus {
         var st = stat()

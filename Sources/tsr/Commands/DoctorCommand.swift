@@ -29,13 +29,11 @@ struct DoctorCommand: ParsableCommand {
         }
 
         // FUSE itself.
-        let fd = open("/dev/fuse", O_RDWR | O_CLOEXEC)
-        if fd >= 0 {
-            close(fd)
-            add("fuse device", .ok, "/dev/fuse can be opened")
-        } else {
-            add("fuse device", .fail, "/dev/fuse cannot be opened: \(String(cString: strerror(errno)))",
+        if let failure = SystemCalls.readWriteOpenFailure("/dev/fuse") {
+            add("fuse device", .fail, "/dev/fuse cannot be opened: \(failure)",
                 fix: "load the module (modprobe fuse); in a container, run it with --device /dev/fuse --cap-add SYS_ADMIN")
+        } else {
+            add("fuse device", .ok, "/dev/fuse can be opened")
         }
         if let path = ["/bin/fusermount3", "/usr/bin/fusermount3"].first(where: { (path: String) in access(path, X_OK) == 0 }) {
             add("fusermount3", .ok, path)
