@@ -58,7 +58,7 @@ let package = Package(
         .target(
             name: "TSRMount",
             dependencies: [
-                "FUSE", "TSRLibrary", "TSRRegistry", "TSRStore",
+                "FUSE", "TSRLibrary", "TSRRegistry", "TSRStore", "CLinux",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

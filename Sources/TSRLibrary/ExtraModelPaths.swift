@@ -75,3 +75,71 @@ public enum ExtraModelPaths {
         "tensors_" + String(workflow.unicodeScalars.map { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "-") ? Character($0) : "_" })
     }
 }
+
+/// Why ComfyUI's extra_model_paths.yaml was not changed.
+public struct ExtraModelPathsError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// ComfyUI's `extra_model_paths.yaml`, changed with a way back: the file as it was (or a marker
+/// that there was none) is kept beside it before a section is written, so `undo` restores it.
+public struct ExtraModelPathsFile: Sendable {
+    public let path: String
+    var backup: String { path + ".tsr-backup" }
+    var absent: String { path + ".tsr-backup-absent" }
+
+    public init(comfyDirectory: String) { path = comfyDirectory + "/extra_model_paths.yaml" }
+
+    public enum Written: Sendable { case created, updated }
+
+    /// Writes (or replaces) section `name`, keeping the rest of the file.
+    public func write(section name: String, lines: [String]) throws(ExtraModelPathsError) -> Written {
+        let manager = FileManager.default
+        let original = manager.contents(atPath: path)
+        guard original.map({ String(data: $0, encoding: .utf8) != nil }) ?? true else {
+            throw ExtraModelPathsError("\(path) is not UTF-8 text; nothing was changed")
+        }
+        let text = original.map { String(decoding: $0, as: UTF8.self) } ?? ""
+        do {
+            // The backup first: a crash between the two writes leaves the old file intact.
+            if let original {
+                try original.write(to: URL(fileURLWithPath: backup), options: .atomic)
+                try? manager.removeItem(atPath: absent)
+            } else {
+                guard manager.createFile(atPath: absent, contents: Data()) else { throw ExtraModelPathsError("cannot write \(absent); nothing was changed") }
+                try? manager.removeItem(atPath: backup)
+            }
+            try Data(ExtraModelPaths.upsert(name, body: lines, in: text).utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+        } catch let error as ExtraModelPathsError {
+            throw error
+        } catch {
+            throw ExtraModelPathsError("\(path): \(error.localizedDescription)")
+        }
+        return original == nil ? .created : .updated
+    }
+
+    public enum Undone: Sendable { case removed, restored }
+
+    /// Puts the file back as it was before the first `write` (removes it if there was none).
+    public func undo() throws(ExtraModelPathsError) -> Undone {
+        let manager = FileManager.default
+        do {
+            if manager.fileExists(atPath: absent) {
+                try? manager.removeItem(atPath: path)
+                try manager.removeItem(atPath: absent)
+                return .removed
+            }
+            guard let saved = manager.contents(atPath: backup) else {
+                throw ExtraModelPathsError("nothing to undo: \(backup) does not exist")
+            }
+            try saved.write(to: URL(fileURLWithPath: path), options: .atomic)
+            try manager.removeItem(atPath: backup)
+            return .restored
+        } catch let error as ExtraModelPathsError {
+            throw error
+        } catch {
+            throw ExtraModelPathsError("\(path): \(error.localizedDescription)")
+        }
+    }
+}

@@ -44,10 +44,8 @@ struct ComfyUICommand: ParsableCommand {
                 throw ValidationError("\(comfy) is not a directory")
             }
             let file = comfy + "/extra_model_paths.yaml"
-            let backup = file + ".tsr-backup"
-            let absent = file + ".tsr-backup-absent"
             try runReporting(json: false) {
-                if undo { return try restore(file: file, backup: backup, absent: absent) }
+                if undo { return try restore(file: file) }
                 if mount {
                     let models = comfy + "/models"
                     try FileManager.default.createDirectory(atPath: models, withIntermediateDirectories: true)
@@ -81,37 +79,16 @@ struct ComfyUICommand: ParsableCommand {
                     name = "tensors"
                     lines = ExtraModelPaths.render(name, basePath: point, isDefault: false, folders: ModelPath.folderKeys.map { ($0, $0 + "/") }, note: note)
                 }
-                let original = FileManager.default.contents(atPath: file)
-                guard original.map({ String(data: $0, encoding: .utf8) != nil }) ?? true else {
-                    throw Failure("\(file) is not UTF-8 text; nothing was changed")
-                }
-                let text = original.map { String(decoding: $0, as: UTF8.self) } ?? ""
-                // The backup first: a crash between the two writes leaves the old file intact.
-                if let original {
-                    try original.write(to: URL(fileURLWithPath: backup), options: .atomic)
-                    try? FileManager.default.removeItem(atPath: absent)
-                } else {
-                    guard FileManager.default.createFile(atPath: absent, contents: Data()) else { throw Failure("cannot write \(absent); nothing was changed") }
-                    try? FileManager.default.removeItem(atPath: backup)
-                }
-                try Data(ExtraModelPaths.upsert(name, body: lines, in: text).utf8).write(to: URL(fileURLWithPath: file), options: .atomic)
-                Out.line("\(original == nil ? "wrote" : "updated") section \(name) of \(file) (base_path \(lines[2].dropFirst("    base_path: ".count))); restart ComfyUI to load it; undo: tsr comfyui setup \(comfyDirectory) --undo")
+                let written = try ExtraModelPathsFile(comfyDirectory: comfy).write(section: name, lines: lines)
+                Out.line("\(written == .created ? "wrote" : "updated") section \(name) of \(file) (base_path \(lines[2].dropFirst("    base_path: ".count))); restart ComfyUI to load it; undo: tsr comfyui setup \(comfyDirectory) --undo")
             }
         }
 
-        private func restore(file: String, backup: String, absent: String) throws {
-            if FileManager.default.fileExists(atPath: absent) {
-                try? FileManager.default.removeItem(atPath: file)
-                try FileManager.default.removeItem(atPath: absent)
-                Out.line("removed \(file) (it did not exist before)")
-                return
+        private func restore(file: String) throws {
+            switch try ExtraModelPathsFile(comfyDirectory: (file as NSString).deletingLastPathComponent).undo() {
+            case .removed: Out.line("removed \(file) (it did not exist before)")
+            case .restored: Out.line("restored \(file) as it was before `tsr comfyui setup`")
             }
-            guard let saved = FileManager.default.contents(atPath: backup) else {
-                throw Failure("nothing to undo: \(backup) does not exist")
-            }
-            try saved.write(to: URL(fileURLWithPath: file), options: .atomic)
-            try FileManager.default.removeItem(atPath: backup)
-            Out.line("restored \(file) as it was before `tsr comfyui setup`")
         }
     }
 }

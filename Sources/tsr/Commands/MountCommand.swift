@@ -90,14 +90,14 @@ struct MountCommand: ParsableCommand {
             // The API token reaches the daemon through a pipe, never its arguments.
             let token = apiConfiguration?.token
             if token != nil { arguments.append("--api-token-stdin") }
-            let logStart = (try? FileManager.default.attributesOfItem(atPath: Background.logPath(home))[.size] as? Int) ?? 0
-            let pid = try Background.spawn(arguments: arguments, home: home, stdin: token)
-            try Background.waitForMount(point, pid: pid, home: home)
-            Out.line("mounted \(home) at \(point) (pid \(pid); log: \(Background.logPath(home)))")
+            let logStart = (try? FileManager.default.attributesOfItem(atPath: DaemonLauncher.logPath(home))[.size] as? Int) ?? 0
+            let pid = try DaemonLauncher.spawn(arguments: arguments, home: home, stdin: token)
+            try DaemonLauncher.waitForMount(point, pid: pid, home: home, slow: { Out.error($0) })
+            Out.line("mounted \(home) at \(point) (pid \(pid); log: \(DaemonLauncher.logPath(home)))")
             if let apiConfiguration {
                 // The daemon listened before mounting and logged its address (the port it was
                 // given, or the one the system chose for port 0).
-                let url = Background.loggedAPIURL(home: home, from: logStart) ?? apiConfiguration.url(port: apiConfiguration.port)
+                let url = DaemonLauncher.loggedValue(after: APIRunner.announcement, home: home, from: logStart) ?? apiConfiguration.url(port: apiConfiguration.port)
                 Out.line("API and web page: \(url)")
             }
         }

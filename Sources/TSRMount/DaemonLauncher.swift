@@ -1,16 +1,26 @@
 import CLinux
 import Foundation
-import TSRMount
 
-/// Starting the mount daemon in the background: the same binary with --foreground, in its own
-/// session, its output appended to the home's mount log.
-enum Background {
-    static func logPath(_ home: String) -> String { home + "/logs/mount.log" }
+/// Why a background mount daemon could not be started or did not mount.
+public struct DaemonLaunchError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Starting the mount daemon in the background: this same executable with the arguments given
+/// (`mount … --foreground`), in a session of its own, working from `/`, its output appended to the
+/// home's mount log; and waiting until the kernel lists its mount.
+public enum DaemonLauncher {
+    public static func logPath(_ home: String) -> String { home + "/logs/mount.log" }
 
     /// `stdin`: a line the daemon reads first (a token; it passes through a pipe, never argv or
     /// the environment).
-    static func spawn(arguments: [String], home: String, stdin: String? = nil) throws -> pid_t {
-        try FileManager.default.createDirectory(atPath: home + "/logs", withIntermediateDirectories: true)
+    public static func spawn(arguments: [String], home: String, stdin: String? = nil) throws(DaemonLaunchError) -> pid_t {
+        do {
+            try FileManager.default.createDirectory(atPath: home + "/logs", withIntermediateDirectories: true)
+        } catch {
+            throw DaemonLaunchError("could not start the mount daemon: cannot create \(home)/logs: \(error.localizedDescription)")
+        }
         closeInheritedDescriptorsOnExec()
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         var actions = posix_spawn_file_actions_t()
@@ -18,7 +28,7 @@ enum Background {
         defer { posix_spawn_file_actions_destroy(&actions) }
         var pipeEnds: [Int32] = [-1, -1]
         if stdin != nil {
-            guard pipe(&pipeEnds) == 0 else { throw Failure("could not start the mount daemon: \(String(cString: strerror(errno)))") }
+            guard pipe(&pipeEnds) == 0 else { throw DaemonLaunchError("could not start the mount daemon: \(String(cString: strerror(errno)))") }
             for end in pipeEnds { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
             posix_spawn_file_actions_adddup2(&actions, pipeEnds[0], 0)
         } else {
@@ -35,7 +45,7 @@ enum Background {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
-        // POSIX_SPAWN_SETSID (glibc): the daemon outlives the terminal that started it.
+        // POSIX_SPAWN_SETSID (glibc's 0x80): the daemon outlives the terminal that started it.
         posix_spawnattr_setflags(&attributes, 0x80)
         let argv = [executable] + arguments
         var pid: pid_t = 0
@@ -44,7 +54,7 @@ enum Background {
         let status = cArgs.withUnsafeBufferPointer { buffer in
             posix_spawn(&pid, executable, &actions, &attributes, UnsafeMutablePointer(mutating: buffer.baseAddress!), environ)
         }
-        guard status == 0 else { throw Failure("could not start the mount daemon: \(String(cString: strerror(status)))") }
+        guard status == 0 else { throw DaemonLaunchError("could not start the mount daemon: \(String(cString: strerror(status)))") }
         if let stdin {
             close(pipeEnds[0])
             pipeEnds[0] = -1
@@ -65,13 +75,12 @@ enum Background {
         }
     }
 
-    /// The address the daemon logged for its API (after `APIRunner.announcement`) past `offset`
-    /// of the log, the last one if several.
-    static func loggedAPIURL(home: String, from offset: Int) -> String? {
+    /// The text after `marker` on the last log line past `offset` that has it (the address the
+    /// daemon announced for its API), else nil.
+    public static func loggedValue(after marker: String, home: String, from offset: Int) -> String? {
         guard let handle = FileHandle(forReadingAtPath: logPath(home)) else { return nil }
         defer { try? handle.close() }
         guard (try? handle.seek(toOffset: UInt64(max(offset, 0)))) != nil, let data = try? handle.readToEnd() else { return nil }
-        let marker = APIRunner.announcement
         let text = String(decoding: data, as: UTF8.self)
         guard let line = text.split(separator: "\n").last(where: { $0.contains(marker) }),
               let range = line.range(of: marker) else { return nil }
@@ -79,9 +88,10 @@ enum Background {
     }
 
     /// Waits until the kernel lists the mount, or the daemon exits (its log says why). A large
-    /// registry takes a while to load: after 15 s it says so and waits on while the daemon lives
-    /// (10 minutes at most, then the daemon is stopped so nothing mounts behind the user's back).
-    static func waitForMount(_ mountpoint: String, pid: pid_t, home: String) throws {
+    /// registry takes a while to load: after 15 s `slow` is told once and the wait goes on while
+    /// the daemon lives (10 minutes at most, then the daemon is stopped so nothing mounts behind
+    /// the user's back).
+    public static func waitForMount(_ mountpoint: String, pid: pid_t, home: String, slow: (String) -> Void) throws(DaemonLaunchError) {
         let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: mountpoint)) ?? mountpoint
         let resolved = URL(fileURLWithPath: target).standardizedFileURL.path
         let start = Date()
@@ -92,15 +102,15 @@ enum Background {
             if waitpid(pid, &status, WNOHANG) == pid {
                 let log = (try? String(contentsOfFile: logPath(home), encoding: .utf8)) ?? ""
                 let tail = log.split(separator: "\n").suffix(3).joined(separator: "\n")
-                throw Failure("the mount daemon exited before mounting:\n\(tail)")
+                throw DaemonLaunchError("the mount daemon exited before mounting:\n\(tail)")
             }
             if !told && Date().timeIntervalSince(start) > 15 {
                 told = true
-                Out.error("still loading the registry (pid \(pid)); waiting for the mount to appear (log: \(logPath(home)))")
+                slow("still loading the registry (pid \(pid)); waiting for the mount to appear (log: \(logPath(home)))")
             }
             usleep(50_000)
         }
         kill(pid, SIGTERM)
-        throw Failure("the mount did not appear within 10 minutes; the daemon was stopped; see \(logPath(home))")
+        throw DaemonLaunchError("the mount did not appear within 10 minutes; the daemon was stopped; see \(logPath(home))")
     }
 }
