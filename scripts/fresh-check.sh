@@ -84,6 +84,13 @@ EOF
 for f in /etc/apt/apt.conf.d/*; do grep -qs '^Acquire::' "$f" && cp "$f" "$work/base/etc/apt/apt.conf.d/"; done
 cp /etc/resolv.conf /etc/hosts "$work/base/etc/"
 [ -f /etc/pip.conf ] && cp /etc/pip.conf "$work/base/etc/"
+# This machine's own certificate authorities (an egress proxy's, say) are part of how it reaches
+# its registries over https (PyPI for the API check): the systems trust them too once Debian's
+# ca-certificates is installed (it adds /usr/local/share/ca-certificates).
+if ls /usr/local/share/ca-certificates/*.crt > /dev/null 2>&1; then
+  mkdir -p "$work/base/usr/local/share/ca-certificates"
+  cp /usr/local/share/ca-certificates/*.crt "$work/base/usr/local/share/ca-certificates/"
+fi
 
 # The kernel's interfaces a system needs: /proc, /sys (fusectl included) and /dev (/dev/fuse,
 # loop devices for the btrfs test, /dev/shm for Chromium).
