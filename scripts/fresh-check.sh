@@ -92,10 +92,13 @@ if ls /usr/local/share/ca-certificates/*.crt > /dev/null 2>&1; then
   cp /usr/local/share/ca-certificates/*.crt "$work/base/usr/local/share/ca-certificates/"
 fi
 
-# The kernel's interfaces a system needs: /proc, /sys (fusectl included) and /dev (/dev/fuse,
-# loop devices for the btrfs test, /dev/shm for Chromium).
+# The kernel's interfaces a system needs: / as a mount point, /proc, /sys (fusectl included) and
+# /dev (/dev/fuse, loop devices for the btrfs test, /dev/shm for Chromium).
 enter() {
   local root="$1"
+  # Its root a mount point of its own, as a machine's is: `ip netns exec` (the API check)
+  # remounts / as a slave and fails on a plain directory.
+  mount --bind "$root" "$root"
   mount -t proc proc "$root/proc"
   mount --rbind /sys "$root/sys"; mount --make-rslave "$root/sys"
   mount --rbind /dev "$root/dev"; mount --make-rslave "$root/dev"
