@@ -119,6 +119,17 @@ public struct UpdateFinder: Sendable {
         return report
     }
 
+    /// The services whose keys looking at (and updating) `names` (all names when empty) may need:
+    /// civitai for linked files, huggingface for names with a Hugging Face source.
+    public static func services(of names: Set<String>, in registry: Registry) -> Set<String> {
+        var services: Set<String> = []
+        for entry in (try? registry.listing()) ?? [] where names.isEmpty || names.contains("\(entry.folder)/\(entry.path)") {
+            if (try? registry.civitaiLink(entry.sha256)) != nil { services.insert("civitai") }
+            if ((try? registry.sources(of: entry.sha256)) ?? []).contains(where: { $0.kind == "huggingface" }) { services.insert("huggingface") }
+        }
+        return services
+    }
+
     /// The revision in a Hugging Face resolve URL (`…/resolve/<rev>/…`), else "main".
     static func revision(of url: String) -> String {
         guard let range = url.range(of: "/resolve/") else { return "main" }

@@ -15,9 +15,14 @@ enum SourcePattern {
     static let workflowName = #"^(?!\.\.?$)(?:[ -.0-~]{1,255}|[^/\u0000-\u001f\u007f]{1,63})$"#
     static let folder = #"^(?!\.\.?$)[A-Za-z0-9_.-]{1,255}$"#
 
+    /// The four patterns, compiled once (not per request).
+    private static let compiled: [String: NSRegularExpression] = Dictionary(uniqueKeysWithValues: [source, filename, workflowName, folder].compactMap { pattern in
+        (try? NSRegularExpression(pattern: pattern)).map { (pattern, $0) }
+    })
+
     /// True when the whole of `text` matches `pattern` (one of the above).
     static func matches(_ text: String, _ pattern: String) -> Bool {
-        guard let expression = try? NSRegularExpression(pattern: pattern) else { return false }
+        guard let expression = compiled[pattern] else { return false }
         return expression.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil
     }
 

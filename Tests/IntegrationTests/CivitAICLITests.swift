@@ -256,7 +256,9 @@ extension CivitAICLITests {
         #expect(try tsr(["outdated"]).stdout.contains("nothing newer found"), "the newer version is here now")
 
         // In place: the name points at the new content; the old blob waits for gc.
-        let inPlace = try tsr(["update", "checkpoints/ckpt.safetensors", "--replace"], environment: env)
+        // --all: only the Hugging Face name is still outdated (v502 of the LoRA is here now).
+        let inPlace = try tsr(["update", "--all", "--replace"], environment: env)
+        #expect(!inPlace.stdout.contains("loras/mine"), "\(inPlace.stdout)")
         #expect(inPlace.status == 0, "\(inPlace.stdout)\(inPlace.stderr)")
         #expect(try tsr(["info", "checkpoints/ckpt.safetensors", "--json"]).stdout.contains(try SHA256Hasher.digest(changed).rawValue))
         #expect(try tsr(["gc", "--dry-run"]).stdout.contains(try SHA256Hasher.digest(original).rawValue))

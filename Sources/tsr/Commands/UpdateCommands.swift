@@ -26,7 +26,7 @@ struct OutdatedCommand: ParsableCommand {
         var failed = false
         try runReporting(json: output.json) {
             let library = try homeOptions.open()
-            let credentials = try fetchOptions.credentials(for: UpdateCommand.services(of: [], in: library))
+            let credentials = try fetchOptions.credentials(for: UpdateFinder.services(of: [], in: library.registry))
             let report = try UpdateFinder(fetcher: Fetcher(library: library, settings: fetchOptions.settings, credentials: credentials)).find(refresh: refresh)
             failed = report.stoppedEarly != nil || !report.errors.isEmpty
             if output.json { return try Out.json(report) }
@@ -66,16 +66,6 @@ struct UpdateCommand: ParsableCommand {
         guard all != !names.isEmpty else { throw ValidationError(all ? "--all updates every name; give no NAME with it" : "name what to update (FOLDER/NAME…), or --all") }
     }
 
-    /// The services whose keys updating `names` (all names when empty) may need.
-    static func services(of names: Set<String>, in library: Library) -> Set<String> {
-        var services: Set<String> = []
-        for entry in (try? library.registry.listing()) ?? [] where names.isEmpty || names.contains("\(entry.folder)/\(entry.path)") {
-            if (try? library.registry.civitaiLink(entry.sha256)) != nil { services.insert("civitai") }
-            if ((try? library.registry.sources(of: entry.sha256)) ?? []).contains(where: { $0.kind == "huggingface" }) { services.insert("huggingface") }
-        }
-        return services
-    }
-
     func run() throws {
         let reporter = DownloadReporter(json: output.json)
         var failures = 0
@@ -88,7 +78,7 @@ struct UpdateCommand: ParsableCommand {
                 guard try library.registry.alias(folder: alias.folder, path: alias.path) != nil else { throw Failure("\(name): no such name") }
                 wanted.insert("\(alias.folder)/\(alias.path)")
             }
-            var credentials = try fetchOptions.credentials(for: Self.services(of: wanted, in: library))
+            var credentials = try fetchOptions.credentials(for: UpdateFinder.services(of: wanted, in: library.registry))
             let settings = fetchOptions.settings
             let report = try UpdateFinder(fetcher: Fetcher(library: library, settings: settings, credentials: credentials)).find(refresh: true, names: wanted)
             if let stopped = report.stoppedEarly { Out.error(stopped) }
