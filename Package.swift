@@ -35,8 +35,8 @@ let package = Package(
             ]),
         .target(
             name: "TSRRegistry",
-            dependencies: ["TSRStore", .product(name: "GRDB", package: "GRDB.swift")]),
-        .target(name: "TSRLibrary", dependencies: ["TSRStore", "TSRRegistry"]),
+            dependencies: ["TSRStore", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "SystemPackage", package: "swift-system")]),
+        .target(name: "TSRLibrary", dependencies: ["TSRStore", "TSRRegistry", .product(name: "SystemPackage", package: "swift-system")]),
         // Workflow dependency formats (seed, ComfyUI UI, API): pure parsing.
         .target(name: "TSRWorkflow", dependencies: ["TSRStore"]),
         // HTTP engine (libcurl), sources (Hugging Face, CivitAI, URLs), resumable verified downloads,
@@ -53,8 +53,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         // Swift binding of the libfuse low-level API; knows nothing about models.
-        .target(name: "FUSE", dependencies: ["CFUSE", "CPassthrough"]),
-        // The namespace (views → aliases → blobs) and the thin FUSE adapter.
+        .target(name: "FUSE", dependencies: ["CFUSE", "CPassthrough", .product(name: "SystemPackage", package: "swift-system")]),
+        // The filesystem: what each path shows (views → aliases → blobs), the core's rules
+        // (MountCore) and the thin FUSE adapter over them (TensorsFileSystem).
         .target(
             name: "TSRMount",
             dependencies: [
@@ -70,6 +71,7 @@ let package = Package(
             dependencies: [
                 "TSRLibrary", "TSRStore", "TSRRegistry", "TSRMount", "TSRFetch", "TSRWorkflow", "TSRCivitAI", "TSRServer", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
         // libFuzzer entry points for the safetensors header reader and the workflow parsers
@@ -100,6 +102,11 @@ let package = Package(
         .testTarget(
             name: "TSRMountTests",
             dependencies: ["TSRMount", "TSRLibrary", "TSRTesting", "TSRRegistry", "CLinux", .product(name: "GRDB", package: "GRDB.swift")]),
+        // The mount's rules without a kernel: MountCore and its FUSE adapter, driven through
+        // doubles of the kernel (KernelChannel) and of each request (Replier).
+        .testTarget(
+            name: "MountCoreTests",
+            dependencies: ["TSRMount", "FUSE", "TSRLibrary", "TSRTesting", "TSRRegistry", "TSRStore", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "IntegrationTests", dependencies: ["TSRTesting", "TSRStore", "TSRLibrary", "CLinux"]),
         // Numbered fault scenarios (docs/SCENARIOS.md); each appends to the report scripts/test.sh prints.
         .testTarget(name: "ScenarioTests", dependencies: ["TSRTesting", "TSRStore", "CLinux"]),

@@ -1,4 +1,5 @@
 import CFUSE
+import SystemPackage
 import Glibc
 import Synchronization
 
@@ -31,33 +32,9 @@ public struct Inode: RawRepresentable, Hashable, Sendable, Comparable, CustomStr
     public var description: String { "#\(rawValue)" }
 }
 
-/// An errno value as the kernel receives it.
-public struct Errno: RawRepresentable, Hashable, Sendable, Error, CustomStringConvertible {
-    public let rawValue: Int32
-    public init(rawValue: Int32) { self.rawValue = rawValue }
-    public static let noEntry = Errno(rawValue: ENOENT)
-    public static let io = Errno(rawValue: EIO)
-    public static let exists = Errno(rawValue: EEXIST)
-    public static let notDirectory = Errno(rawValue: ENOTDIR)
-    public static let isDirectory = Errno(rawValue: EISDIR)
-    public static let invalid = Errno(rawValue: EINVAL)
-    public static let notEmpty = Errno(rawValue: ENOTEMPTY)
-    public static let readOnlyFileSystem = Errno(rawValue: EROFS)
-    public static let permission = Errno(rawValue: EPERM)
-    public static let accessDenied = Errno(rawValue: EACCES)
-    public static let busy = Errno(rawValue: EBUSY)
-    public static let noSpace = Errno(rawValue: ENOSPC)
-    public static let nameTooLong = Errno(rawValue: ENAMETOOLONG)
-    public static let notSupported = Errno(rawValue: EOPNOTSUPP)
-    public static let noAttribute = Errno(rawValue: ENODATA)
-    public static let range = Errno(rawValue: ERANGE)
-    public static let textBusy = Errno(rawValue: ETXTBSY)
-    public static let interrupted = Errno(rawValue: EINTR)
-    public static let badFile = Errno(rawValue: EBADF)
-    public static let crossDevice = Errno(rawValue: EXDEV)
-    public static let fileTooLarge = Errno(rawValue: EFBIG)
-    public var description: String { String(cString: strerror(rawValue)) }
-}
+/// An errno value as the kernel receives it: swift-system's, the one `Errno` of the project
+/// (the store's system calls throw it, the mount answers with it).
+public typealias Errno = SystemPackage.Errno
 
 /// File types the filesystem reports.
 public enum FileType: Sendable {
@@ -186,4 +163,11 @@ public struct AttributeChanges: Sendable {
     public var mtimeNs: Int64?
     /// Any change this filesystem ignores (owner, times) was asked for too.
     public var other: Bool
+
+    public init(size: Int64? = nil, mode: UInt32? = nil, mtimeNs: Int64? = nil, other: Bool = false) {
+        self.size = size
+        self.mode = mode
+        self.mtimeNs = mtimeNs
+        self.other = other
+    }
 }

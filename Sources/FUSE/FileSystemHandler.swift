@@ -12,30 +12,30 @@ public enum SpecialKind: String, Sendable {
 public protocol FileSystemHandler: AnyObject, Sendable {
     /// Called once when the kernel connects; set capabilities on `connection`.
     func initialize(_ connection: inout ConnectionSettings)
-    func lookup(_ request: Request, parent: Inode, name: String)
-    func getattr(_ request: Request, inode: Inode, file: FileInfo?)
-    func setattr(_ request: Request, inode: Inode, changes: AttributeChanges, file: FileInfo?)
-    func opendir(_ request: Request, inode: Inode, file: FileInfo)
-    func readdir(_ request: Request, inode: Inode, offset: Int, size: Int, file: FileInfo, plus: Bool)
-    func releasedir(_ request: Request, inode: Inode, file: FileInfo)
-    func open(_ request: Request, inode: Inode, file: FileInfo)
-    func read(_ request: Request, inode: Inode, size: Int, offset: Int64, file: FileInfo)
-    func write(_ request: Request, inode: Inode, bytes: UnsafeRawBufferPointer, offset: Int64, file: FileInfo)
-    func flush(_ request: Request, inode: Inode, file: FileInfo)
-    func release(_ request: Request, inode: Inode, file: FileInfo)
-    func fsync(_ request: Request, inode: Inode, dataOnly: Bool, file: FileInfo)
-    func create(_ request: Request, parent: Inode, name: String, mode: UInt32, file: FileInfo)
-    func mkdir(_ request: Request, parent: Inode, name: String, mode: UInt32)
-    func unlink(_ request: Request, parent: Inode, name: String)
-    func rmdir(_ request: Request, parent: Inode, name: String)
-    func rename(_ request: Request, parent: Inode, name: String, newParent: Inode, newName: String, flags: UInt32)
+    func lookup(_ request: any Replier, parent: Inode, name: String)
+    func getattr(_ request: any Replier, inode: Inode, file: FileInfo?)
+    func setattr(_ request: any Replier, inode: Inode, changes: AttributeChanges, file: FileInfo?)
+    func opendir(_ request: any Replier, inode: Inode, file: FileInfo)
+    func readdir(_ request: any Replier, inode: Inode, offset: Int, size: Int, file: FileInfo, plus: Bool)
+    func releasedir(_ request: any Replier, inode: Inode, file: FileInfo)
+    func open(_ request: any Replier, inode: Inode, file: FileInfo)
+    func read(_ request: any Replier, inode: Inode, size: Int, offset: Int64, file: FileInfo)
+    func write(_ request: any Replier, inode: Inode, bytes: UnsafeRawBufferPointer, offset: Int64, file: FileInfo)
+    func flush(_ request: any Replier, inode: Inode, file: FileInfo)
+    func release(_ request: any Replier, inode: Inode, file: FileInfo)
+    func fsync(_ request: any Replier, inode: Inode, dataOnly: Bool, file: FileInfo)
+    func create(_ request: any Replier, parent: Inode, name: String, mode: UInt32, file: FileInfo)
+    func mkdir(_ request: any Replier, parent: Inode, name: String, mode: UInt32)
+    func unlink(_ request: any Replier, parent: Inode, name: String)
+    func rmdir(_ request: any Replier, parent: Inode, name: String)
+    func rename(_ request: any Replier, parent: Inode, name: String, newParent: Inode, newName: String, flags: UInt32)
     /// symlink(2), link(2), mknod(2)/mkfifo(3) in `parent`: things other than files and directories.
-    func makeSpecial(_ request: Request, parent: Inode, name: String, kind: SpecialKind)
-    func statfs(_ request: Request, inode: Inode)
-    func getxattr(_ request: Request, inode: Inode, name: String, size: Int)
-    func listxattr(_ request: Request, inode: Inode, size: Int)
-    func setxattr(_ request: Request, inode: Inode, name: String, value: [UInt8], flags: Int32)
-    func removexattr(_ request: Request, inode: Inode, name: String)
+    func makeSpecial(_ request: any Replier, parent: Inode, name: String, kind: SpecialKind)
+    func statfs(_ request: any Replier, inode: Inode)
+    func getxattr(_ request: any Replier, inode: Inode, name: String, size: Int)
+    func listxattr(_ request: any Replier, inode: Inode, size: Int)
+    func setxattr(_ request: any Replier, inode: Inode, name: String, value: [UInt8], flags: Int32)
+    func removexattr(_ request: any Replier, inode: Inode, name: String)
     /// The kernel gives back lookup references (inode, count): every entry reply took one.
     /// No reply; must not block.
     func forget(_ items: [(inode: Inode, count: UInt64)])
@@ -45,23 +45,23 @@ public protocol FileSystemHandler: AnyObject, Sendable {
 
 extension FileSystemHandler {
     public func initialize(_ connection: inout ConnectionSettings) {}
-    public func setattr(_ request: Request, inode: Inode, changes: AttributeChanges, file: FileInfo?) { request.reply(error: .readOnlyFileSystem) }
-    public func opendir(_ request: Request, inode: Inode, file: FileInfo) { request.reply(open: OpenOptions(handle: 0, keepCache: false)) }
-    public func releasedir(_ request: Request, inode: Inode, file: FileInfo) { request.replyOK() }
-    public func write(_ request: Request, inode: Inode, bytes: UnsafeRawBufferPointer, offset: Int64, file: FileInfo) { request.reply(error: .readOnlyFileSystem) }
-    public func flush(_ request: Request, inode: Inode, file: FileInfo) { request.replyOK() }
-    public func release(_ request: Request, inode: Inode, file: FileInfo) { request.replyOK() }
-    public func fsync(_ request: Request, inode: Inode, dataOnly: Bool, file: FileInfo) { request.replyOK() }
-    public func create(_ request: Request, parent: Inode, name: String, mode: UInt32, file: FileInfo) { request.reply(error: .readOnlyFileSystem) }
-    public func mkdir(_ request: Request, parent: Inode, name: String, mode: UInt32) { request.reply(error: .readOnlyFileSystem) }
-    public func unlink(_ request: Request, parent: Inode, name: String) { request.reply(error: .readOnlyFileSystem) }
-    public func rmdir(_ request: Request, parent: Inode, name: String) { request.reply(error: .readOnlyFileSystem) }
-    public func rename(_ request: Request, parent: Inode, name: String, newParent: Inode, newName: String, flags: UInt32) { request.reply(error: .readOnlyFileSystem) }
-    public func makeSpecial(_ request: Request, parent: Inode, name: String, kind: SpecialKind) { request.reply(error: .permission) }
-    public func getxattr(_ request: Request, inode: Inode, name: String, size: Int) { request.reply(error: .noAttribute) }
-    public func listxattr(_ request: Request, inode: Inode, size: Int) { request.reply(xattrSize: 0) }
-    public func setxattr(_ request: Request, inode: Inode, name: String, value: [UInt8], flags: Int32) { request.reply(error: .notSupported) }
-    public func removexattr(_ request: Request, inode: Inode, name: String) { request.reply(error: .notSupported) }
+    public func setattr(_ request: any Replier, inode: Inode, changes: AttributeChanges, file: FileInfo?) { request.reply(error: .readOnlyFileSystem) }
+    public func opendir(_ request: any Replier, inode: Inode, file: FileInfo) { request.reply(open: OpenOptions(handle: 0, keepCache: false)) }
+    public func releasedir(_ request: any Replier, inode: Inode, file: FileInfo) { request.replyOK() }
+    public func write(_ request: any Replier, inode: Inode, bytes: UnsafeRawBufferPointer, offset: Int64, file: FileInfo) { request.reply(error: .readOnlyFileSystem) }
+    public func flush(_ request: any Replier, inode: Inode, file: FileInfo) { request.replyOK() }
+    public func release(_ request: any Replier, inode: Inode, file: FileInfo) { request.replyOK() }
+    public func fsync(_ request: any Replier, inode: Inode, dataOnly: Bool, file: FileInfo) { request.replyOK() }
+    public func create(_ request: any Replier, parent: Inode, name: String, mode: UInt32, file: FileInfo) { request.reply(error: .readOnlyFileSystem) }
+    public func mkdir(_ request: any Replier, parent: Inode, name: String, mode: UInt32) { request.reply(error: .readOnlyFileSystem) }
+    public func unlink(_ request: any Replier, parent: Inode, name: String) { request.reply(error: .readOnlyFileSystem) }
+    public func rmdir(_ request: any Replier, parent: Inode, name: String) { request.reply(error: .readOnlyFileSystem) }
+    public func rename(_ request: any Replier, parent: Inode, name: String, newParent: Inode, newName: String, flags: UInt32) { request.reply(error: .readOnlyFileSystem) }
+    public func makeSpecial(_ request: any Replier, parent: Inode, name: String, kind: SpecialKind) { request.reply(error: .notPermitted) }
+    public func getxattr(_ request: any Replier, inode: Inode, name: String, size: Int) { request.reply(error: .noData) }
+    public func listxattr(_ request: any Replier, inode: Inode, size: Int) { request.reply(xattrSize: 0) }
+    public func setxattr(_ request: any Replier, inode: Inode, name: String, value: [UInt8], flags: Int32) { request.reply(error: .notSupported) }
+    public func removexattr(_ request: any Replier, inode: Inode, name: String) { request.reply(error: .notSupported) }
     public func forget(_ items: [(inode: Inode, count: UInt64)]) {}
     public func destroy() {}
 }

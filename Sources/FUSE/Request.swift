@@ -5,7 +5,7 @@ import Synchronization
 
 /// One kernel request awaiting exactly one reply. May be answered from any thread, now or later.
 /// Dropped unanswered, it answers EIO.
-public final class Request: @unchecked Sendable {
+public final class Request: Replier, @unchecked Sendable {
     // @unchecked: `req` is only used by the one caller that wins the `replied` exchange; libfuse
     // allows replying to a request from any thread, after its handler has returned.
     private let req: fuse_req_t
@@ -113,10 +113,6 @@ public final class Request: @unchecked Sendable {
         fuse_reply_buf(req, bytes.baseAddress?.assumingMemoryBound(to: CChar.self), bytes.count)
     }
 
-    public func reply(bytes: [UInt8]) {
-        bytes.withUnsafeBytes { reply(bytes: $0) }
-    }
-
     public func reply(written count: Int) {
         guard claim() else { return }
         fuse_reply_write(req, count)
@@ -125,14 +121,6 @@ public final class Request: @unchecked Sendable {
     public func reply(xattrSize: Int) {
         guard claim() else { return }
         fuse_reply_xattr(req, xattrSize)
-    }
-
-    /// Answers getxattr/listxattr with `bytes`: their size when asked with size 0, ERANGE when
-    /// `size` is too small for them.
-    public func reply(xattr bytes: [UInt8], size: Int) {
-        if size == 0 { return reply(xattrSize: bytes.count) }
-        if size < bytes.count { return reply(error: .range) }
-        reply(bytes: bytes)
     }
 
     /// statvfs(3) of a path, passed through.
@@ -148,10 +136,9 @@ public final class Request: @unchecked Sendable {
 
     /// Answers readdir/readdirplus with the entries from `offset` on that fit in `size` bytes.
     /// Entry offsets are 1-based positions in `entries`, so the kernel resumes where it stopped.
-    /// Answers a readdir with the entries from `offset` that fit in `size`. `sending` is called
-    /// with the range of entries that fit just before the reply goes out (a READDIRPLUS entry
-    /// hands the kernel a lookup reference, which a forget may give back at once).
-    public func reply(directory entries: [DirectoryEntry], offset: Int, size: Int, plus: Bool, sending: (Range<Int>) -> Void = { _ in }) {
+    /// `sending` is called with the range of entries that fit just before the reply goes out (a
+    /// READDIRPLUS entry hands the kernel a lookup reference, which a forget may give back at once).
+    public func reply(directory entries: [DirectoryEntry], offset: Int, size: Int, plus: Bool, sending: (Range<Int>) -> Void) {
         guard claim() else { return }
         var buffer = [CChar](repeating: 0, count: max(size, 0))
         var used = 0

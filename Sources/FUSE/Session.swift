@@ -3,7 +3,7 @@ import CPassthrough
 import Glibc
 
 /// Owns a libfuse session and routes its C callbacks to a `FileSystemHandler`.
-public final class Session: @unchecked Sendable {
+public final class Session: KernelChannel, @unchecked Sendable {
     // @unchecked: `session` is set once in init and read-only afterwards; libfuse's notify and
     // exit functions are safe to call from any thread.
     let handler: any FileSystemHandler
@@ -119,7 +119,7 @@ public final class Session: @unchecked Sendable {
 
     /// Drops the kernel's cached attributes (and, with `data`, page cache) of an inode.
     @discardableResult
-    public func invalidateInode(_ inode: Inode, data: Bool = false) -> Int32 {
+    public func invalidateInode(_ inode: Inode, data: Bool) -> Int32 {
         fuse_lowlevel_notify_inval_inode(session, inode.rawValue, data ? 0 : -1, 0)
     }
 
@@ -168,7 +168,7 @@ public final class Session: @unchecked Sendable {
         }
         ops.lookup = { req, parent, name in
             guard let (fs, request) = handler(req) else { return }
-            guard let name = Session.name(name) else { return request.reply(error: .noEntry) }
+            guard let name = Session.name(name) else { return request.reply(error: .noSuchFileOrDirectory) }
             fs.lookup(request, parent: Inode(parent), name: name)
         }
         ops.forget = { req, ino, nlookup in
@@ -245,27 +245,27 @@ public final class Session: @unchecked Sendable {
         }
         ops.create = { req, parent, name, mode, fi in
             guard let (fs, request) = handler(req) else { return }
-            guard let name = Session.name(name) else { return request.reply(error: .invalid) }
+            guard let name = Session.name(name) else { return request.reply(error: .invalidArgument) }
             fs.create(request, parent: Inode(parent), name: name, mode: UInt32(mode), file: file(fi))
         }
         ops.mkdir = { req, parent, name, mode in
             guard let (fs, request) = handler(req) else { return }
-            guard let name = Session.name(name) else { return request.reply(error: .invalid) }
+            guard let name = Session.name(name) else { return request.reply(error: .invalidArgument) }
             fs.mkdir(request, parent: Inode(parent), name: name, mode: UInt32(mode))
         }
         ops.symlink = { req, _, parent, name in
             guard let (fs, request) = handler(req) else { return }
-            guard let name = Session.name(name) else { return request.reply(error: .invalid) }
+            guard let name = Session.name(name) else { return request.reply(error: .invalidArgument) }
             fs.makeSpecial(request, parent: Inode(parent), name: name, kind: .symbolicLink)
         }
         ops.link = { req, _, parent, name in
             guard let (fs, request) = handler(req) else { return }
-            guard let name = Session.name(name) else { return request.reply(error: .invalid) }
+            guard let name = Session.name(name) else { return request.reply(error: .invalidArgument) }
             fs.makeSpecial(request, parent: Inode(parent), name: name, kind: .hardLink)
         }
         ops.mknod = { req, parent, name, mode, _ in
             guard let (fs, request) = handler(req) else { return }
-            guard let name = Session.name(name) else { return request.reply(error: .invalid) }
+            guard let name = Session.name(name) else { return request.reply(error: .invalidArgument) }
             let kind: SpecialKind
             switch mode & S_IFMT {
             case S_IFIFO: kind = .fifo
@@ -277,18 +277,18 @@ public final class Session: @unchecked Sendable {
         }
         ops.unlink = { req, parent, name in
             guard let (fs, request) = handler(req) else { return }
-            guard let name = Session.name(name) else { return request.reply(error: .noEntry) }
+            guard let name = Session.name(name) else { return request.reply(error: .noSuchFileOrDirectory) }
             fs.unlink(request, parent: Inode(parent), name: name)
         }
         ops.rmdir = { req, parent, name in
             guard let (fs, request) = handler(req) else { return }
-            guard let name = Session.name(name) else { return request.reply(error: .noEntry) }
+            guard let name = Session.name(name) else { return request.reply(error: .noSuchFileOrDirectory) }
             fs.rmdir(request, parent: Inode(parent), name: name)
         }
         ops.rename = { req, parent, name, newparent, newname, flags in
             guard let (fs, request) = handler(req) else { return }
-            guard let name = Session.name(name) else { return request.reply(error: .noEntry) }
-            guard let newName = Session.name(newname) else { return request.reply(error: .invalid) }
+            guard let name = Session.name(name) else { return request.reply(error: .noSuchFileOrDirectory) }
+            guard let newName = Session.name(newname) else { return request.reply(error: .invalidArgument) }
             fs.rename(request, parent: Inode(parent), name: name, newParent: Inode(newparent), newName: newName, flags: UInt32(flags))
         }
         ops.statfs = { req, ino in
@@ -297,7 +297,7 @@ public final class Session: @unchecked Sendable {
         }
         ops.getxattr = { req, ino, name, size in
             guard let (fs, request) = handler(req) else { return }
-            guard let name = Session.name(name) else { return request.reply(error: .noAttribute) }
+            guard let name = Session.name(name) else { return request.reply(error: .noData) }
             fs.getxattr(request, inode: Inode(ino), name: name, size: size)
         }
         ops.listxattr = { req, ino, size in
@@ -312,7 +312,7 @@ public final class Session: @unchecked Sendable {
         }
         ops.removexattr = { req, ino, name in
             guard let (fs, request) = handler(req) else { return }
-            guard let name = Session.name(name) else { return request.reply(error: .noAttribute) }
+            guard let name = Session.name(name) else { return request.reply(error: .noData) }
             fs.removexattr(request, inode: Inode(ino), name: name)
         }
         return ops

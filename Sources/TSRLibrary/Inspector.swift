@@ -1,3 +1,4 @@
+import SystemPackage
 import Foundation
 import TSRRegistry
 import TSRStore
@@ -73,7 +74,7 @@ public struct Inspector: Sendable {
             aliases: try library.registry.aliases(of: blob.sha256).map(\.name), path: path)
     }
 
-    private func report(file path: String, status: FileStatus) throws -> InfoReport {
+    private func report(file path: String, status: Stat) throws -> InfoReport {
         let known = try library.registry.localFilesByPath()[path]
         let digest: Digest
         if let known, known.matches(status) {

@@ -1,3 +1,4 @@
+import SystemPackage
 import TSRRegistry
 import TSRStore
 
@@ -55,7 +56,7 @@ public struct Scanner: Sendable {
             do throws(LibraryError) {
                 let facts = try HeaderFacts.read(path: file.path, name: file.relative.last ?? "")
                 let digest: Digest
-                let status: FileStatus
+                let status: Stat
                 do throws(StoreError) { (digest, status) = try FileHasher.hash(path: file.path, progress: advance) } catch { throw .store(error) }
                 let local = LocalFileRecord(path: file.path, sha256: digest, status: status, headerSize: facts?.headerSize, tensorCount: facts?.tensorCount)
                 return .success(FileRegistration(blob: nil, localFile: local, localMetadata: facts?.metadata ?? [:]))

@@ -1,3 +1,4 @@
+import SystemPackage
 import TSRStore
 
 /// A file found while walking a tree.
@@ -6,7 +7,7 @@ struct FoundFile: Sendable {
     var path: String
     /// Path components below the root.
     var relative: [String]
-    var status: FileStatus
+    var status: Stat
     /// The path itself is a symlink (to a file).
     var isSymlink: Bool
 }
@@ -22,7 +23,7 @@ struct TreeWalker {
     /// Walks `root`, passing over the directories in `excluding` (the home, when it lies inside).
     static func walk(root: String, excluding: [String] = []) throws(LibraryError) -> TreeWalker {
         var walker = TreeWalker()
-        let status: FileStatus
+        let status: Stat
         do {
             status = try SystemCalls.status(root)
         } catch {
@@ -34,7 +35,7 @@ struct TreeWalker {
         return walker
     }
 
-    private static func key(_ status: FileStatus) -> String { "\(status.device):\(status.inode)" }
+    private static func key(_ status: Stat) -> String { "\(status.device):\(status.inodeNumber)" }
 
     private mutating func visit(directory: String, relative: [String], ancestors: Set<String>) {
         let names: [[UInt8]]
@@ -52,7 +53,7 @@ struct TreeWalker {
                 continue
             }
             let path = directory + "/" + name
-            let lstatus: FileStatus
+            let lstatus: Stat
             do {
                 lstatus = try SystemCalls.linkStatus(path)
             } catch {

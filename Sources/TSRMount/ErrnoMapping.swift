@@ -12,33 +12,33 @@ enum ErrnoMapping {
         case let error as StoreError:
             switch error {
             case let .io(_, _, code): return Errno(rawValue: code.rawValue)
-            case .digestMismatch, .sizeMismatch, .changedDuringRead, .cryptoUnavailable, .transactionClosed: return .io
+            case .digestMismatch, .sizeMismatch, .changedDuringRead, .cryptoUnavailable, .transactionClosed: return .ioError
             case .notRegularFile: return .isDirectory
-            case .crossDevice: return .crossDevice
-            case .blobMissing, .busy: return .io
+            case .crossDevice: return .improperLink
+            case .blobMissing, .busy: return .ioError
             }
         case let error as RegistryError:
             switch error {
-            case .aliasExists, .workflowExists: return .exists
-            case .aliasMissing, .workflowMissing: return .noEntry
-            case .blobUnknown, .database: return .io
+            case .aliasExists, .workflowExists: return .fileExists
+            case .aliasMissing, .workflowMissing: return .noSuchFileOrDirectory
+            case .blobUnknown, .database: return .ioError
             case .full: return .noSpace
-            case .busy: return .busy
+            case .busy: return .resourceBusy
             }
         case let error as NameError:
             switch error {
-            case .tooLong: return .nameTooLong
-            default: return .invalid
+            case .tooLong: return .fileNameTooLong
+            default: return .invalidArgument
             }
         case let error as LibraryError:
             switch error {
             case let .store(inner): return errno(for: inner)
             case let .registry(inner): return errno(for: inner)
             case let .name(inner): return errno(for: inner)
-            default: return .io
+            default: return .ioError
             }
         default:
-            return .io
+            return .ioError
         }
     }
 }

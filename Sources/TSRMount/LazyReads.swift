@@ -23,17 +23,16 @@ extension BlobFetcher {
 /// thread), one fetch runs per digest whatever the number of readers, and the fetch's completion
 /// answers every parked read (§3). Reads inside the header region are answered from it without a
 /// download; a download that failed is not tried again until its back-off has passed.
-extension TensorsFileSystem {
-    struct ParkedRead: @unchecked Sendable {
-        // @unchecked: Request is Sendable; the rest are values.
-        let request: Request
+extension MountCore {
+    struct ParkedRead: Sendable {
+        let request: any Replier
         let handle: UInt64
         let offset: Int64
         let size: Int
     }
 
     /// A read on a `.remote` handle.
-    func readRemote(_ request: Request, digest: Digest, handle: UInt64, size: Int, offset: Int64) {
+    public func readRemote(_ request: any Replier, digest: Digest, handle: UInt64, size: Int, offset: Int64) {
         if library.store.contains(digest) {
             return upgradeAndServe(ParkedRead(request: request, handle: handle, offset: offset, size: size), digest: digest)
         }
@@ -47,7 +46,7 @@ extension TensorsFileSystem {
                 if adoptWholePrefix(prefix, digest: digest, size: expected) {
                     return upgradeAndServe(ParkedRead(request: request, handle: handle, offset: offset, size: size), digest: digest)
                 }
-                return request.reply(error: .io)
+                return request.reply(error: .ioError)
             }
             // Inside the header region (§3): answered without a download.
             if end <= Int64(prefix.count) {
@@ -55,28 +54,28 @@ extension TensorsFileSystem {
             }
         }
         guard let fetcher else {
-            return request.reply(error: .io)
+            return request.reply(error: .ioError)
         }
         // The last download failed: EIO at once until its back-off has passed, instead of a new
         // transfer for every read and page fault.
-        let running = state.withLock { $0.fetching.contains(digest) }
+        let running = fetches.withLock { $0.running.contains(digest) }
         if !running, let failure = try? library.registry.fetchFailure(digest), failure.nextTryAt > Date() {
-            return request.reply(error: .io)
+            return request.reply(error: .ioError)
         }
         let parked = ParkedRead(request: request, handle: handle, offset: offset, size: size)
-        let start = state.withLock { state -> Bool in
-            let isNew = !state.fetching.contains(digest)
-            if isNew { state.fetching.insert(digest) }
-            state.downloads[digest, default: []].append(parked)
+        let start = fetches.withLock { table -> Bool in
+            let isNew = !table.running.contains(digest)
+            if isNew { table.running.insert(digest) }
+            table.parked[digest, default: []].append(parked)
             return isNew
         }
         // An interrupted reader (a signal, SIGKILL) is answered EINTR now; the download goes on.
         // Registered after parking, so a reader interrupted already is answered at once.
         request.onInterrupt { [weak self, weak request] in
             guard let self, let request else { return }
-            let removed = self.state.withLock { state -> Bool in
-                guard let index = state.downloads[digest]?.firstIndex(where: { $0.request === request }) else { return false }
-                state.downloads[digest]?.remove(at: index)
+            let removed = self.fetches.withLock { table -> Bool in
+                guard let index = table.parked[digest]?.firstIndex(where: { $0.request === request }) else { return false }
+                table.parked[digest]?.remove(at: index)
                 return true
             }
             if removed { request.reply(error: .interrupted) }
@@ -102,11 +101,11 @@ extension TensorsFileSystem {
     /// the registry once and cached for the reads that follow one another through the file (the
     /// kernel asks 128 KiB at a time; no registry query per read).
     func remoteFacts(_ digest: Digest) -> (size: Int64, region: [UInt8]?) {
-        if let cached = state.withLock({ $0.remotes[digest] }) { return cached }
+        if let cached = fetches.withLock({ $0.remotes[digest] }) { return cached }
         let facts = (size: expectedSize(digest), region: (try? library.registry.prefix(digest)) ?? nil)
-        state.withLock { state in
-            if state.remotes.count >= 16 { state.remotes.removeAll() }
-            state.remotes[digest] = facts
+        fetches.withLock { table in
+            if table.remotes.count >= 16 { table.remotes.removeAll() }
+            table.remotes[digest] = facts
         }
         return facts
     }
@@ -126,7 +125,7 @@ extension TensorsFileSystem {
             }
             _ = try library.store.put(whole, expected: digest)
             try library.markDownloaded(Committed(digest: digest, size: size, deduplicated: false))
-            state.withLock { _ = $0.remotes.removeValue(forKey: digest) }
+            fetches.withLock { _ = $0.remotes.removeValue(forKey: digest) }
             try rebuild()
             return true
         } catch {
@@ -137,7 +136,7 @@ extension TensorsFileSystem {
 
     /// Drops a header region that may be wrong (its download failed verification).
     func forgetHeaderRegion(_ digest: Digest) {
-        state.withLock { _ = $0.remotes.removeValue(forKey: digest) }
+        fetches.withLock { _ = $0.remotes.removeValue(forKey: digest) }
         do { try library.registry.dropPrefix(digest) } catch { logger.error("dropping the header region of \(digest.short): \(error)") }
     }
 
@@ -152,7 +151,7 @@ extension TensorsFileSystem {
     /// region served before is compared with it.
     func finishDownload(_ digest: Digest, outcome: Result<Void, any Error>) {
         var failure: String?
-        let served = state.withLock { $0.remotes[digest]?.region }
+        let served = fetches.withLock { $0.remotes[digest]?.region }
         switch outcome {
         case .success where library.store.contains(digest):
             do {
@@ -175,14 +174,14 @@ extension TensorsFileSystem {
                 logger.error("download of \(digest.short) failed: \(failure) (recording it failed: \(error))")
             }
         }
-        let parked = state.withLock { state -> [ParkedRead] in
-            state.fetching.remove(digest)
-            if failure == nil { state.remotes[digest] = nil }
-            return state.downloads.removeValue(forKey: digest) ?? []
+        let parked = fetches.withLock { table -> [ParkedRead] in
+            table.running.remove(digest)
+            if failure == nil { table.remotes[digest] = nil }
+            return table.parked.removeValue(forKey: digest) ?? []
         }
         for read in parked {
             if failure != nil {
-                read.request.reply(error: .io)
+                read.request.reply(error: .ioError)
             } else {
                 upgradeAndServe(read, digest: digest)
             }
@@ -190,12 +189,12 @@ extension TensorsFileSystem {
         guard failure == nil else { return }
         if let served, let note = compareServed(served, digest: digest) {
             logger.warning("\(digest.short): \(note)")
-            state.withLock { $0.notes[digest] = note }
+            fetches.withLock { $0.notes[digest] = note }
         }
         // After the parked reads are answered (their pages are locked until then): drop every
         // cached page of the files showing this blob, from the notifier's thread.
-        let inodes = state.withLock { state in
-            state.known.entries.compactMap { $0.value.node.file?.sha256 == digest ? $0.key : nil }
+        let inodes = names.withLock { names in
+            names.known.entries.compactMap { $0.value.node.file?.sha256 == digest ? $0.key : nil }
         }
         sendNow(inodes.map { .content($0) })
     }
@@ -216,9 +215,9 @@ extension TensorsFileSystem {
     func upgradeAndServe(_ read: ParkedRead, digest: Digest) {
         do {
             let fd = try SystemCallsBridge.openBlob(store: library.store, digest: digest)
-            let kept = state.withLock { state -> FileDescriptor in
-                if case let .blob(existing, _)? = state.handles[read.handle] { return existing }
-                state.handles[read.handle] = .blob(fd, digest)
+            let kept = handles.withLock { table -> FileDescriptor in
+                if case let .blob(existing, _)? = table.handles[read.handle] { return existing }
+                table.handles[read.handle] = .blob(fd, digest)
                 return fd
             }
             if kept != fd { try? fd.close() }
@@ -240,12 +239,12 @@ extension TensorsFileSystem {
     /// `quarantined` only once no cached page of the damaged bytes is left (§3).
     func stateName(_ file: FileNode, inode: Inode) -> String {
         if file.pending { return "writing" }
-        if file.state == .quarantined, state.withLock({ $0.quarantineUnflushed.contains(inode) }) {
+        if file.state == .quarantined, names.withLock({ $0.quarantineUnflushed.contains(inode) }) {
             return BlobState.present.rawValue
         }
         guard let digest = file.sha256, file.state == .remote else { return file.state.rawValue }
         if library.store.contains(digest) { return BlobState.present.rawValue }
-        if state.withLock({ $0.fetching.contains(digest) }) { return "fetching" }
+        if fetches.withLock({ $0.running.contains(digest) }) { return "fetching" }
         if (try? library.registry.fetchFailure(digest)) != nil { return "failed" }
         return "remote"
     }
@@ -259,6 +258,6 @@ extension TensorsFileSystem {
         if file.state == .remote, !library.store.contains(digest), let failure = try? library.registry.fetchFailure(digest) {
             return failure.summary
         }
-        return state.withLock { $0.notes[digest] }
+        return fetches.withLock { $0.notes[digest] }
     }
 }

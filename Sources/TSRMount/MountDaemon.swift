@@ -41,12 +41,12 @@ public enum MountError: Error, CustomStringConvertible {
     }
 }
 
-/// A running (or ready to run) tensors mount: the filesystem, its FUSE session and the thread
+/// A running (or ready to run) tensors mount: the filesystem core, its FUSE adapter and session and the thread
 /// that polls the registry. `make` is the one place the daemon's object graph is built, for
 /// `tsr mount` and for tests alike.
 public final class MountDaemon: @unchecked Sendable {
     // @unchecked: `poller` is only touched by `run` on one thread.
-    public let fileSystem: TensorsFileSystem
+    public let core: MountCore
     public let session: Session
     private let stopping = Atomic<Bool>(false)
     private var poller: Thread?
@@ -61,9 +61,9 @@ public final class MountDaemon: @unchecked Sendable {
         do { library = try Library(home: request.home) } catch { throw .library(error) }
         var settings = request.settings
         settings.readOnly = request.readOnly || settings.readOnly
-        let fileSystem: TensorsFileSystem
+        let core: MountCore
         do {
-            fileSystem = try TensorsFileSystem(library: library, settings: settings, logger: logger, fetcher: request.fetcher ?? request.makeFetcher?(library))
+            core = try MountCore(library: library, settings: settings, logger: logger, fetcher: request.fetcher ?? request.makeFetcher?(library))
         } catch {
             throw .registry("\(error)")
         }
@@ -72,13 +72,13 @@ public final class MountDaemon: @unchecked Sendable {
         options.allowOther = request.allowOther
         options.passthrough = settings.passthrough
         let session: Session
-        do { session = try Session(handler: fileSystem, mountpoint: request.mountpoint, options: options) } catch { throw .session(error) }
-        fileSystem.session = session
-        return MountDaemon(fileSystem: fileSystem, session: session)
+        do { session = try Session(handler: TensorsFileSystem(core: core), mountpoint: request.mountpoint, options: options) } catch { throw .session(error) }
+        core.kernel = session
+        return MountDaemon(core: core, session: session)
     }
 
-    init(fileSystem: TensorsFileSystem, session: Session) {
-        self.fileSystem = fileSystem
+    init(core: MountCore, session: Session) {
+        self.core = core
         self.session = session
     }
 
@@ -87,7 +87,7 @@ public final class MountDaemon: @unchecked Sendable {
     @discardableResult
     public func run(handleSignals: Bool) throws(MountError) -> Int32 {
         do { try session.mount() } catch { throw .session(error) }
-        let fs = fileSystem
+        let fs = core
         let interval = fs.settings.pollInterval
         let thread = Thread { [self] in
             while !stopping.load(ordering: .relaxed) {
@@ -100,7 +100,7 @@ public final class MountDaemon: @unchecked Sendable {
         poller = thread
         thread.start()
         fs.logger.info("mounted \(fs.library.layout.home) at \(session.mountpoint)")
-        let status = session.run(maxThreads: fileSystem.settings.threads, handleSignals: handleSignals)
+        let status = session.run(maxThreads: core.settings.threads, handleSignals: handleSignals)
         stopping.store(true, ordering: .relaxed)
         pollerDone.wait()
         session.unmount()

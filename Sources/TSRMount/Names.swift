@@ -1,8 +1,7 @@
 import FUSE
 
-// SystemPackage and Foundation bring their own `Errno`/`Inode`; inside this module the FUSE ones are meant.
+// Foundation brings its own `Inode`; inside this module the FUSE one is meant.
 public typealias Inode = FUSE.Inode
-public typealias Errno = FUSE.Errno
 
 /// renameat2(2) flags (linux/fs.h), not exported by Glibc's module.
 enum RenameFlags {

@@ -11,7 +11,7 @@ import TSRStore
 /// every other open must use that same one (else the open fails with EINVAL), and while it is
 /// open through the page cache no open may use one (ETXTBSY). `IOMode` mirrors what is open so
 /// that every reply keeps those rules; a write to a name open by passthrough is answered ETXTBSY.
-extension TensorsFileSystem {
+extension MountCore {
     struct IOMode {
         /// Opens using `backingId`.
         var passthrough = 0
@@ -23,8 +23,12 @@ extension TensorsFileSystem {
         /// opens are (the open's replies may reach the kernel in either order).
         var writers = 0
         var backingId: Int32 = 0
+        /// Write opens waiting for the passthrough opens to go: read opens wait for them to be
+        /// admitted first, so a stream of readers cannot keep a writer out for good.
+        var waitingWriters = 0
         /// No backing file yet, and nothing open through the page cache or for writing.
         var canRegister: Bool { backingId == 0 && cached == 0 && writers == 0 }
+        var isUnused: Bool { passthrough == 0 && cached == 0 && writers == 0 && waitingWriters == 0 }
     }
 
     /// How complete blobs are read on this mount.
@@ -43,11 +47,11 @@ extension TensorsFileSystem {
 
     /// Decided at the first request that needs it (after the kernel's INIT), then fixed.
     var readPath: ReadPath {
-        if let known = state.withLock({ $0.readPath }) { return known }
+        if let known = decidedReadPath.withLock({ $0 }) { return known }
         let decided = decideReadPath()
-        let first = state.withLock { state -> Bool in
-            guard state.readPath == nil else { return false }
-            state.readPath = decided
+        let first = decidedReadPath.withLock { known -> Bool in
+            guard known == nil else { return false }
+            known = decided
             return true
         }
         if first { logger.notice("reads of complete models: \(decided)") }
@@ -56,8 +60,8 @@ extension TensorsFileSystem {
 
     private func decideReadPath() -> ReadPath {
         guard settings.passthrough else { return .plain(reason: "--no-passthrough") }
-        guard let session else { return .plain(reason: "not mounted") }
-        switch session.passthrough {
+        guard let kernel else { return .plain(reason: "not mounted") }
+        switch kernel.passthrough {
         case .notRequested: return .plain(reason: "--no-passthrough")
         case let .unavailable(why): return .plain(reason: why)
         case .active: break
@@ -74,9 +78,9 @@ extension TensorsFileSystem {
         }
         _ = Glibc.unlink(name)
         defer { try? probe.close() }
-        switch session.backingOpen(fd: probe.rawValue) {
+        switch kernel.backingOpen(fd: probe.rawValue) {
         case let .success(id):
-            session.backingClose(id)
+            kernel.backingClose(id)
             return .passthrough
         case let .failure(errno) where errno.rawValue == EPERM:
             return .plain(reason: "passthrough needs CAP_SYS_ADMIN: mount as root")
@@ -93,17 +97,17 @@ extension TensorsFileSystem {
         var blob: FileDescriptor?
         if case let .blob(fd, _) = handle, size >= settings.passthroughMinimumSize, readPath == .passthrough { blob = fd }
         var candidate: Int32?
-        if let blob, state.withLock({ ($0.ioModes[inode] ?? IOMode()).canRegister }) {
-            // Registered outside the state lock (a system call); another open may register the
+        if let blob, handles.withLock({ ($0.ioModes[inode] ?? IOMode()).canRegister }) {
+            // Registered outside the handle table's lock (a system call); another open may register the
             // inode's backing file meanwhile, and then this one is given back.
-            switch session?.backingOpen(fd: blob.rawValue) {
+            switch kernel?.backingOpen(fd: blob.rawValue) {
             case let .success(id)?: candidate = id
             case let .failure(errno)?: logger.notice("passthrough refused for inode \(inode.rawValue) (\(errno)): plain reads")
             case nil: break
             }
         }
-        let (admitted, unused) = state.withLock { state -> ((id: UInt64, backing: Int32?)?, Int32?) in
-            var mode = state.ioModes[inode] ?? IOMode()
+        let (admitted, unused) = handles.withLock { table -> ((id: UInt64, backing: Int32?)?, Int32?) in
+            var mode = table.ioModes[inode] ?? IOMode()
             var unused = candidate
             if blob != nil, mode.canRegister, let candidate {
                 mode.backingId = candidate
@@ -119,10 +123,10 @@ extension TensorsFileSystem {
             } else {
                 mode.writers += 1
             }
-            state.ioModes[inode] = mode
-            return ((state.store(handle), backing), unused)
+            table.ioModes[inode] = mode
+            return ((table.store(handle), backing), unused)
         }
-        if let unused { session?.backingClose(unused) }
+        if let unused { kernel?.backingClose(unused) }
         return admitted
     }
 
@@ -136,8 +140,8 @@ extension TensorsFileSystem {
     /// Forgets a released open's mode, and gives back the inode's backing file with its last
     /// passthrough open.
     func dismiss(_ handle: Handle, inode: Inode, backingId: Int32) {
-        let close = state.withLock { state -> Int32? in
-            guard var mode = state.ioModes[inode] else { return nil }
+        let close = handles.withLock { table -> Int32? in
+            guard var mode = table.ioModes[inode] else { return nil }
             var close: Int32?
             if backingId != 0 {
                 mode.passthrough -= 1
@@ -151,17 +155,33 @@ extension TensorsFileSystem {
             } else {
                 mode.writers -= 1
             }
-            state.ioModes[inode] = mode.passthrough == 0 && mode.cached == 0 && mode.writers == 0 ? nil : mode
+            table.ioModes[inode] = mode.isUnused ? nil : mode
             return close
         }
-        if let close { session?.backingClose(close) }
+        if let close { kernel?.backingClose(close) }
+    }
+
+    /// Counts a write open of `inode` as waiting (`by` 1) or no longer (-1).
+    func writerWaits(_ inode: Inode, by change: Int) {
+        handles.withLock { table in
+            var mode = table.ioModes[inode] ?? IOMode()
+            mode.waitingWriters += change
+            table.ioModes[inode] = mode.isUnused ? nil : mode
+        }
+    }
+
+    /// Lets a waiting write open of `inode` in first: waits until none waits, or `deadline`.
+    func waitForWriters(_ inode: Inode, until deadline: ContinuousClock.Instant) {
+        while handles.withLock({ ($0.ioModes[inode]?.waitingWriters ?? 0) > 0 }), ContinuousClock.now < deadline {
+            usleep(5_000)
+        }
     }
 
     /// Whether an inode has opens using a backing file, after waiting until `deadline` for them
     /// to go: close(2) returns before the kernel's RELEASE reaches the daemon, so an open right
     /// after the last close would otherwise find it still counted.
     func openByPassthrough(_ inode: Inode, until deadline: ContinuousClock.Instant) -> Bool {
-        while state.withLock({ ($0.ioModes[inode]?.passthrough ?? 0) > 0 }) {
+        while handles.withLock({ ($0.ioModes[inode]?.passthrough ?? 0) > 0 }) {
             guard ContinuousClock.now < deadline else { return true }
             usleep(5_000)
         }

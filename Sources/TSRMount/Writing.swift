@@ -8,14 +8,14 @@ import TSRStore
 /// Writes through folder views: new files stream into store write transactions and become
 /// aliases when committed (on flush, i.e. close(2), or release); renames and unlinks change
 /// aliases; mkdir/rmdir manage directories that hold nothing yet.
-extension TensorsFileSystem {
+extension MountCore {
     static var nowNs: Int64 { Clock.nowNs() }
     /// Numbers the writes shown in the overlay (`FileNode.pendingSerial`).
     static let writeSerials = Atomic<UInt64>(0)
 
     /// The writable directory a request targets, or the errno to answer.
     func writableDirectory(_ inode: Inode) -> Result<(Node, AliasKey), Errno> {
-        guard let node = resolve(inode) else { return .failure(.noEntry) }
+        guard let node = resolve(inode) else { return .failure(.noSuchFileOrDirectory) }
         guard let dir = node.directory else { return .failure(.notDirectory) }
         guard !settings.readOnly, let target = dir.target else { return .failure(.readOnlyFileSystem) }
         return .success((node, target))
@@ -30,7 +30,7 @@ extension TensorsFileSystem {
 
     /// Starts (or joins) the write transaction of a name.
     func beginWrite(key: AliasKey, existing: FileNode?, truncate: Bool) throws -> PendingWrite {
-        if let current = state.withLock({ $0.writes[key] }), current.join() {
+        if let current = writes.withLock({ $0[key] }), current.join() {
             if truncate {
                 // Emptying the file starts afresh, even after a failed write (a full disk).
                 current.clearFailure()
@@ -56,7 +56,7 @@ extension TensorsFileSystem {
             write.openHandles = 1
             write.dirty = changed
         }
-        state.withLock { $0.writes[key] = write }
+        writes.withLock { $0[key] = write }
         // An existing file opened for writing keeps showing its content until the first change
         // (an open and close that write nothing change nothing anyone sees).
         if existing == nil || truncate { try showWriting(write) }
@@ -77,9 +77,9 @@ extension TensorsFileSystem {
 
     /// The inodes the kernel holds that show a name as being written, with their paths.
     func shownWriting(_ key: AliasKey) -> [(Inode, String)] {
-        state.withLock { state in
+        names.withLock { names in
             Self.shownPaths(key).flatMap { path in
-                state.known.inodes(at: path).filter { state.known[$0]?.node.file?.pending == true }.map { ($0, path) }
+                names.known.inodes(at: path).filter { names.known[$0]?.node.file?.pending == true }.map { ($0, path) }
             }
         }
     }
@@ -88,9 +88,9 @@ extension TensorsFileSystem {
     func redirect(_ shown: [(Inode, String)]) {
         for (inode, path) in shown {
             let fresh = node(at: path)
-            state.withLock { state in
-                state.known.follow(inode, at: path)
-                if let fresh { state.known.update(inode, node: fresh) }
+            names.withLock { names in
+                names.known.follow(inode, at: path)
+                if let fresh { names.known.update(inode, node: fresh) }
             }
         }
     }
@@ -130,7 +130,7 @@ extension TensorsFileSystem {
         var items: [Invalidation] = shown.map { .content($0.0) }
         for path in Self.shownPaths(key) {
             let name = String(path.split(separator: "/").last ?? "")
-            for parent in state.withLock({ $0.known.directories(at: Self.parentPath(path)) }) {
+            for parent in names.withLock({ $0.known.directories(at: Self.parentPath(path)) }) {
                 items.append(.entry(parent, name))
             }
         }
@@ -139,13 +139,13 @@ extension TensorsFileSystem {
 
     /// Sends `items` to the kernel on the notifier's thread, then runs `then` (a reply that must
     /// follow them). Never blocks the calling worker.
-    func sendNow(_ items: [Invalidation], then: (@Sendable () -> Void)? = nil) {
-        guard !items.isEmpty, session != nil else {
+    public func sendNow(_ items: [Invalidation], then: (@Sendable () -> Void)? = nil) {
+        guard !items.isEmpty, kernel != nil else {
             then?()
             return
         }
         notifier.enqueue { [weak self] in
-            if let self, let session = self.session { Self.deliver(items, to: session) }
+            if let self, let kernel = self.kernel { Self.deliver(items, to: kernel) }
             then?()
         }
     }
@@ -158,7 +158,7 @@ extension TensorsFileSystem {
         do {
             try rebuildIfChanged({ overlay in
                 key = write.name
-                guard let key, overlay.pending[key] != nil, state.withLock({ $0.writes[key] === write }) else { return false }
+                guard let key, overlay.pending[key] != nil, writes.withLock({ $0[key] === write }) else { return false }
                 // A lookup made while the name was being written holds the pending inode: it stands
                 // for whatever the name shows now (the content from before, when nothing was committed).
                 shown = shownWriting(key)
@@ -172,73 +172,66 @@ extension TensorsFileSystem {
         }
         // The write stays findable under its name until the name shows what it left, so an open
         // that raced with this close reads that (`PendingWrite.outcome`).
-        if let key { state.withLock { state in if state.writes[key] === write { state.writes[key] = nil } } }
+        if let key { writes.withLock { table in if table[key] === write { table[key] = nil } } }
     }
 
-    public func create(_ request: Request, parent: Inode, name: String, mode: UInt32, file: FileInfo) {
-        switch writableDirectory(parent) {
-        case let .failure(errno): return request.reply(error: errno)
-        case let .success((_, target)):
-            do {
-                let key = try childKey(target, name)
-                let existing = child(of: parent, named: name)
-                if existing?.directory != nil { return request.reply(error: .isDirectory) }
-                let write = try beginWrite(key: key, existing: existing?.file, truncate: true)
-                guard let base = path(of: parent), let node = try resolveForKernel(Self.join(base, name)) else { return request.reply(error: .io) }
-                // Counted like every write open (passthrough admission); a new write's inode is
-                // never open by passthrough.
-                guard let opened = admit(.pending(write, writable: true), inode: node.inode, size: 0) else {
-                    if write.leave() { finish(write) }
-                    return request.reply(error: .textBusy)
-                }
-                request.reply(create: entry(node), open: OpenOptions(handle: opened.id, keepCache: false, directIO: true))
-            } catch {
-                logger.error("create \(target.child(name)): \(error)")
-                request.reply(error: ErrnoMapping.errno(for: error))
+    /// Creates (or empties) a file in a writable directory and opens it for writing: its entry
+    /// and open options.
+    public func create(parent: Inode, name: String) throws -> (entry: Entry, options: OpenOptions) {
+        let target = try writableDirectory(parent).get().1
+        do {
+            let key = try childKey(target, name)
+            let existing = child(of: parent, named: name)
+            if existing?.directory != nil { throw Errno.isDirectory }
+            let write = try beginWrite(key: key, existing: existing?.file, truncate: true)
+            guard let base = path(of: parent), let node = try resolveForKernel(Self.join(base, name)) else { throw Errno.ioError }
+            // Counted like every write open (passthrough admission); a new write's inode is
+            // never open by passthrough.
+            guard let opened = admit(.pending(write, writable: true), inode: node.inode, size: 0) else {
+                if write.leave() { finish(write) }
+                throw Errno.textFileBusy
             }
+            return (entry(node), OpenOptions(handle: opened.id, keepCache: false, directIO: true))
+        } catch let errno as Errno {
+            throw errno
+        } catch {
+            logger.error("create \(target.child(name)): \(error)")
+            throw error
         }
     }
 
     /// Symbolic and hard links, FIFOs, sockets and device nodes are not models: EPERM in folder
     /// views (the name could hold only a file's content), EROFS where nothing may change (§7, §8).
-    public func makeSpecial(_ request: Request, parent: Inode, name: String, kind: SpecialKind) {
-        switch writableDirectory(parent) {
-        case let .failure(errno):
-            request.reply(error: errno)
-        case let .success((_, target)):
-            logger.notice("\(kind.rawValue) \(LogText.escaped(target.child(name).description)): refused (EPERM): a models folder holds files and directories only")
-            request.reply(error: .permission)
-        }
+    public func makeSpecial(parent: Inode, name: String, kind: SpecialKind) throws -> Never {
+        let target = try writableDirectory(parent).get().1
+        logger.notice("\(kind.rawValue) \(LogText.escaped(target.child(name).description)): refused (EPERM): a models folder holds files and directories only")
+        throw Errno.notPermitted
     }
 
-    public func write(_ request: Request, inode: Inode, bytes: UnsafeRawBufferPointer, offset: Int64, file: FileInfo) {
-        guard case let .pending(write, true)? = state.withLock({ $0.handles[file.handle] }) else { return request.reply(error: .badFile) }
+    /// Writes bytes through a handle open for writing; how many were taken.
+    public func write(_ handle: UInt64, bytes: UnsafeRawBufferPointer, offset: Int64, lockOwner: UInt64) throws -> Int {
+        guard case let .pending(write, true)? = handles.withLock({ $0.handles[handle] }) else { throw Errno.badFileDescriptor }
         guard offset + Int64(bytes.count) <= settings.maxFileSize else {
             logger.notice("write past \(settings.maxFileSize) bytes into \(write.name?.description ?? "an unlinked file"): refused (EFBIG)")
-            return request.reply(error: .fileTooLarge)
+            throw Errno.fileTooLarge
         }
-        do {
-            if try write.write(bytes, at: offset, store: library.store, owner: file.lockOwner) {
-                // The first change since the open or the last commit: show the name as being
-                // written until the next commit.
-                try showWriting(write)
-            }
-            request.reply(written: bytes.count)
-        } catch {
-            request.reply(error: ErrnoMapping.errno(for: error))
+        if try write.write(bytes, at: offset, store: library.store, owner: lockOwner) {
+            // The first change since the open or the last commit: show the name as being
+            // written until the next commit.
+            try showWriting(write)
         }
+        return bytes.count
     }
 
-    public func flush(_ request: Request, inode: Inode, file: FileInfo) {
-        // close(2): commit now so the name is complete when close returns, and errors (disk full)
-        // reach the writer.
-        guard case let .pending(write, true)? = state.withLock({ $0.handles[file.handle] }) else { return request.replyOK() }
+    /// close(2): commits now so the name is complete when close returns, and errors (disk full)
+    /// reach the writer. Returns the invalidations to send before close(2) is answered (so the
+    /// next open after it finds the new content).
+    public func flush(_ handle: UInt64, lockOwner: UInt64) throws -> [Invalidation] {
+        guard case let .pending(write, true)? = handles.withLock({ $0.handles[handle] }) else { return [] }
         do {
             // Every close(2) of every process sharing the open file flushes; only one by a process
             // that wrote commits (the last close, the release, always does).
-            let items = try commit(write, closedBy: file.lockOwner == 0 ? nil : file.lockOwner)
-            // Answered once the kernel's entry leads to the new content (on the notifier's thread).
-            sendNow(items) { request.replyOK() }
+            return try commit(write, closedBy: lockOwner == 0 ? nil : lockOwner)
         } catch {
             logger.error("commit of \(write.name?.description ?? "an unlinked file") failed: \(error)")
             // A new file that never committed disappears with the failed close: its name is not
@@ -248,29 +241,25 @@ extension TensorsFileSystem {
                 overlay.pending[key] = nil
                 return true
             })
-            request.reply(error: ErrnoMapping.errno(for: error))
+            throw error
         }
     }
 
-    public func fsync(_ request: Request, inode: Inode, dataOnly: Bool, file: FileInfo) {
-        // Bytes in flight live in a temp file that is fsynced at commit; the name appears only
-        // complete and verified, so an fsync before close has nothing more to promise.
-        request.replyOK()
-    }
-
-    public func setattr(_ request: Request, inode: Inode, changes: AttributeChanges, file: FileInfo?) {
+    /// Changes a size (truncate, ftruncate); modes, owners and times are not stored (names carry
+    /// no metadata of their own) but are refused where nothing may change. The attributes after.
+    public func setattr(_ inode: Inode, changes: AttributeChanges, handle: UInt64?) throws -> (attributes: Attributes, timeout: Double) {
         guard let node = resolve(inode) else {
             logger.debug("setattr \(inode): no such inode")
-            return request.reply(error: .noEntry)
+            throw Errno.noSuchFileOrDirectory
         }
         if let size = changes.size {
-            guard let entry = node.file else { return request.reply(error: .isDirectory) }
-            guard entry.writable, !settings.readOnly, let key = entry.alias else { return request.reply(error: .readOnlyFileSystem) }
-            guard size <= settings.maxFileSize else { return request.reply(error: .fileTooLarge) }
+            guard let entry = node.file else { throw Errno.isDirectory }
+            guard entry.writable, !settings.readOnly, let key = entry.alias else { throw Errno.readOnlyFileSystem }
+            guard size <= settings.maxFileSize else { throw Errno.fileTooLarge }
             do {
-                if let file, case let .pending(write, true)? = state.withLock({ $0.handles[file.handle] }) {
+                if let handle, case let .pending(write, true)? = handles.withLock({ $0.handles[handle] }) {
                     if try write.truncate(to: size, store: library.store) { try showWriting(write) }
-                } else if let write = state.withLock({ $0.writes[key] }) {
+                } else if let write = writes.withLock({ $0[key] }) {
                     if try write.truncate(to: size, store: library.store) { try showWriting(write) }
                 } else {
                     // truncate(2) on a closed file: copy-on-write right away.
@@ -285,178 +274,16 @@ extension TensorsFileSystem {
                 }
             } catch {
                 logger.debug("setattr \(inode) size: \(error)")
-                return request.reply(error: ErrnoMapping.errno(for: error))
+                throw error
             }
         } else if settings.readOnly || (node.file.map { !$0.writable } ?? (node.directory?.target == nil)) {
             // Every change, owners and access times included (§8): chown and touch -a too.
-            if changes.mode != nil || changes.mtimeNs != nil || changes.other { return request.reply(error: .readOnlyFileSystem) }
+            if changes.mode != nil || changes.mtimeNs != nil || changes.other { throw Errno.readOnlyFileSystem }
         }
-        // Modes, owners and times are not stored: names carry no metadata of their own.
         guard let fresh = resolve(inode) else {
             logger.debug("setattr \(inode): gone after the change")
-            return request.reply(error: .noEntry)
+            throw Errno.noSuchFileOrDirectory
         }
-        request.reply(attributes: attributes(fresh), timeout: fresh.file?.pending == true ? 0 : settings.attributeTimeout)
-    }
-
-    public func mkdir(_ request: Request, parent: Inode, name: String, mode: UInt32) {
-        do {
-            let key: AliasKey
-            if parent == .root {
-                guard !settings.readOnly else { return request.reply(error: .readOnlyFileSystem) }
-                // A new folder key (custom nodes add their own: ipadapter, sams …).
-                key = AliasKey(folder: try ModelPath.validateFolder(name), path: "")
-            } else {
-                switch writableDirectory(parent) {
-                case let .failure(errno): return request.reply(error: errno)
-                case let .success((_, target)): key = try childKey(target, name)
-                }
-            }
-            if child(of: parent, named: name) != nil { return request.reply(error: .exists) }
-            let now = Self.nowNs
-            try rebuild { overlay in overlay.emptyDirectories[key] = now }
-            guard let base = path(of: parent), let node = try resolveForKernel(Self.join(base, name)) else { return request.reply(error: .io) }
-            request.reply(entry: entry(node))
-        } catch {
-            request.reply(error: ErrnoMapping.errno(for: error))
-        }
-    }
-
-    public func rmdir(_ request: Request, parent: Inode, name: String) {
-        guard !settings.readOnly else { return request.reply(error: .readOnlyFileSystem) }
-        guard let node = child(of: parent, named: name) else { return request.reply(error: .noEntry) }
-        guard let dir = node.directory else { return request.reply(error: .notDirectory) }
-        guard let target = dir.target else { return request.reply(error: .readOnlyFileSystem) }
-        guard isEmptyDirectory(parent: parent, name: name) else { return request.reply(error: .notEmpty) }
-        let isMadeHere = state.withLock { $0.overlay.emptyDirectories[target] != nil }
-        if !isMadeHere || (target.path.isEmpty && ModelPath.folderKeys.contains(target.folder)) {
-            return request.reply(error: .busy)
-        }
-        do {
-            try rebuild { overlay in overlay.emptyDirectories[target] = nil }
-            request.replyOK()
-        } catch {
-            request.reply(error: ErrnoMapping.errno(for: error))
-        }
-    }
-
-    public func unlink(_ request: Request, parent: Inode, name: String) {
-        guard !settings.readOnly else { return request.reply(error: .readOnlyFileSystem) }
-        guard let node = child(of: parent, named: name) else { return request.reply(error: .noEntry) }
-        guard let file = node.file else { return request.reply(error: .isDirectory) }
-        guard file.writable, let key = file.alias else { return request.reply(error: .readOnlyFileSystem) }
-        do {
-            try rebuild { overlay in
-                // The registry first: if it fails, nothing else has changed.
-                if try library.registry.alias(folder: key.folder, path: key.path) != nil {
-                    try library.registry.removeAlias(folder: key.folder, path: key.path)
-                }
-                // Open handles of an unlinked file keep writing into a transaction that no name
-                // will receive (its bytes are discarded when the last handle closes).
-                state.withLock { $0.writes.removeValue(forKey: key) }?.rename(to: nil)
-                overlay.pending[key] = nil
-            }
-            request.replyOK()
-        } catch {
-            request.reply(error: ErrnoMapping.errno(for: error))
-        }
-    }
-
-    public func rename(_ request: Request, parent: Inode, name: String, newParent: Inode, newName: String, flags: UInt32) {
-        let noReplace = flags & RenameFlags.noReplace != 0
-        guard flags & ~RenameFlags.noReplace == 0 else { return request.reply(error: .invalid) }
-        guard !settings.readOnly else { return request.reply(error: .readOnlyFileSystem) }
-        guard let source = child(of: parent, named: name), let sourceBase = path(of: parent) else { return request.reply(error: .noEntry) }
-        guard case let .success((_, targetDir)) = writableDirectory(newParent), let targetBase = path(of: newParent) else {
-            return request.reply(error: .readOnlyFileSystem)
-        }
-        // The kernel moves its dentries with their old inodes: those follow to the new place.
-        let moving = (from: Self.join(sourceBase, name), to: Self.join(targetBase, newName))
-        do {
-            let destination = try childKey(targetDir, newName)
-            let existing = child(of: newParent, named: newName)
-            if existing != nil && noReplace { return request.reply(error: .exists) }
-            if let file = source.file {
-                guard file.writable, let from = file.alias else { return request.reply(error: .readOnlyFileSystem) }
-                if existing?.directory != nil { return request.reply(error: .isDirectory) }
-                if from == destination { return request.replyOK() }
-                try renameFile(from: from, to: destination, dentries: moving)
-            } else if let dir = source.directory {
-                guard let from = dir.target, !from.path.isEmpty else { return request.reply(error: .busy) }
-                if let existing {
-                    guard existing.directory != nil else { return request.reply(error: .notDirectory) }
-                    guard isEmptyDirectory(parent: newParent, name: newName) else { return request.reply(error: .notEmpty) }
-                }
-                if destination.folder == from.folder && (destination.path + "/").hasPrefix(from.path + "/") {
-                    return request.reply(error: .invalid)
-                }
-                try renameDirectory(from: from, to: destination, dentries: moving)
-            }
-            request.replyOK()
-        } catch {
-            request.reply(error: ErrnoMapping.errno(for: error))
-        }
-    }
-
-    /// Whether a directory has nothing in it (a registry error counts as not empty).
-    func isEmptyDirectory(parent: Inode, name: String) -> Bool {
-        guard let base = path(of: parent) else { return false }
-        do {
-            return try resolver().listing(at: Self.join(base, name))?.isEmpty ?? false
-        } catch {
-            logger.error("listing '\(Self.join(base, name))': \(error)")
-            return false
-        }
-    }
-
-    private func renameFile(from: AliasKey, to: AliasKey, dentries: (from: String, to: String)) throws {
-        // Under the rebuild lock, like a commit's recording (see `commit`).
-        try rebuild { overlay in
-            // The registry first: if it fails, nothing else has changed.
-            // A written file is in the registry once flushed; a pending-only one is not yet.
-            if try library.registry.alias(folder: from.folder, path: from.path) != nil {
-                try library.registry.moveAlias(from: (from.folder, from.path), to: (to.folder, to.path), replace: true)
-            }
-            let (moving, replaced) = state.withLock { state -> (PendingWrite?, PendingWrite?) in
-                guard let write = state.writes.removeValue(forKey: from) else {
-                    return (nil, state.writes.removeValue(forKey: to))
-                }
-                state.writes[to] = write
-                return (write, nil)
-            }
-            replaced?.rename(to: nil)
-            moving?.rename(to: to)
-            if let entry = overlay.pending.removeValue(forKey: from) { overlay.pending[to] = entry }
-            if replaced != nil { overlay.pending[to] = nil }
-            state.withLock { $0.known.move(from: dentries.from, to: dentries.to) }
-        }
-    }
-
-    private func renameDirectory(from: AliasKey, to: AliasKey, dentries: (from: String, to: String)) throws {
-        func moved(_ key: AliasKey) -> AliasKey? {
-            guard key.folder == from.folder, key.path == from.path || key.path.hasPrefix(from.path + "/") else { return nil }
-            return AliasKey(folder: to.folder, path: to.path + key.path.dropFirst(from.path.count))
-        }
-        try rebuild { overlay in
-            // The registry first (a name already at the target refuses the move): if it fails,
-            // nothing else has changed. The rest under the rebuild lock, like a commit's recording.
-            _ = try library.registry.moveAliases(fromFolder: from.folder, prefix: from.path, toFolder: to.folder, toPrefix: to.path, replace: false)
-            let relocated = state.withLock { state -> [(PendingWrite, AliasKey)] in
-                var out: [(PendingWrite, AliasKey)] = []
-                for (key, write) in state.writes {
-                    guard let target = moved(key) else { continue }
-                    state.writes[key] = nil
-                    state.writes[target] = write
-                    out.append((write, target))
-                }
-                return out
-            }
-            // Outside the state lock: a write's lock may be held across its file I/O.
-            for (write, target) in relocated { write.rename(to: target) }
-            for (key, value) in overlay.pending { if let target = moved(key) { overlay.pending[key] = nil; overlay.pending[target] = value } }
-            for (key, value) in overlay.emptyDirectories { if let target = moved(key) { overlay.emptyDirectories[key] = nil; overlay.emptyDirectories[target] = value } }
-            overlay.emptyDirectories[to] = overlay.emptyDirectories[to] ?? Self.nowNs
-            state.withLock { $0.known.move(from: dentries.from, to: dentries.to) }
-        }
+        return (attributes(fresh), fresh.file?.pending == true ? 0 : settings.attributeTimeout)
     }
 }

@@ -1,3 +1,4 @@
+import SystemPackage
 import Foundation
 import GRDB
 import TSRStore
@@ -119,12 +120,12 @@ public struct LocalFileRecord: Codable, Sendable, Equatable, FetchableRecord, Mu
         case createdAt = "created_at", updatedAt = "updated_at"
     }
 
-    public init(path: String, sha256: Digest, status: FileStatus, headerSize: Int? = nil, tensorCount: Int? = nil, now: Date = Date()) {
+    public init(path: String, sha256: Digest, status: Stat, headerSize: Int? = nil, tensorCount: Int? = nil, now: Date = Date()) {
         self.filePath = path
         self.sha256 = sha256
         self.size = status.size
         self.device = Int64(bitPattern: status.device)
-        self.inode = Int64(bitPattern: status.inode)
+        self.inode = Int64(bitPattern: status.inodeNumber)
         self.mtimeNs = status.mtimeNs
         self.headerSize = headerSize
         self.tensorCount = tensorCount
@@ -133,8 +134,8 @@ public struct LocalFileRecord: Codable, Sendable, Equatable, FetchableRecord, Mu
     }
 
     /// True when the file on disk is still the one that was hashed.
-    public func matches(_ status: FileStatus) -> Bool {
-        size == status.size && device == Int64(bitPattern: status.device) && inode == Int64(bitPattern: status.inode)
+    public func matches(_ status: Stat) -> Bool {
+        size == status.size && device == Int64(bitPattern: status.device) && inode == Int64(bitPattern: status.inodeNumber)
             && mtimeNs == status.mtimeNs
     }
 

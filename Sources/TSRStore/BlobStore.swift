@@ -39,7 +39,7 @@ public struct Adopted: Sendable, Equatable {
     public var committed: Committed
     public var method: AdoptMethod
     /// The source file's status as it was hashed.
-    public var source: FileStatus
+    public var source: Stat
 }
 
 /// The outcome of re-hashing a blob.
@@ -331,7 +331,7 @@ public final class BlobStore: Sendable {
     }
 
     private func adoptLinked(
-        tempPath: String, originalPath: String, source: FileStatus, progress: (@Sendable (Int) -> Void)?
+        tempPath: String, originalPath: String, source: Stat, progress: (@Sendable (Int) -> Void)?
     ) throws(StoreError) -> Adopted {
         do throws(StoreError) {
             let fd = try SystemCalls.openForReading(tempPath)
@@ -353,7 +353,7 @@ public final class BlobStore: Sendable {
         }
     }
 
-    private func adoptCopy(path: String, source: FileStatus, progress: (@Sendable (Int) -> Void)?) throws(StoreError) -> Adopted {
+    private func adoptCopy(path: String, source: Stat, progress: (@Sendable (Int) -> Void)?) throws(StoreError) -> Adopted {
         let src = try SystemCalls.openForReading(path)
         defer { try? src.close() }
         let (temp, tempPath) = try createTempFile()
@@ -376,7 +376,7 @@ public final class BlobStore: Sendable {
             guard after.sameFile(as: source), count == source.size else { throw StoreError.changedDuringRead(path: path) }
             // The copy is readable by no more people than the original.
             var status = stat()
-            if fstat(temp.rawValue, &status) == 0 { _ = fchmod(temp.rawValue, status.st_mode & mode_t(source.mode) & 0o666) }
+            if fstat(temp.rawValue, &status) == 0 { _ = fchmod(temp.rawValue, status.st_mode & source.mode.rawValue & 0o666) }
             try SystemCalls.sync(temp, path: tempPath)
             let committed = try publish(tempPath: tempPath, fd: temp, digest: hasher.finalize(), size: count)
             return Adopted(committed: committed, method: method, source: source)
@@ -419,8 +419,8 @@ public final class BlobStore: Sendable {
     }
 
     /// Every blob file on disk, with its size and change time.
-    public func blobsOnDisk() throws(StoreError) -> [(digest: Digest, status: FileStatus)] {
-        var found: [(Digest, FileStatus)] = []
+    public func blobsOnDisk() throws(StoreError) -> [(digest: Digest, status: Stat)] {
+        var found: [(Digest, Stat)] = []
         for fan in try SystemCalls.listDirectory(layout.blobsRoot) {
             let dir = layout.blobsRoot + "/" + String(decoding: fan, as: UTF8.self)
             guard (try? SystemCalls.status(dir))?.isDirectory == true else { continue }

@@ -35,7 +35,7 @@ public enum FileHasher {
     /// The SHA-256 of a file and the status it had while being read.
     ///
     /// - Throws: `StoreError.changedDuringRead` when size, mtime or identity moved while hashing.
-    public static func hash(path: String, progress: (@Sendable (Int) -> Void)? = nil) throws(StoreError) -> (Digest, FileStatus) {
+    public static func hash(path: String, progress: (@Sendable (Int) -> Void)? = nil) throws(StoreError) -> (Digest, Stat) {
         let fd = try SystemCalls.openForReading(path)
         defer { try? fd.close() }
         let before = try SystemCalls.status(of: fd, path: path)
@@ -51,7 +51,7 @@ public enum FileHasher {
     public static func hashAll(
         paths: [String], workers: Int = Machine.coreCount,
         progress: (@Sendable (Int) -> Void)? = nil
-    ) -> [Result<(Digest, FileStatus), StoreError>] {
+    ) -> [Result<(Digest, Stat), StoreError>] {
         Parallel.map(paths, workers: workers) { path in
             Result { () throws(StoreError) in try hash(path: path, progress: progress) }
         }

@@ -5,35 +5,24 @@ import Musl
 #endif
 import SystemPackage
 
-/// What `stat(2)` says about a path, reduced to the facts tensors uses.
-public struct FileStatus: Equatable, Sendable {
-    public var device: UInt64
-    public var inode: UInt64
-    public var size: Int64
+/// What tensors reads from `stat(2)`, on swift-system's `Stat` (the one stat type of the project).
+extension Stat {
+    /// The device, as a plain number (the registry stores it).
+    public var device: UInt64 { UInt64(deviceID.rawValue) }
+    /// The inode number, as a plain number (the registry stores it).
+    public var inodeNumber: UInt64 { UInt64(inode.rawValue) }
     /// Modification time in nanoseconds since the epoch.
-    public var mtimeNs: Int64
+    public var mtimeNs: Int64 { Int64(st_mtim.tv_sec) * 1_000_000_000 + Int64(st_mtim.tv_nsec) }
     /// Status-change time in nanoseconds since the epoch.
-    public var ctimeNs: Int64
-    public var mode: UInt32
-    public var linkCount: UInt64
+    public var ctimeNs: Int64 { Int64(st_ctim.tv_sec) * 1_000_000_000 + Int64(st_ctim.tv_nsec) }
 
-    public var isRegularFile: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFREG) }
-    public var isDirectory: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFDIR) }
-    public var isSymlink: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFLNK) }
-
-    init(_ st: stat) {
-        device = UInt64(st.st_dev)
-        inode = UInt64(st.st_ino)
-        size = Int64(st.st_size)
-        mtimeNs = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
-        ctimeNs = Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec)
-        mode = UInt32(st.st_mode)
-        linkCount = UInt64(st.st_nlink)
-    }
+    public var isRegularFile: Bool { type == .regular }
+    public var isDirectory: Bool { type == .directory }
+    public var isSymlink: Bool { type == .symbolicLink }
 
     /// True when two observations describe the same, unchanged file content.
-    public func sameFile(as other: FileStatus) -> Bool {
-        device == other.device && inode == other.inode && size == other.size && mtimeNs == other.mtimeNs
+    public func sameFile(as other: Stat) -> Bool {
+        device == other.device && inodeNumber == other.inodeNumber && size == other.size && mtimeNs == other.mtimeNs
     }
 }
 
@@ -55,17 +44,17 @@ public enum SystemCalls {
     }
 
     /// stat(2), following symlinks.
-    public static func status(_ path: String) throws(StoreError) -> FileStatus {
+    public static func status(_ path: String) throws(StoreError) -> Stat {
         var st = stat()
         try retrying("stat", path) { stat(path, &st) }
-        return FileStatus(st)
+        return Stat(rawValue: st)
     }
 
     /// lstat(2): the link itself, not its target.
-    public static func linkStatus(_ path: String) throws(StoreError) -> FileStatus {
+    public static func linkStatus(_ path: String) throws(StoreError) -> Stat {
         var st = stat()
         try retrying("lstat", path) { lstat(path, &st) }
-        return FileStatus(st)
+        return Stat(rawValue: st)
     }
 
     /// True when nothing is at `path` (lstat answers ENOENT or ENOTDIR); false when something is,
@@ -111,10 +100,10 @@ public enum SystemCalls {
     }
 
     /// fstat(2).
-    public static func status(of fd: FileDescriptor, path: String) throws(StoreError) -> FileStatus {
+    public static func status(of fd: FileDescriptor, path: String) throws(StoreError) -> Stat {
         var st = stat()
         try retrying("fstat", path) { fstat(fd.rawValue, &st) }
-        return FileStatus(st)
+        return Stat(rawValue: st)
     }
 
     /// True when something (file, directory or dangling link) exists at the path.

@@ -28,9 +28,9 @@ struct InProcessMountTests {
         #expect(try readBytes(mountpoint + "/vae/demo-vae.safetensors") == vae)
         let bytes = Array("written in process".utf8)
         try Data(bytes).write(to: URL(fileURLWithPath: mountpoint + "/loras/inproc.txt"))
-        let alias = try daemon.fileSystem.library.registry.alias(folder: "loras", path: "inproc.txt")
+        let alias = try daemon.core.library.registry.alias(folder: "loras", path: "inproc.txt")
         #expect(alias?.sha256 == (try SHA256Hasher.digest(bytes)))
-        #expect(daemon.fileSystem.node(at: "loras/inproc.txt")?.file?.size == Int64(bytes.count))
+        #expect(daemon.core.node(at: "loras/inproc.txt")?.file?.size == Int64(bytes.count))
     }
 }
 

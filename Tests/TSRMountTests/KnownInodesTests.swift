@@ -65,13 +65,13 @@ import TSRTesting
             try add("style/removed.safetensors", "removed")
             try add("style/rewritten.safetensors", "old")
             try add("elsewhere/unheld.safetensors", "unheld")
-            let fs = try TensorsFileSystem(library: library, settings: MountSettings(), logger: Logger(label: "test"))
+            let fs = try MountCore(library: library, settings: MountSettings(), logger: Logger(label: "test"))
             var held: [String: Inode] = [:]
             for path in ["loras", "loras/style", "loras/style/kept.safetensors", "loras/style/removed.safetensors", "loras/style/rewritten.safetensors"] {
                 held[path] = try #require(try fs.resolveForKernel(path)).inode
             }
             let styleBefore = try #require(fs.resolve(held["loras/style"]!))
-            #expect(fs.state.withLock { $0.invalidations.isEmpty })
+            #expect(fs.names.withLock { $0.invalidations.isEmpty })
 
             Thread.sleep(forTimeInterval: 0.01)  // a later mtime
             try add("style/new.safetensors", "new")
@@ -80,7 +80,7 @@ import TSRTesting
             try add("elsewhere/other.safetensors", "other")
             try fs.rebuild()
 
-            let invalidations = fs.state.withLock { $0.invalidations }
+            let invalidations = fs.names.withLock { $0.invalidations }
             var dropped = Set<String>()
             var refreshed = Set<Inode>()
             for item in invalidations {
@@ -98,11 +98,11 @@ import TSRTesting
             let styleAfter = try #require(fs.resolve(held["loras/style"]!))
             #expect((styleAfter.directory?.mtimeNs ?? 0) > (styleBefore.directory?.mtimeNs ?? 0))
             #expect(fs.resolve(held["loras/style/rewritten.safetensors"]!)?.file?.size == 3, "the old inode keeps its content's size (readers of it keep it)")
-            #expect(fs.state.withLock { $0.known.count } == 6, "only what the kernel was handed is kept (and the root)")
+            #expect(fs.names.withLock { $0.known.count } == 6, "only what the kernel was handed is kept (and the root)")
 
-            fs.state.withLock { $0.invalidations.removeAll() }
+            fs.names.withLock { $0.invalidations.removeAll() }
             try fs.rebuild()
-            #expect(fs.state.withLock { $0.invalidations.isEmpty }, "no change, nothing to drop")
+            #expect(fs.names.withLock { $0.invalidations.isEmpty }, "no change, nothing to drop")
         }
     }
 
@@ -112,11 +112,11 @@ import TSRTesting
         try TempDirectory.with { dir in
             let library = try Library(home: dir.path + "/home")
             try Self.add("style/kept.safetensors", "kept", to: library.registry)
-            let fs = try TensorsFileSystem(library: library, settings: MountSettings(), logger: Logger(label: "test"))
+            let fs = try MountCore(library: library, settings: MountSettings(), logger: Logger(label: "test"))
             let loras = try #require(try fs.resolveForKernel("loras")).inode
             #expect(try fs.resolveForKernel("loras/made") == nil, "looked up before it exists (a negative entry)")
             func owed() -> (dropped: [String], owed: Bool) {
-                fs.state.withLock { state in
+                fs.names.withLock { state in
                     let dropped = state.invalidations.compactMap { item -> String? in
                         if case let .entry(parent, name) = item, parent == loras { return name }
                         return nil
@@ -129,8 +129,8 @@ import TSRTesting
             let other = try DatabaseQueue(path: library.layout.database)
             try other.write { try $0.execute(sql: "ALTER TABLE mount_changes RENAME TO mount_changes_hidden") }
             let made = AliasKey(folder: "loras", path: "made")
-            try fs.rebuild { overlay in overlay.emptyDirectories[made] = TensorsFileSystem.nowNs }
-            #expect(fs.state.withLock { $0.overlay.emptyDirectories[made] } != nil, "the change is made")
+            try fs.rebuild { overlay in overlay.emptyDirectories[made] = MountCore.nowNs }
+            #expect(fs.names.withLock { $0.overlay.emptyDirectories[made] } != nil, "the change is made")
             #expect(owed().dropped.isEmpty && owed().owed, "nothing refreshed yet; the refresh is owed")
             try fs.followChanges()
             #expect(owed().dropped.isEmpty && owed().owed, "still owed while the registry cannot be read")
@@ -153,17 +153,17 @@ import TSRTesting
             try add("style/kept.safetensors", "kept")
             var settings = MountSettings()
             settings.changeLogBatch = 3
-            let fs = try TensorsFileSystem(library: library, settings: settings, logger: Logger(label: "test"))
+            let fs = try MountCore(library: library, settings: settings, logger: Logger(label: "test"))
             let style = try #require(try fs.resolveForKernel("loras/style")).inode
             #expect(try fs.resolveForKernel("loras/style/new-0.safetensors") == nil, "looked up before it exists (a negative entry)")
             for index in 0..<4 { try add("style/new-\(index).safetensors", "new \(index)") }
             try fs.rebuild()
-            let dropped = Set(fs.state.withLock { $0.invalidations }.compactMap { item -> String? in
+            let dropped = Set(fs.names.withLock { $0.invalidations }.compactMap { item -> String? in
                 if case let .entry(parent, name) = item, parent == style { return name }
                 return nil
             })
             #expect(dropped.isSuperset(of: ["new-0.safetensors", "new-3.safetensors", "kept.safetensors"]), "\(dropped)")
-            #expect(fs.state.withLock { $0.changeSeq } == (try registry.mountChangesStart().latest), "it caught up with the log")
+            #expect(fs.names.withLock { $0.changeSeq } == (try registry.mountChangesStart().latest), "it caught up with the log")
         }
     }
 }
@@ -173,7 +173,7 @@ import TSRTesting
     @Test func aFullRegistryIsNoSpaceAndABusyOneIsBusy() {
         #expect(ErrnoMapping.errno(for: RegistryError.full("database or disk is full")) == .noSpace)
         #expect(ErrnoMapping.errno(for: LibraryError.registry(.full("x"))) == .noSpace)
-        #expect(ErrnoMapping.errno(for: RegistryError.busy("locked")) == .busy)
-        #expect(ErrnoMapping.errno(for: RegistryError.database("other")) == .io)
+        #expect(ErrnoMapping.errno(for: RegistryError.busy("locked")) == .resourceBusy)
+        #expect(ErrnoMapping.errno(for: RegistryError.database("other")) == .ioError)
     }
 }

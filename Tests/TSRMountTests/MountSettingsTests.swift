@@ -23,9 +23,8 @@ struct MountSettingsTests {
 /// file handle, so numbers must stay below 2^32 and never be reused while in use.
 struct HandleNumberTests {
     @Test func numbersWrapBelow2To32AndSkipThoseInUse() {
-        let root = Node(inode: .root, parent: .root, name: "", kind: .directory(DirectoryNode(names: [], children: [:], mtimeNs: 0)))
-        var state = TensorsFileSystem.State(known: KnownInodes(root: root))
-        let empty = TensorsFileSystem.Listing(path: "", nodes: [], entries: [], epoch: 0)
+        var state = MountCore.HandleTable()
+        let empty = MountCore.Listing(path: "", nodes: [], entries: [], epoch: 0)
         state.nextHandle = 0xFFFF_FFFE
         let a = state.store(.directory(empty))
         let b = state.store(.directory(empty))

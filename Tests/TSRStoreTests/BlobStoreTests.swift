@@ -41,7 +41,7 @@ import TSRTesting
             let path = store.layout.blobPath(committed.digest)
             #expect(path.hasSuffix("/blobs/sha256/\(committed.digest.prefix)/\(committed.digest.rawValue)"))
             #expect(try readBytes(path) == data)
-            #expect(try SystemCalls.status(path).mode & 0o777 == 0o444)
+            #expect(try SystemCalls.status(path).mode.rawValue & 0o777 == 0o444)
             #expect(try Self.tempFiles(store).isEmpty)
         }
     }
@@ -216,7 +216,7 @@ import TSRTesting
             let blob = try SystemCalls.status(store.layout.blobPath(adopted.committed.digest))
             #expect(blob.inode == before.inode)
             #expect(try readBytes(original) == data)
-            #expect(blob.mode & 0o777 == 0o444)
+            #expect(blob.mode.rawValue & 0o777 == 0o444)
             #expect(try Self.tempFiles(store).isEmpty)
         }
     }
@@ -231,7 +231,7 @@ import TSRTesting
             let blob = try SystemCalls.status(store.layout.blobPath(adopted.committed.digest))
             #expect(blob.inode != (try SystemCalls.status(original)).inode)
             #expect(try readBytes(store.layout.blobPath(adopted.committed.digest)) == data)
-            #expect(try SystemCalls.status(original).mode & 0o200 != 0, "the original keeps its mode")
+            #expect(try SystemCalls.status(original).mode.rawValue & 0o200 != 0, "the original keeps its mode")
         }
     }
 

@@ -1,3 +1,4 @@
+import SystemPackage
 import ArgumentParser
 import TSRLibrary
 import TSRStore
@@ -20,7 +21,7 @@ struct HashCommand: ParsableCommand {
 
     func run() throws {
         guard !files.isEmpty else { throw ValidationError("name at least one file") }
-        let results = withProgress("hashing", enabled: !output.json) { counter -> [Result<(Digest, FileStatus), StoreError>] in
+        let results = withProgress("hashing", enabled: !output.json) { counter -> [Result<(Digest, Stat), StoreError>] in
             guard let counter else { return FileHasher.hashAll(paths: files) }
             counter.addTotal(bytes: files.reduce(0) { $0 + ((try? SystemCalls.status($1).size) ?? 0) }, files: files.count)
             return FileHasher.hashAll(paths: files) { counter.advance(bytes: $0) }

@@ -67,7 +67,7 @@ struct MountCommand: ParsableCommand {
                 let daemon = try MountDaemon.make(request, logger: Logger(label: "tsr.mount"))
                 var apiTask: Task<Void, any Error>?
                 if let apiConfiguration {
-                    let fetcher = shared.make(library: daemon.fileSystem.library, settings: settings, credentials: credentials)
+                    let fetcher = shared.make(library: daemon.core.library, settings: settings, credentials: credentials)
                     let server = try APIServer(fetcher: fetcher, configuration: apiConfiguration)
                     let logger = Logger(label: "tsr.api")
                     apiTask = try APIRunner.startListening(server, signals: false) { url in
