@@ -57,7 +57,7 @@ extension MountCore {
 
     /// Where a folder's name is shown: in the folder and its legacy mirror.
     static func shownPaths(_ key: AliasKey) -> [String] {
-        NamespaceBuilder.viewFolders(key.folder).map { key.path.isEmpty ? $0 : $0 + "/" + key.path }
+        ViewNaming.viewFolders(key.folder).map { key.path.isEmpty ? $0 : $0 + "/" + key.path }
     }
 
     /// Reads the registry's change log since the last refresh and brings every inode the kernel
@@ -176,9 +176,7 @@ extension MountCore {
         }
     }
 
-    static func isReadOnlyView(_ path: String) -> Bool {
-        NamespaceBuilder.viewRoots.contains { path == $0 || path.hasPrefix($0 + "/") }
-    }
+    static func isReadOnlyView(_ path: String) -> Bool { ViewNaming.isReadOnlyView(path) }
 
     /// Sends queued invalidations to the kernel. Runs on the poller thread, never inside a request
     /// handler (libfuse: notifications from a handler of a related operation can deadlock).

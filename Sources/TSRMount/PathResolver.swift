@@ -2,15 +2,15 @@ import Foundation
 import TSRRegistry
 import TSRStore
 
-/// What the mount shows at one path, answered from registry queries and the overlay without a
-/// snapshot of the whole registry (docs/ARCHITECTURE.md, "Large registries"). It answers exactly
-/// what `NamespaceBuilder` would for the same data — same nodes, inodes, mtimes, link counts and
-/// listings (`PathResolverTests` compares the two) — so the mount can switch to it.
+/// What the mount shows at one path: the one definition, answered from registry queries and the
+/// overlay without a snapshot of the whole registry (docs/ARCHITECTURE.md, "Large registries").
+/// Names and inode numbers come from `ViewNaming`. The tests compare every answer with a
+/// snapshot builder over the same data (`PathResolverTests`, the oracle).
 ///
 /// Folder-view paths, the ones ComfyUI looks up all the time, cost one indexed row (a file) or a
 /// few aggregate range queries (a directory's mtime and subdirectories); a listing reads the
-/// names under its directory. The by-base, by-creator, by-hash and workflows views and the root's
-/// view directories are built from what lies under them with `NamespaceBuilder` itself.
+/// names under its directory. The read-only views read the rows under the path asked about
+/// (`ReadOnlyViews.swift`).
 struct PathResolver {
     let source: any MountQueries
     let overlay: Overlay
@@ -23,7 +23,7 @@ struct PathResolver {
         if let folder = try folder(shownAt: parts[0]) {
             return try folderNode(shown: parts[0], folder: folder, sub: Array(parts.dropFirst()))
         }
-        return try subtree(for: parts)?.node(at: path).map(Self.withoutNames)
+        return ViewNaming.viewRoots.contains(parts[0]) ? try viewNode(parts) : nil
     }
 
     /// The children of a directory, sorted by name (nil when `path` is not a directory).
@@ -34,8 +34,7 @@ struct PathResolver {
         if let folder = try folder(shownAt: parts[0]) {
             return try folderListing(shown: parts[0], folder: folder, sub: Array(parts.dropFirst()))
         }
-        guard let tree = try subtree(for: parts), let dir = tree.node(at: path)?.directory else { return nil }
-        return dir.names.compactMap { dir.children[$0].flatMap(tree.node) }.map(Self.withoutNames)
+        return ViewNaming.viewRoots.contains(parts[0]) ? try viewListing(parts) : nil
     }
 
     // MARK: Folder views
@@ -43,7 +42,7 @@ struct PathResolver {
     /// The folder a top-level name shows — a folder key, its legacy mirror, or a folder with
     /// names or being written — asking the registry about that folder only.
     func folder(shownAt shown: String) throws -> String? {
-        if NamespaceBuilder.viewRoots.contains(shown) { return nil }
+        if ViewNaming.viewRoots.contains(shown) { return nil }
         let canonical = ModelPath.canonicalFolder(shown)
         if ModelPath.folderKeys.contains(canonical) { return canonical }
         if overlay.pending.keys.contains(where: { $0.folder == shown }) || overlay.emptyDirectories.keys.contains(where: { $0.folder == shown }) {
@@ -60,7 +59,7 @@ struct PathResolver {
         folders.formUnion(overlay.emptyDirectories.keys.map(\.folder))
         var roots: [String: String] = [:]
         for folder in folders {
-            for shown in NamespaceBuilder.viewFolders(folder) { roots[shown] = folder }
+            for shown in ViewNaming.viewFolders(folder) { roots[shown] = folder }
         }
         return roots
     }
@@ -77,7 +76,7 @@ struct PathResolver {
             let entry = try source.mountEntry(folder: folder, path: sub)
             let committed = entry.map {
                 FileNode(
-                    sha256: $0.sha256, size: $0.size, state: $0.state, mtimeNs: NamespaceBuilder.ns($0.updatedAt), alias: key,
+                    sha256: $0.sha256, size: $0.size, state: $0.state, mtimeNs: ViewNaming.ns($0.updatedAt), alias: key,
                     writable: true, pending: false)
             }
             if let pending = overlay.pending[key] {
@@ -95,11 +94,11 @@ struct PathResolver {
             || overlay.emptyDirectories.keys.contains { $0.folder == folder && (sub.isEmpty || $0.path == sub || $0.path.hasPrefix(sub + "/")) }
         if !parts.isEmpty, !mentioned, try !source.mountHasNames(folder: folder, under: sub) { return nil }
         let facts = try source.directoryFacts(folder: folder, under: sub)
-        var mtime = NamespaceBuilder.baselineNs
+        var mtime = ViewNaming.baselineNs
         var subdirectories = Set(facts.subdirectories)
         var exists = parts.isEmpty || facts.hasNames
-        if let date = facts.newestUpdate { mtime = max(mtime, NamespaceBuilder.ns(date)) }
-        if let date = facts.newestRemoval { mtime = max(mtime, NamespaceBuilder.ns(date)) }
+        if let date = facts.newestUpdate { mtime = max(mtime, ViewNaming.ns(date)) }
+        if let date = facts.newestRemoval { mtime = max(mtime, ViewNaming.ns(date)) }
         // What the mount itself adds below: names being written and directories made with mkdir.
         func below(_ other: AliasKey) -> [String]? {
             guard other.folder == folder else { return nil }
@@ -134,7 +133,7 @@ struct PathResolver {
         for entry in try source.mountChildren(folder: folder, under: sub) {
             let name = String(entry.path.split(separator: "/").last ?? "")
             let node = FileNode(
-                sha256: entry.sha256, size: entry.size, state: entry.state, mtimeNs: NamespaceBuilder.ns(entry.updatedAt),
+                sha256: entry.sha256, size: entry.size, state: entry.state, mtimeNs: ViewNaming.ns(entry.updatedAt),
                 alias: AliasKey(folder: folder, path: entry.path), writable: true, pending: false)
             files[name] = Self.file(path + "/" + name, parent: dir.inode, name: name, node)
         }
@@ -174,9 +173,9 @@ struct PathResolver {
 
     private func root() throws -> Node {
         let children = try rootChildren()
-        var mtime = children.reduce(NamespaceBuilder.baselineNs) { max($0, $1.directory?.mtimeNs ?? 0) }
+        var mtime = children.reduce(ViewNaming.baselineNs) { max($0, $1.directory?.mtimeNs ?? 0) }
         // A removal in a folder that is no longer shown touches the root itself.
-        if let date = try source.newestRemoval() { mtime = max(mtime, NamespaceBuilder.ns(date)) }
+        if let date = try source.newestRemoval() { mtime = max(mtime, ViewNaming.ns(date)) }
         let dir = DirectoryNode(names: [], children: [:], mtimeNs: mtime, target: nil, subdirectories: children.count)
         return Node(inode: .root, parent: .root, name: "", kind: .directory(dir))
     }
@@ -186,66 +185,18 @@ struct PathResolver {
         for (shown, folder) in try folderRoots() {
             if let node = try folderNode(shown: shown, folder: folder, sub: []) { children.append(node) }
         }
-        for view in NamespaceBuilder.viewRoots {
+        for view in ViewNaming.viewRoots {
             if let node = try viewRoot(view) { children.append(node) }
         }
         return children.sorted { $0.name < $1.name }
     }
 
-    /// A read-only view's top directory. by-base/ and by-creator/ come from aggregates (their
-    /// directories are the distinct bases or creators, their mtime the newest change anywhere);
-    /// by-hash/ and workflows/ are built from what they hold (one entry per blob or workflow file).
-    private func viewRoot(_ view: String) throws -> Node? {
-        guard view == "by-base" || view == "by-creator" else {
-            return try subtree(for: [view])?.node(at: view).map(Self.withoutNames)
-        }
-        let facts = try source.viewFacts(creator: view == "by-creator")
-        let names = Set(facts.values.map { NamespaceBuilder.component($0 ?? (view == "by-base" ? BaseModel.unknown : "unknown")) })
-        var mtime = NamespaceBuilder.baselineNs
-        if let date = facts.newestUpdate { mtime = max(mtime, NamespaceBuilder.ns(date)) }
-        if let date = try source.newestRemoval() { mtime = max(mtime, NamespaceBuilder.ns(date)) }
-        let dir = DirectoryNode(names: [], children: [:], mtimeNs: mtime, target: nil, subdirectories: names.count)
-        return Node(inode: Self.directoryInode(view), parent: .root, name: view, kind: .directory(dir))
-    }
-
-    /// The part of a read-only view that holds `parts`, built from the data under it.
-    private func subtree(for parts: [String]) throws -> Namespace? {
-        switch parts[0] {
-        case "by-base", "by-creator":
-            // Every name may carry the base or creator asked for: all of a folder (or all).
-            let folder = parts.count > 2 ? parts[2] : nil
-            let sub = parts.count > 3 ? parts[3...].joined(separator: "/") : ""
-            let entries = try source.mountEntries(folder: folder, under: sub)
-            // Every directory of these views takes the newest removal anywhere (they do not
-            // record where a name was): one stand-in removal outside every view carries it.
-            let newest = try source.newestRemoval()
-            let tombstones = newest.map { [MountTombstone(folder: "", path: "-", deletedAt: $0)] } ?? []
-            return NamespaceBuilder.build(MountData(generation: 0, entries: entries, blobs: [], tombstones: tombstones))
-        case "by-hash":
-            let blobs: [MountBlob]
-            if parts.count > 1 {
-                guard let digest = Digest(rawValue: parts[1]), let blob = try source.mountBlob(digest) else { return nil }
-                blobs = [blob]
-            } else {
-                blobs = try source.mountBlobs()
-            }
-            return NamespaceBuilder.build(MountData(generation: 0, entries: [], blobs: blobs, tombstones: []))
-        case "workflows":
-            let workflows = try source.mountWorkflowEntries()
-            let removals = try source.mountTombstones(folder: "workflows", under: "")
-            return NamespaceBuilder.build(MountData(generation: 0, entries: [], blobs: [], tombstones: removals, workflowEntries: workflows))
-        default:
-            return nil
-        }
-    }
-
     // MARK: Nodes
 
-    static func directoryInode(_ path: String) -> Inode { Inode(NamespaceBuilder.inode(for: path, kind: 0x44)) }
+    static func directoryInode(_ path: String) -> Inode { ViewNaming.directoryInode(path) }
 
     static func file(_ path: String, parent: Inode, name: String, _ file: FileNode) -> Node {
-        let inode = Inode(NamespaceBuilder.inode(for: path + "\u{0}" + (file.pending ? "pending\(file.pendingSerial)" : file.sha256?.rawValue ?? ""), kind: 0x46))
-        return Node(inode: inode, parent: parent, name: name, kind: .file(file))
+        Node(inode: ViewNaming.fileInode(path, file), parent: parent, name: name, kind: .file(file))
     }
 
     /// Directory nodes are answered without their listing.

@@ -36,6 +36,16 @@ public protocol MountQueries: Sendable {
     func viewFacts(creator: Bool) throws(RegistryError) -> ViewFacts
     /// The newest removal of any name (or workflow).
     func newestRemoval() throws(RegistryError) -> Date?
+    /// Names whose base model (`creator` false) or creator is one of `values` (nil: unknown), of
+    /// `folder` (every folder when nil) at `prefix` or under `prefix/`, in folder and path order;
+    /// with base and creator.
+    func mountViewEntries(creator: Bool, values: [String?], folder: String?, under prefix: String) throws(RegistryError) -> [MountEntry]
+    /// The names of the workflows.
+    func mountWorkflowNames() throws(RegistryError) -> [String]
+    /// Entries of the workflows named, whose blob is not quarantined.
+    func mountWorkflowEntries(named names: [String]) throws(RegistryError) -> [MountWorkflowEntry]
+    /// When the newest blob that is not quarantined was first recorded.
+    func newestBlob() throws(RegistryError) -> Date?
 }
 
 /// The top of by-base/ or by-creator/ without reading every name: the distinct values come from
@@ -150,12 +160,16 @@ extension Registry: MountQueries {
     }
 
     static let mountBlobsSQL = "SELECT sha256, size, state, created_at FROM blobs WHERE state != 'quarantined' ORDER BY sha256"
-    static let mountWorkflowEntriesSQL = """
+    static let mountWorkflowEntriesSQL = workflowEntriesSQL(named: "")
+
+    static func workflowEntriesSQL(named filter: String) -> String {
+        """
         SELECT w.name AS workflow, e.folder, e.path, e.sha256, b.size, b.state, w.updated_at
         FROM workflow_entries e JOIN workflows w ON w.id = e.workflow_id JOIN blobs b ON b.sha256 = e.sha256
-        WHERE b.state != 'quarantined'
+        WHERE b.state != 'quarantined'\(filter)
         ORDER BY w.name, e.folder, e.path
         """
+    }
 
     /// A `WHERE` clause for `prefix` and everything under it, on an index of (folder, path):
     /// '0' is the byte after '/', so `path >= 'p/' AND path < 'p0'` is exactly the names under p/.
@@ -301,6 +315,38 @@ extension Registry: MountQueries {
 
     public func newestRemoval() throws(RegistryError) -> Date? {
         try read { db in try Date.fetchOne(db, sql: "SELECT max(deleted_at) FROM alias_tombstones") }
+    }
+
+    public func mountViewEntries(creator: Bool, values: [String?], folder: String?, under prefix: String) throws(RegistryError) -> [MountEntry] {
+        let (clause, arguments) = Self.under(folder, prefix, table: "a")
+        let column = creator ? "v.creator" : "v.base_model"
+        let known = values.compactMap { $0 }
+        var filters: [String] = []
+        var all = arguments
+        if !known.isEmpty {
+            filters.append("\(column) IN (\(Array(repeating: "?", count: known.count).joined(separator: ", ")))")
+            all += StatementArguments(known)
+        }
+        if values.contains(where: { $0 == nil }) { filters.append("\(column) IS NULL") }
+        guard !filters.isEmpty else { return [] }
+        // The folder and path range by the index; the base (creator) is derived per blob, so it
+        // is filtered over that range.
+        let sql = "SELECT * FROM (\(Self.mountEntryColumns) \(clause)) v WHERE \(filters.joined(separator: " OR ")) ORDER BY v.folder, v.path"
+        return try read { db in try MountEntry.fetchAll(db, sql: sql, arguments: all) }
+    }
+
+    public func mountWorkflowNames() throws(RegistryError) -> [String] {
+        try read { db in try String.fetchAll(db, sql: "SELECT name FROM workflows ORDER BY name") }
+    }
+
+    public func mountWorkflowEntries(named names: [String]) throws(RegistryError) -> [MountWorkflowEntry] {
+        guard !names.isEmpty else { return [] }
+        let sql = Self.workflowEntriesSQL(named: " AND w.name IN (\(Array(repeating: "?", count: names.count).joined(separator: ", ")))")
+        return try read { db in try MountWorkflowEntry.fetchAll(db, sql: sql, arguments: StatementArguments(names)) }
+    }
+
+    public func newestBlob() throws(RegistryError) -> Date? {
+        try read { db in try Date.fetchOne(db, sql: "SELECT max(created_at) FROM blobs WHERE state != 'quarantined'") }
     }
 
     /// Blobs that failed verification.

@@ -67,6 +67,14 @@ import TSRTesting
         }
 
         func newestRemoval() -> Date? { data.tombstones.map(\.deletedAt).max() }
+
+        func mountViewEntries(creator: Bool, values: [String?], folder: String?, under prefix: String) -> [MountEntry] {
+            mountEntries(folder: folder, under: prefix).filter { values.contains(creator ? $0.creator : $0.baseModel) }
+        }
+
+        func mountWorkflowNames() -> [String] { Array(Set(data.workflowEntries.map(\.workflow))).sorted() }
+        func mountWorkflowEntries(named names: [String]) -> [MountWorkflowEntry] { mountWorkflowEntries().filter { names.contains($0.workflow) } }
+        func newestBlob() -> Date? { data.blobs.filter { $0.state != .quarantined }.map(\.createdAt).max() }
     }
 
     static func at(_ seconds: Double) -> Date { T.t0.addingTimeInterval(seconds) }
