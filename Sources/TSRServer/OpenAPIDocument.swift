@@ -1,7 +1,9 @@
 import Foundation
 
-/// The OpenAPI 3.1 description of the API, served at /openapi.json (docs/API.md explains it).
-/// Written by hand; `APITests.theOpenAPIDocumentListsEveryRoute` checks it lists every route.
+/// The OpenAPI 3.1 description of the API, served at /openapi.json (docs/API.md explains it):
+/// the source of the routes. The server registers exactly the operations listed here, each by its
+/// `operationId` (`Routes.handlers`), so the document and the routes cannot drift apart;
+/// schemathesis checks live responses against its schemas in CI (scripts/api-check.sh).
 enum OpenAPIDocument {
     /// The document, with the source pattern the API checks (`SourcePattern`) filled in.
     static let json = [
@@ -740,6 +742,7 @@ enum OpenAPIDocument {
  "paths": {
   "/": {
    "get": {
+    "operationId": "webPage",
     "summary": "The library web page (HTML, no external assets)",
     "security": [
      {}
@@ -756,6 +759,7 @@ enum OpenAPIDocument {
   },
   "/openapi.json": {
    "get": {
+    "operationId": "openAPIDocument",
     "summary": "This document",
     "security": [
      {}
@@ -769,6 +773,7 @@ enum OpenAPIDocument {
   },
   "/stats": {
    "get": {
+    "operationId": "getStats",
     "summary": "Blobs, names, bytes stored and saved",
     "responses": {
      "200": {
@@ -786,6 +791,7 @@ enum OpenAPIDocument {
   },
   "/models": {
    "get": {
+    "operationId": "listModels",
     "summary": "Models (one per blob) with their names, filtered",
     "parameters": [
      {
@@ -891,6 +897,7 @@ enum OpenAPIDocument {
   },
   "/models/{sha256}": {
    "get": {
+    "operationId": "getModel",
     "summary": "One model: names, header metadata, sources, CivitAI info, trigger words, example prompts",
     "parameters": [
      {
@@ -940,6 +947,7 @@ enum OpenAPIDocument {
   },
   "/models/check-dependencies": {
    "post": {
+    "operationId": "checkDependencies",
     "summary": "The seed's dependency check (registry only; nothing stored)",
     "requestBody": {
      "required": true,
@@ -984,6 +992,7 @@ enum OpenAPIDocument {
   },
   "/models/download": {
    "post": {
+    "operationId": "downloadModel",
     "summary": "Download one file (the seed's endpoint): NDJSON progress lines, then a completed or error line",
     "requestBody": {
      "required": true,
@@ -1079,6 +1088,7 @@ enum OpenAPIDocument {
   },
   "/workflows": {
    "get": {
+    "operationId": "listWorkflows",
     "summary": "Stored workflows with their counts",
     "responses": {
      "200": {
@@ -1102,6 +1112,7 @@ enum OpenAPIDocument {
     }
    },
    "post": {
+    "operationId": "addWorkflow",
     "summary": "Store a workflow (seed, ComfyUI UI or API format) and register what it needs; asks the sources for hashes and sizes",
     "parameters": [
      {
@@ -1191,6 +1202,7 @@ enum OpenAPIDocument {
   },
   "/workflows/check": {
    "post": {
+    "operationId": "checkWorkflow",
     "summary": "What a workflow JSON needs; nothing stored. With resolve=true the sources of entries without a hash are asked for digest and size",
     "requestBody": {
      "required": true,
@@ -1242,6 +1254,7 @@ enum OpenAPIDocument {
   },
   "/workflows/{name}/check": {
    "get": {
+    "operationId": "checkStoredWorkflow",
     "summary": "What a stored workflow still needs",
     "parameters": [
      {
@@ -1277,6 +1290,7 @@ enum OpenAPIDocument {
   },
   "/workflows/{name}/pull": {
    "post": {
+    "operationId": "pullWorkflow",
     "summary": "Start downloading what a stored workflow needs; follow GET /downloads or its events",
     "parameters": [
      {
@@ -1352,6 +1366,7 @@ enum OpenAPIDocument {
   },
   "/downloads": {
    "get": {
+    "operationId": "listDownloads",
     "summary": "Active and recent downloads (newest first, last 100 finished kept)",
     "responses": {
      "200": {
@@ -1377,6 +1392,7 @@ enum OpenAPIDocument {
   },
   "/downloads/events": {
    "get": {
+    "operationId": "downloadEvents",
     "summary": "Server-Sent Events: event download, data a Download; every current one first, then each change",
     "responses": {
      "200": {
@@ -1390,6 +1406,7 @@ enum OpenAPIDocument {
   },
   "/downloads/{id}": {
    "delete": {
+    "operationId": "cancelDownload",
     "summary": "Cancel a download (bytes so far are kept for a resume)",
     "parameters": [
      {
@@ -1454,17 +1471,37 @@ enum OpenAPIDocument {
 }
 
 extension OpenAPIDocument {
-    /// The methods the document lists for each path template (`/models/{sha256}`), read from it
-    /// once: a request for a known path with another method is answered 405 with `Allow`.
-    static let operations: [(segments: [Substring], methods: [String])] = {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
-              let paths = object["paths"] as? [String: Any]
-        else { return [] }
-        return paths.map { path, value in
-            let methods = ((value as? [String: Any])?.keys.map { $0.uppercased() } ?? []).sorted()
-            return (path.split(separator: "/", omittingEmptySubsequences: false), methods)
+    /// One operation of the document: its path template (`/models/{sha256}`), method and id.
+    struct Operation: Sendable, Equatable {
+        var path: String
+        var method: String
+        var id: String
+        /// The path as the router writes it (`/models/:sha256`).
+        var routerPath: String {
+            path.split(separator: "/", omittingEmptySubsequences: false).map { segment in
+                segment.hasPrefix("{") && segment.hasSuffix("}") ? ":" + segment.dropFirst().dropLast() : segment
+            }.joined(separator: "/")
         }
+    }
+
+    /// Every operation the document lists, read from it once, in path and method order.
+    static let operationList: [Operation] = {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
+              let paths = object["paths"] as? [String: [String: Any]]
+        else { return [] }
+        return paths.flatMap { path, methods in
+            methods.compactMap { method, value -> Operation? in
+                guard let id = (value as? [String: Any])?["operationId"] as? String else { return nil }
+                return Operation(path: path, method: method.uppercased(), id: id)
+            }
+        }.sorted { ($0.path, $0.method) < ($1.path, $1.method) }
     }()
+
+    /// The methods the document lists for each path template: a request for a known path with
+    /// another method is answered 405 with `Allow`.
+    static let operations: [(segments: [Substring], methods: [String])] = Dictionary(grouping: operationList, by: \.path).map { path, list in
+        (path.split(separator: "/", omittingEmptySubsequences: false), list.map(\.method).sorted())
+    }
 
     /// The methods allowed on `path` when the document knows it, else nil. A literal path
     /// (`/downloads/events`) wins over a template that also matches it (`/downloads/{id}`), as

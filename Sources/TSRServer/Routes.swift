@@ -6,35 +6,52 @@ import TSRRegistry
 import TSRStore
 import TSRWorkflow
 
-/// The endpoints (docs/API.md; the same list as /openapi.json).
+/// The endpoints: the operations of the OpenAPI document (/openapi.json, docs/API.md), each with its handler.
 struct Routes: Sendable {
     let server: APIServer
     var fetcher: Fetcher { server.fetcher }
     var library: Library { server.fetcher.library }
     var registry: Registry { server.fetcher.library.registry }
 
-    func register(on router: Router<BasicRequestContext>) {
-        router.get("/") { _, _ in WebPage.response() }
-        router.get("/openapi.json") { _, _ in JSONBody.bytes(Array(OpenAPIDocument.json.utf8), contentType: "application/json") }
-        router.get("/stats") { _, _ in try await onAPIThreads { try stats() } }
-        router.get("/models") { request, _ in try await onAPIThreads { try models(request) } }
-        router.get("/models/:sha256") { _, context in
+    /// Answers one operation of the API.
+    typealias Handler = @Sendable (Routes, Request, BasicRequestContext) async throws -> Response
+
+    /// The handler of each operation of the document, by `operationId`.
+    static let handlers: [String: Handler] = [
+        "webPage": { _, _, _ in WebPage.response() },
+        "openAPIDocument": { _, _, _ in JSONBody.bytes(Array(OpenAPIDocument.json.utf8), contentType: "application/json") },
+        "getStats": { routes, _, _ in try await onAPIThreads { try routes.stats() } },
+        "listModels": { routes, request, _ in try await onAPIThreads { try routes.models(request) } },
+        "getModel": { routes, _, context in
             let sha256 = try context.parameters.require("sha256")
-            return try await onAPIThreads { try model(sha256) }
+            return try await onAPIThreads { try routes.model(sha256) }
+        },
+        "checkDependencies": { routes, request, _ in try await routes.checkDependencies(request) },
+        "downloadModel": { routes, request, _ in try await routes.download(request) },
+        "listWorkflows": { routes, _, _ in try await onAPIThreads { try routes.workflows() } },
+        "addWorkflow": { routes, request, _ in try await routes.addWorkflow(request) },
+        "checkWorkflow": { routes, request, _ in try await routes.checkWorkflow(request) },
+        "checkStoredWorkflow": { routes, _, context in
+            let name = try Routes.decoded(context.parameters.require("name"))
+            return try await onAPIThreads { try routes.checkStored(name) }
+        },
+        "pullWorkflow": { routes, request, context in try await routes.pull(Routes.decoded(context.parameters.require("name")), request) },
+        "listDownloads": { routes, _, _ in try JSONBody.response(DownloadList(downloads: routes.server.downloads.list())) },
+        "downloadEvents": { routes, _, _ in routes.events() },
+        "cancelDownload": { routes, _, context in try routes.cancel(context.parameters.require("id")) },
+    ]
+
+    /// Registers every operation of the OpenAPI document with its handler: the document is the
+    /// list of routes. Operations without a handler are left out and logged (a test checks that
+    /// there are none).
+    func register(on router: Router<BasicRequestContext>) {
+        for operation in OpenAPIDocument.operationList {
+            guard let handler = Self.handlers[operation.id], let method = HTTPRequest.Method(operation.method) else {
+                server.logger.error("the API document lists \(operation.method) \(operation.path) (\(operation.id)), which has no handler")
+                continue
+            }
+            router.on(RouterPath(operation.routerPath), method: method) { request, context in try await handler(self, request, context) }
         }
-        router.post("/models/check-dependencies") { request, _ in try await checkDependencies(request) }
-        router.post("/models/download") { request, _ in try await download(request) }
-        router.get("/workflows") { _, _ in try await onAPIThreads { try workflows() } }
-        router.post("/workflows") { request, _ in try await addWorkflow(request) }
-        router.post("/workflows/check") { request, _ in try await checkWorkflow(request) }
-        router.get("/workflows/:name/check") { _, context in
-            let name = try Self.decoded(context.parameters.require("name"))
-            return try await onAPIThreads { try checkStored(name) }
-        }
-        router.post("/workflows/:name/pull") { request, context in try await pull(Self.decoded(context.parameters.require("name")), request) }
-        router.get("/downloads") { _, _ in try JSONBody.response(DownloadList(downloads: server.downloads.list())) }
-        router.get("/downloads/events") { _, _ in events() }
-        router.delete("/downloads/:id") { _, context in try cancel(context.parameters.require("id")) }
     }
 
     // MARK: Library

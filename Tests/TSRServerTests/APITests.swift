@@ -4,7 +4,7 @@ import TSRCivitAI
 import TSRFetch
 import TSRLibrary
 import TSRRegistry
-import TSRServer
+@testable import TSRServer
 import TSRStore
 import TSRTesting
 
@@ -490,14 +490,22 @@ import TSRTesting
                 "/downloads": ["get"], "/downloads/events": ["get"], "/downloads/{id}": ["delete"],
             ]
             #expect(Set(paths.keys) == Set(expected.keys))
+            var ids: [String] = []
             for (path, methods) in expected {
                 let declared = Set((paths[path] ?? [:]).keys)
                 #expect(declared.isSuperset(of: methods), "\(path)")
                 for method in methods {
                     let operation = paths[path]?[method] as? [String: Any]
                     #expect(operation?["summary"] as? String != nil && operation?["responses"] != nil, "\(method) \(path)")
+                    ids += [operation?["operationId"] as? String ?? "(none: \(method) \(path))"]
                 }
             }
+            // The document is the route table: every operation has a handler, every handler an
+            // operation, and ids are unique.
+            #expect(Set(ids).count == ids.count, "operation ids are unique: \(ids.sorted())")
+            #expect(Set(ids) == Set(Routes.handlers.keys), "handlers without an operation or operations without a handler")
+            #expect(OpenAPIDocument.operationList.map(\.id).sorted() == ids.sorted())
+            #expect(OpenAPIDocument.operationList.first { $0.id == "checkStoredWorkflow" }?.routerPath == "/workflows/:name/check")
             // Every documented route answers something other than "no such endpoint".
             for path in ["/stats", "/models", "/workflows", "/downloads"] {
                 #expect(try await api.request("GET", path).status == 200, "\(path)")
