@@ -221,15 +221,15 @@ extension MountCore {
                 return fd
             }
             if kept != fd { try? fd.close() }
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(read.size, 1), alignment: 4096)
-            defer { buffer.deallocate() }
-            var filled = 0
-            while filled < read.size {
-                let n = try kept.read(fromAbsoluteOffset: read.offset + Int64(filled), into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled..<read.size]))
-                if n == 0 { break }
-                filled += n
+            try readBuffers.with(read.size) { buffer in
+                var filled = 0
+                while filled < read.size {
+                    let n = try kept.read(fromAbsoluteOffset: read.offset + Int64(filled), into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]))
+                    if n == 0 { break }
+                    filled += n
+                }
+                read.request.reply(bytes: UnsafeRawBufferPointer(rebasing: buffer[0..<filled]))
             }
-            read.request.reply(bytes: UnsafeRawBufferPointer(rebasing: buffer[0..<filled]))
         } catch {
             read.request.reply(error: ErrnoMapping.errno(for: error))
         }

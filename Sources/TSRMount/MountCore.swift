@@ -122,6 +122,8 @@ public final class MountCore: @unchecked Sendable {
     let decidedReadPath = Mutex<ReadPath?>(nil)
     /// Sends the notifications a close owes the kernel, off the FUSE workers.
     let notifier = Notifier()
+    /// What reads are answered from.
+    let readBuffers = ReadBuffers()
     let rebuildLock = NSLock()
     let polls = Atomic<Int>(0)
 

@@ -111,16 +111,15 @@ public final class TensorsFileSystem: FileSystemHandler {
     }
 
     public func read(_ request: any Replier, inode: Inode, size: Int, offset: Int64, file: FileInfo) {
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 1), alignment: 4096)
-        defer { buffer.deallocate() }
-        let target = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<size])
-        answer(request, { try core.read(file.handle, offset: offset, into: target) }) { outcome in
-            switch outcome {
-            case let .filled(count):
-                request.reply(bytes: UnsafeRawBufferPointer(rebasing: target[0..<count]))
-            case let .remote(digest):
-                // Parked until the download completes; this worker thread returns at once.
-                core.readRemote(request, digest: digest, handle: file.handle, size: size, offset: offset)
+        core.readBuffers.with(size) { target in
+            answer(request, { try core.read(file.handle, offset: offset, into: target) }) { outcome in
+                switch outcome {
+                case let .filled(count):
+                    request.reply(bytes: UnsafeRawBufferPointer(rebasing: target[0..<count]))
+                case let .remote(digest):
+                    // Parked until the download completes; this worker thread returns at once.
+                    core.readRemote(request, digest: digest, handle: file.handle, size: size, offset: offset)
+                }
             }
         }
     }

@@ -173,3 +173,24 @@ extension MountCoreTests {
         }
     }
 }
+
+extension MountCoreTests {
+    /// A file renamed while it is being written (an editor's temp file moved into place before
+    /// close) is committed under the name the rename left, and only there.
+    @Test func aWriteRenamedBeforeCloseIsNamedWhereTheRenameLeftIt() throws {
+        try TempDirectory.with { dir in
+            let mount = try CoreHarness(home: dir.path + "/home")
+            let loras = try mount.inode("loras")
+            let created = try mount.core.create(parent: loras, name: "model.safetensors.tmp")
+            let bytes = testBytes(2048, seed: 9)
+            _ = try bytes.withUnsafeBytes { try mount.core.write(created.options.handle, bytes: $0, offset: 0, lockOwner: 3) }
+            try mount.core.rename(parent: loras, name: "model.safetensors.tmp", newParent: loras, newName: "model.safetensors", flags: 0)
+            _ = try mount.core.flush(created.options.handle, lockOwner: 3)
+            _ = mount.core.release(created.entry.attributes.inode, handle: created.options.handle, backingId: 0)
+            #expect(try mount.library.registry.alias(folder: "loras", path: "model.safetensors.tmp") == nil, "nothing under the old name")
+            let alias = try #require(try mount.library.registry.alias(folder: "loras", path: "model.safetensors"))
+            #expect(alias.sha256 == (try SHA256Hasher.digest(bytes)))
+            #expect(try mount.core.lookup(parent: loras, name: "model.safetensors.tmp") == nil)
+        }
+    }
+}
