@@ -36,6 +36,9 @@ enum Migrations {
         migrator.registerMigration("v10-workflow-auth-provider") { db in
             try db.execute(sql: v10)
         }
+        migrator.registerMigration("v11-bounded-cache") { db in
+            try db.execute(sql: v11)
+        }
         return migrator
     }
 
@@ -257,6 +260,21 @@ enum Migrations {
         CREATE TRIGGER generation_blob_insert AFTER INSERT ON blobs BEGIN UPDATE registry_generation SET generation = generation + 1; END;
         CREATE TRIGGER generation_blob_update AFTER UPDATE ON blobs BEGIN UPDATE registry_generation SET generation = generation + 1; END;
         CREATE TRIGGER generation_blob_delete AFTER DELETE ON blobs BEGIN UPDATE registry_generation SET generation = generation + 1; END;
+        """
+
+    static let v11 = """
+        -- The bounded cache (tsr cache): when a blob was last read through any interface (written
+        -- in batches, never per open), the blobs that are never evicted, and settings every
+        -- process of the home obeys (cache_limit: bytes).
+        ALTER TABLE blobs ADD COLUMN last_access_at TEXT;
+        CREATE TABLE pins (
+            sha256 TEXT PRIMARY KEY NOT NULL REFERENCES blobs(sha256) ON DELETE CASCADE,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE settings (
+            key TEXT PRIMARY KEY NOT NULL,
+            value TEXT NOT NULL
+        );
         """
 
     static let v10 = """

@@ -74,6 +74,14 @@ public enum SystemCalls {
     @discardableResult
     public static func tryLock(_ fd: FileDescriptor) -> Bool { flock(fd.rawValue, LOCK_EX | LOCK_NB) == 0 }
 
+    /// flock(LOCK_SH | LOCK_NB): marks `fd`'s file as in use by a reader, so that the bounded
+    /// cache (which asks `isInUse`) does not evict it. Best effort; released on close.
+    public static func markInUse(_ fd: FileDescriptor) { _ = flock(fd.rawValue, LOCK_SH | LOCK_NB) }
+
+    /// True while some open file description (in any process) holds a lock on `path`: a reader
+    /// marked it in use (`markInUse`), or a writer holds it. False when nothing is there.
+    public static func isInUse(_ path: String) -> Bool { isLockedElsewhere(path) }
+
     /// flock(LOCK_UN).
     public static func unlock(_ fd: FileDescriptor) { _ = flock(fd.rawValue, LOCK_UN) }
 

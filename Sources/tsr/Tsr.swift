@@ -17,6 +17,7 @@ struct Tsr: ParsableCommand {
             ImportCommand.self, AddCommand.self, PullCommand.self, SearchCommand.self, ListCommand.self, InfoCommand.self, HashCommand.self, AliasCommand.self,
             StatsCommand.self, VerifyCommand.self, GCCommand.self, DBCommand.self, WorkflowCommand.self,
             MountCommand.self, UmountCommand.self, ServeCommand.self, StatusCommand.self, DoctorCommand.self, ComfyUICommand.self, DemoCommand.self, OutdatedCommand.self, UpdateCommand.self,
+            CacheCommand.self, PinCommand.self, UnpinCommand.self,
         ])
 
     /// ArgumentParser's main, except that a bad argument found while a subcommand runs (a

@@ -106,6 +106,34 @@ import TSRTesting
         #expect(unknown.status == 1 && unknown.stderr.contains("no blob"))
     }
 
+    /// tsr cache, cache limit, pin, unpin and gc --evict-to: their output, and bad input refused.
+    @Test func cacheCommandsShowSetPinAndEvict() throws {
+        defer { dir.remove() }
+        _ = try importDemo()
+        let status = try #require(try json(try tsr("cache", "-j")) as? [String: Any])
+        #expect((status["blobs"] as? Int ?? 0) > 0 && status["limit"] == nil)
+        #expect(status["unevictable"] as? Int == status["size"] as? Int, "imported copies have no source: they are never evicted")
+        let set = try tsr("cache", "limit", "1M")
+        #expect(set.status == 0 && set.stdout.contains("cache limit: 1.0 MiB"), "\(set.stdout)\(set.stderr)")
+        #expect(try tsr("cache").stdout.contains("limit       1.0 MiB (home)"))
+        let env = try Shell.run(
+            BuildProducts.tsr, ["cache", "-j"], environment: ProcessInfo.processInfo.environment.merging(["TSR_HOME": home, "TSR_CACHE_LIMIT": "2G"]) { $1 },
+            cwd: dir.path, timeout: 60)
+        #expect((try json(env) as? [String: Any])?["limit_source"] as? String == "TSR_CACHE_LIMIT")
+        let pinned = try tsr("pin", "loras/demo_detail.safetensors")
+        #expect(pinned.status == 0 && pinned.stdout.contains("pinned 1 blob (1 newly)"), "\(pinned.stdout)\(pinned.stderr)")
+        #expect(try tsr("unpin", "loras/demo_detail.safetensors").stdout.contains("unpinned 1 blob"))
+        let unknown = try tsr("pin", "loras/nothing.safetensors")
+        #expect(unknown.status == 1 && unknown.stderr.contains("loras/nothing.safetensors"))
+        let evict = try tsr("gc", "--evict-to", "0")
+        #expect(evict.status == 0 && evict.stdout.contains("evicted 0 blobs") && evict.stdout.contains("with no source to fetch them again from"), "\(evict.stdout)")
+        for bad in [["cache", "limit", "lots"], ["gc", "--evict-to", "-5G"], ["pin"]] {
+            let out = try tsr(bad)
+            #expect(out.status == 64, "\(bad): \(out.stderr)")
+        }
+        #expect(try tsr("cache", "limit", "none").stdout.contains("cache limit: none"))
+    }
+
     @Test func verifyExitsNonZeroOnCorruptionAndGcCollects() throws {
         defer { dir.remove() }
         _ = try importDemo()

@@ -12,15 +12,34 @@ struct GCCommand: ParsableCommand {
     @Flag(help: "Remove every quarantined file, not only those older than a week.")
     var quarantine = false
 
+    @Option(help: "Also evict cached models, least recently used first, until at most this much is here (200G, 512M, bytes). Pinned, open and source-less blobs stay.")
+    var evictTo: String?
+
     @OptionGroup var homeOptions: HomeOptions
     @OptionGroup var output: OutputOptions
 
     func run() throws {
+        var target: Int64?
+        if let evictTo {
+            guard let bytes = Cache.parseSize(evictTo) else { throw ValidationError("--evict-to '\(evictTo)' is not a size: give 200G, 512M or a number of bytes") }
+            target = bytes
+        }
         try runReporting(json: output.json) {
-            let report = try Maintenance(library: try homeOptions.open()).collectGarbage(dryRun: dryRun, quarantineAge: quarantine ? 0 : Maintenance.quarantineAge)
+            let library = try homeOptions.open()
+            let eviction = try target.map { try Cache(library: library).evict(downTo: $0, dryRun: dryRun) }
+            let report = try Maintenance(library: library).collectGarbage(dryRun: dryRun, quarantineAge: quarantine ? 0 : Maintenance.quarantineAge)
             if output.json {
+                if let eviction { return try Out.json(GCWithEviction(gc: report, eviction: eviction)) }
                 try Out.json(report)
                 return
+            }
+            if let eviction {
+                let verb = dryRun ? "would evict" : "evicted"
+                for item in eviction.evicted { Out.line("\(verb) \(item.sha256) (\(formatBytes(item.size)))") }
+                Out.line("\(verb) \(counted(eviction.evicted.count, "blob")), \(formatBytes(eviction.freed)); \(formatBytes(eviction.remaining)) left")
+                if !eviction.reached {
+                    Out.line("could not get down to \(formatBytes(eviction.target)): \(formatBytes(eviction.pinned)) pinned, \(formatBytes(eviction.inUse)) open, \(formatBytes(eviction.unevictable)) with no source to fetch them again from")
+                }
             }
             let verb = dryRun ? "would remove" : "removed"
             for digest in report.blobs { Out.line("\(verb) unreferenced blob \(digest)") }
@@ -32,4 +51,10 @@ struct GCCommand: ParsableCommand {
                 "\(verb) \(report.blobs.count + report.orphanFiles.count) blobs, \(report.tempFiles.count) temp files, \(report.partialDownloads.count) stopped downloads and \(report.quarantinedFiles.count) quarantined files, \(formatBytes(report.bytesFreed))")
         }
     }
+}
+
+/// `tsr gc --evict-to … -j`: both reports.
+struct GCWithEviction: Encodable {
+    var gc: GCReport
+    var eviction: EvictionReport
 }

@@ -1,0 +1,218 @@
+import Foundation
+import TSRRegistry
+import TSRStore
+
+/// What `tsr cache` shows: the bytes here and what may become of them.
+public struct CacheStatus: Sendable, Encodable, Equatable {
+    /// Bytes of every blob that is here.
+    public var size: Int64 = 0
+    public var blobs = 0
+    /// The limit (nil: none), and where it comes from ("home", "TSR_CACHE_LIMIT").
+    public var limit: Int64?
+    public var limitSource: String?
+    /// Pinned: never evicted.
+    public var pinned: Int64 = 0
+    /// Could be evicted: a source to fetch them again from, not pinned.
+    public var evictable: Int64 = 0
+    /// Never evicted because nothing could fetch them again (imported from a local file, or
+    /// written through the mount).
+    public var unevictable: Int64 = 0
+
+    enum CodingKeys: String, CodingKey {
+        case size, blobs, limit, limitSource = "limit_source", pinned, evictable, unevictable
+    }
+}
+
+/// One cleanup's outcome.
+public struct EvictionReport: Sendable, Encodable, Equatable {
+    public struct Evicted: Sendable, Encodable, Equatable {
+        public var sha256: String
+        public var size: Int64
+    }
+    public var evicted: [Evicted] = []
+    public var freed: Int64 = 0
+    /// Bytes here after the cleanup.
+    public var remaining: Int64 = 0
+    public var target: Int64 = 0
+    /// What stood in the way when the target was not reached: pinned bytes, bytes in use by a
+    /// reader, bytes nothing could fetch again.
+    public var pinned: Int64 = 0
+    public var inUse: Int64 = 0
+    public var unevictable: Int64 = 0
+    public var reached: Bool { remaining <= target }
+}
+
+/// The bounded cache (docs/SEMANTICS.md §11): blobs whose bytes can be fetched again and
+/// verified — a recorded source — may be evicted, least recently used first, unless pinned or in
+/// use; an evicted blob turns `remote` with its header region kept, so its names stay exactly as
+/// they were and the next read fetches it again.
+public struct Cache: Sendable {
+    public let library: Library
+
+    public init(library: Library) { self.library = library }
+
+    /// The limit in force: `TSR_CACHE_LIMIT` when set, else the home's (`tsr cache limit`).
+    public func limit(environment: [String: String] = ProcessInfo.processInfo.environment) throws(LibraryError) -> (bytes: Int64?, source: String?) {
+        if let text = environment["TSR_CACHE_LIMIT"], !text.isEmpty {
+            guard let parsed = Self.parseLimit(text) else { throw .invalidArgument("TSR_CACHE_LIMIT=\(text) is not a size (200G, 512M, bytes) or none") }
+            return (parsed.bytes, "TSR_CACHE_LIMIT")
+        }
+        let stored: Int64?
+        do { stored = try library.registry.cacheLimit() } catch { throw .registry(error) }
+        return (stored, stored == nil ? nil : "home")
+    }
+
+    /// The blobs `names` stand for: names as `folder/path` (a name of the library) or SHA-256s (a
+    /// unique prefix of at least 8 digits). An unknown name is an error naming it.
+    public func digests(for names: [String]) throws(LibraryError) -> [Digest] {
+        var found: [Digest] = []
+        for name in names {
+            if let digest = try library.digest(named: name) {
+                let known: Bool
+                do { known = try library.registry.blob(digest) != nil } catch { throw .registry(error) }
+                guard known else { throw .notFound(name) }
+                found.append(digest)
+                continue
+            }
+            guard let (folder, path) = try? ModelPath.parseAlias(name) else { throw .notFound(name) }
+            let alias: AliasRecord?
+            do { alias = try library.registry.alias(folder: folder, path: path) } catch { throw .registry(error) }
+            guard let alias else { throw .notFound(name) }
+            found.append(alias.sha256)
+        }
+        return found
+    }
+
+    /// Pins blobs (never evicted); how many were not pinned before.
+    @discardableResult
+    public func pin(_ digests: [Digest]) throws(LibraryError) -> Int {
+        do { return try library.registry.pin(digests) } catch { throw .registry(error) }
+    }
+
+    /// Unpins blobs; how many were pinned.
+    @discardableResult
+    public func unpin(_ digests: [Digest]) throws(LibraryError) -> Int {
+        do { return try library.registry.unpin(digests) } catch { throw .registry(error) }
+    }
+
+    /// Stores the home's limit (nil: none).
+    public func setLimit(_ bytes: Int64?) throws(LibraryError) {
+        do { try library.registry.setCacheLimit(bytes) } catch { throw .registry(error) }
+    }
+
+    public func status(environment: [String: String] = ProcessInfo.processInfo.environment) throws(LibraryError) -> CacheStatus {
+        var status = CacheStatus()
+        (status.limit, status.limitSource) = try limit(environment: environment)
+        let entries: [CacheEntry]
+        do { entries = try library.registry.cacheEntries() } catch { throw .registry(error) }
+        for entry in entries {
+            status.size += entry.size
+            status.blobs += 1
+            if entry.pinned {
+                status.pinned += entry.size
+            } else if entry.hasSource {
+                status.evictable += entry.size
+            } else {
+                status.unevictable += entry.size
+            }
+        }
+        return status
+    }
+
+    /// Evicts least recently used blobs until the bytes here are at most `target` (or nothing
+    /// more may go). `dryRun` evicts nothing and reports what would go.
+    public func evict(downTo target: Int64, dryRun: Bool = false) throws(LibraryError) -> EvictionReport {
+        var report = EvictionReport()
+        report.target = target
+        let entries: [CacheEntry]
+        do { entries = try library.registry.cacheEntries() } catch { throw .registry(error) }
+        var remaining = entries.reduce(Int64(0)) { $0 + $1.size }
+        for entry in entries {
+            guard remaining > target else { break }
+            if entry.pinned {
+                report.pinned += entry.size
+                continue
+            }
+            guard entry.hasSource else {
+                report.unevictable += entry.size
+                continue
+            }
+            let path = library.layout.blobPath(entry.sha256)
+            if SystemCalls.isInUse(path) {
+                report.inUse += entry.size
+                continue
+            }
+            if !dryRun { try evictOne(entry) }
+            report.evicted.append(.init(sha256: entry.sha256.rawValue, size: entry.size))
+            report.freed += entry.size
+            remaining -= entry.size
+        }
+        report.remaining = remaining
+        return report
+    }
+
+    /// Evicts one blob: its header region is kept (stored now if it was not), the registry says
+    /// `remote` first, then the file goes — a crash between leaves a file the next read adopts
+    /// (verified) or `tsr gc` removes, never a name without bytes the registry calls present.
+    func evictOne(_ entry: CacheEntry) throws(LibraryError) {
+        let prefix = entry.hasPrefix ? nil : headerRegion(entry)
+        do { try library.registry.markEvicted(entry.sha256, prefix: prefix) } catch { throw .registry(error) }
+        do { try library.store.remove(entry.sha256) } catch { throw .store(error) }
+    }
+
+    /// The header region of a blob that is here, read from its file: what header peeks of its
+    /// names are answered from once it is gone (nil when there is none to keep).
+    func headerRegion(_ entry: CacheEntry) -> [UInt8]? {
+        let names = ((try? library.registry.aliases(of: entry.sha256)) ?? []).map(\.path)
+        let safetensors = names.contains { ModelPath.isSafetensors(String($0.split(separator: "/").last ?? "")) }
+        guard let fd = try? SystemCalls.openForReading(library.layout.blobPath(entry.sha256)) else { return nil }
+        defer { try? fd.close() }
+        var lengthBytes = [UInt8](repeating: 0, count: 8)
+        let got = (try? lengthBytes.withUnsafeMutableBytes { try fd.read(fromAbsoluteOffset: 0, into: $0) }) ?? 0
+        let headerLength = got == 8 ? lengthBytes.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) } : nil
+        guard let length = HeaderRegion.prefixLength(safetensors: safetensors, headerLength: headerLength, fileSize: entry.size),
+            length < entry.size  // a whole small file would be kept unverified: fetched again instead
+        else { return nil }
+        var bytes = [UInt8](repeating: 0, count: length)
+        let read = (try? bytes.withUnsafeMutableBytes { try fd.read(fromAbsoluteOffset: 0, into: $0) }) ?? 0
+        return read == length ? bytes : nil
+    }
+
+    /// A limit as `tsr cache limit` and `TSR_CACHE_LIMIT` take it.
+    public enum Limit: Sendable, Equatable {
+        case unlimited
+        case bytes(Int64)
+
+        public var bytes: Int64? {
+            if case let .bytes(value) = self { return value }
+            return nil
+        }
+    }
+
+    /// Bytes, or a number with K, M, G or T (powers of 1024, optionally followed by "B" or
+    /// "iB"); `0` and `none` mean no limit. nil when `text` is neither.
+    public static func parseLimit(_ text: String) -> Limit? {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        if trimmed.lowercased() == "none" || trimmed == "0" { return .unlimited }
+        guard let bytes = parseSize(trimmed), bytes > 0 else { return nil }
+        return .bytes(bytes)
+    }
+
+    /// Bytes from "200G", "512MiB", "1.5T", "1048576".
+    public static func parseSize(_ text: String) -> Int64? {
+        var number = text.uppercased()
+        for suffix in ["IB", "B"] where number.hasSuffix(suffix) && number.count > suffix.count {
+            number.removeLast(suffix.count)
+            break
+        }
+        var scale: Double = 1
+        if let last = number.last, let power = ["K": 1.0, "M": 2, "G": 3, "T": 4][String(last)] {
+            scale = pow(1024, power)
+            number.removeLast()
+        }
+        guard let value = Double(number), value.isFinite, value >= 0 else { return nil }
+        let bytes = (value * scale).rounded()
+        guard bytes < Double(Int64.max) else { return nil }
+        return Int64(bytes)
+    }
+}

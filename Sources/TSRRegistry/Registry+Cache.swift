@@ -1,0 +1,118 @@
+import Foundation
+import GRDB
+import TSRStore
+
+/// A blob as the bounded cache sees it.
+public struct CacheEntry: Sendable, Equatable {
+    public var sha256: Digest
+    public var size: Int64
+    public var state: BlobState
+    /// The last read through any interface; nil when never recorded (then `createdAt` counts).
+    public var lastAccess: Date?
+    public var createdAt: Date
+    public var pinned: Bool
+    /// At least one recorded source: the bytes can be fetched again and verified.
+    public var hasSource: Bool
+    /// Whether a header region is stored for it (kept when the blob is evicted).
+    public var hasPrefix: Bool
+
+    /// When it was last used, for least-recently-used order.
+    public var lastUse: Date { lastAccess ?? createdAt }
+}
+
+extension Registry {
+    static let cacheLimitKey = "cache_limit"
+
+    /// The cache limit in bytes stored in the home (nil: none).
+    public func cacheLimit() throws(RegistryError) -> Int64? {
+        try read { db in try String.fetchOne(db, sql: "SELECT value FROM settings WHERE key = ?", arguments: [Self.cacheLimitKey]).flatMap { Int64($0) } }
+    }
+
+    /// Stores the cache limit (nil removes it).
+    public func setCacheLimit(_ bytes: Int64?) throws(RegistryError) {
+        try write { db in
+            if let bytes {
+                try db.execute(
+                    sql: "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    arguments: [Self.cacheLimitKey, String(bytes)])
+            } else {
+                try db.execute(sql: "DELETE FROM settings WHERE key = ?", arguments: [Self.cacheLimitKey])
+            }
+        }
+    }
+
+    /// Pins blobs (never evicted); returns how many were not pinned before.
+    @discardableResult
+    public func pin(_ digests: [Digest], at date: Date = Date()) throws(RegistryError) -> Int {
+        try write { db in
+            var added = 0
+            for digest in digests {
+                guard try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM blobs WHERE sha256 = ?)", arguments: [digest]) == true else {
+                    throw RegistryError.blobUnknown(digest)
+                }
+                try db.execute(sql: "INSERT OR IGNORE INTO pins (sha256, created_at) VALUES (?, ?)", arguments: [digest, date])
+                added += db.changesCount
+            }
+            return added
+        }
+    }
+
+    /// Unpins blobs; returns how many were pinned.
+    @discardableResult
+    public func unpin(_ digests: [Digest]) throws(RegistryError) -> Int {
+        try write { db in
+            var removed = 0
+            for digest in digests {
+                try db.execute(sql: "DELETE FROM pins WHERE sha256 = ?", arguments: [digest])
+                removed += db.changesCount
+            }
+            return removed
+        }
+    }
+
+    public func isPinned(_ digest: Digest) throws(RegistryError) -> Bool {
+        try read { db in try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM pins WHERE sha256 = ?)", arguments: [digest]) ?? false }
+    }
+
+    /// Records reads (digest → when), in one transaction: callers batch them.
+    public func recordAccess(_ accesses: [Digest: Date]) throws(RegistryError) {
+        guard !accesses.isEmpty else { return }
+        try write { db in
+            let statement = try db.cachedStatement(sql: "UPDATE blobs SET last_access_at = ? WHERE sha256 = ? AND (last_access_at IS NULL OR last_access_at < ?)")
+            for (digest, date) in accesses { try statement.execute(arguments: [date, digest, date]) }
+        }
+    }
+
+    /// Every blob whose bytes are here (state present), least recently used first.
+    public func cacheEntries() throws(RegistryError) -> [CacheEntry] {
+        try read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT b.sha256, b.size, b.state, b.last_access_at, b.created_at,
+                           EXISTS(SELECT 1 FROM pins p WHERE p.sha256 = b.sha256),
+                           EXISTS(SELECT 1 FROM sources s WHERE s.sha256 = b.sha256),
+                           EXISTS(SELECT 1 FROM blob_prefixes x WHERE x.sha256 = b.sha256)
+                    FROM blobs b WHERE b.state = 'present'
+                    ORDER BY COALESCE(b.last_access_at, b.created_at), b.sha256
+                    """
+            ).map { row in
+                CacheEntry(
+                    sha256: row[0], size: row[1], state: row[2], lastAccess: row[3], createdAt: row[4],
+                    pinned: row[5], hasSource: row[6], hasPrefix: row[7])
+            }
+        }
+    }
+
+    /// Marks an evicted blob `remote` (its names stay, fetched again on the next read), storing
+    /// `prefix` as its header region when it has none, in one transaction.
+    public func markEvicted(_ digest: Digest, prefix: [UInt8]?) throws(RegistryError) {
+        try write { db in
+            if let prefix {
+                try db.execute(sql: "INSERT OR IGNORE INTO blob_prefixes (sha256, bytes) VALUES (?, ?)", arguments: [digest, Data(prefix)])
+            }
+            try db.execute(sql: "UPDATE blobs SET state = 'remote', verified_at = NULL WHERE sha256 = ? AND state = 'present'", arguments: [digest])
+            if db.changesCount == 0 { throw RegistryError.blobUnknown(digest) }
+        }
+    }
+}

@@ -1,0 +1,109 @@
+import ArgumentParser
+import TSRLibrary
+
+struct CacheCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cache",
+        abstract: "The bounded cache: what is here, its limit, and what may be evicted.",
+        discussion: """
+            Blobs that can be fetched again (they have a recorded source) may be evicted, least
+            recently used first, unless pinned (tsr pin) or open. An evicted name stays as it was
+            and is fetched again on the next read. `tsr gc --evict-to SIZE` cleans up once.
+            """,
+        subcommands: [CacheStatusCommand.self, CacheLimitCommand.self],
+        defaultSubcommand: CacheStatusCommand.self)
+}
+
+struct CacheStatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show the cache's size, limit, pinned and evictable bytes.")
+
+    @OptionGroup var homeOptions: HomeOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        try runReporting(json: output.json) {
+            let status = try Cache(library: try homeOptions.open()).status()
+            if output.json { return try Out.json(status) }
+            let limit = status.limit.map { "\(formatBytes($0)) (\(status.limitSource ?? "home"))" } ?? "none (tsr cache limit SIZE sets one)"
+            Out.line("size        \(formatBytes(status.size)) in \(counted(status.blobs, "blob"))")
+            Out.line("limit       \(limit)")
+            Out.line("pinned      \(formatBytes(status.pinned))")
+            Out.line("evictable   \(formatBytes(status.evictable))")
+            Out.line("unevictable \(formatBytes(status.unevictable)) (no source to fetch them again from)")
+        }
+    }
+}
+
+struct CacheLimitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "limit", abstract: "Set the home's cache limit (200G, 512M, bytes; 0 or none: no limit). TSR_CACHE_LIMIT overrides it.")
+
+    @Argument(help: "The limit: 200G, 512M, 1.5T, bytes; 0 or none for no limit.")
+    var size: String
+
+    @OptionGroup var homeOptions: HomeOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        guard let limit = Cache.parseLimit(size) else { throw ValidationError("'\(size)' is not a size: give 200G, 512M, 1.5T, a number of bytes, or none") }
+        try runReporting(json: output.json) {
+            let cache = Cache(library: try homeOptions.open())
+            try cache.setLimit(limit.bytes)
+            let status = try cache.status()
+            if output.json { return try Out.json(status) }
+            Out.line(limit.bytes.map { "cache limit: \(formatBytes($0)) (\(formatBytes(status.size)) here now)" } ?? "cache limit: none")
+            if let bytes = limit.bytes, status.size > bytes {
+                Out.line("more than the limit is here: `tsr gc --evict-to \(size)` evicts down to it now")
+            }
+        }
+    }
+}
+
+struct PinCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pin", abstract: "Keep models in the cache: a pinned blob is never evicted (tsr unpin undoes it).")
+
+    @Argument(help: "Names (folder/path) or SHA-256s (a unique prefix of at least 8 digits).")
+    var names: [String]
+
+    @OptionGroup var homeOptions: HomeOptions
+    @OptionGroup var output: OutputOptions
+
+    func validate() throws {
+        if names.isEmpty { throw ValidationError("name at least one model to pin") }
+    }
+
+    func run() throws {
+        try runReporting(json: output.json) {
+            let cache = Cache(library: try homeOptions.open())
+            let digests = try cache.digests(for: names)
+            let added = try cache.pin(digests)
+            if output.json { return try Out.json(["pinned": digests.map(\.rawValue)]) }
+            Out.line("pinned \(counted(Set(digests).count, "blob")) (\(added) newly)")
+        }
+    }
+}
+
+struct UnpinCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "unpin", abstract: "Let pinned models be evicted again.")
+
+    @Argument(help: "Names (folder/path) or SHA-256s (a unique prefix of at least 8 digits).")
+    var names: [String]
+
+    @OptionGroup var homeOptions: HomeOptions
+    @OptionGroup var output: OutputOptions
+
+    func validate() throws {
+        if names.isEmpty { throw ValidationError("name at least one model to unpin") }
+    }
+
+    func run() throws {
+        try runReporting(json: output.json) {
+            let cache = Cache(library: try homeOptions.open())
+            let digests = try cache.digests(for: names)
+            let removed = try cache.unpin(digests)
+            if output.json { return try Out.json(["unpinned": digests.map(\.rawValue)]) }
+            Out.line("unpinned \(counted(removed, "blob"))")
+        }
+    }
+}
