@@ -1,3 +1,4 @@
+import TSRLibrary
 import TSRRegistry
 import TSRStore
 
@@ -34,6 +35,8 @@ public enum FetchError: Error, Sendable, CustomStringConvertible {
     case cancelled
     case store(StoreError)
     case registry(RegistryError)
+    /// The bounded cache has no room for the bytes: what may not be evicted fills it.
+    case cacheFull(CacheFull)
 
     public var description: String {
         switch self {
@@ -61,6 +64,7 @@ public enum FetchError: Error, Sendable, CustomStringConvertible {
         case .cancelled: return "the download was cancelled"
         case let .store(error): return error.description
         case let .registry(error): return error.description
+        case let .cacheFull(full): return full.description
         }
     }
 }

@@ -35,6 +35,9 @@ public struct FetchSettings: Sendable {
     /// A Retry-After longer than this fails the download instead of waiting.
     public var maxRetryAfter: Duration = .seconds(120)
     public var maxRedirects = 10
+    /// The cache limit in bytes for this process's downloads, over `TSR_CACHE_LIMIT` and the
+    /// home's (`tsr cache limit`): the mount option `cache_limit=`. nil: those decide.
+    public var cacheLimit: Int64?
 
     public init() {}
 

@@ -110,8 +110,11 @@ public final class Fetcher: Sendable {
                 return committed
             }
             do throws(FetchError) {
+                try makeRoom(for: request.expectedSize ?? 0)
                 let committed = try downloader.download(request, progress: progress, cancel: cancel)
                 do { try library.markDownloaded(committed, name: name) } catch { throw FetchError.registry(registryError(error)) }
+                // A download is a use: the newest content is the last to be evicted.
+                try? library.registry.recordAccess([committed.digest: Date()])
                 return committed
             } catch {
                 guard case let .store(inner) = error, case .busy = inner else { throw error }
@@ -122,6 +125,22 @@ public final class Fetcher: Sendable {
                 if cancel?.isCancelled == true { throw .cancelled }
                 progress?(library.store.partialSize(request.key), request.expectedSize)
                 Thread.sleep(forTimeInterval: 0.2)
+            }
+        }
+    }
+
+    /// Makes room in the bounded cache before bytes are written (docs/SEMANTICS.md §11): evicts
+    /// least recently used blobs when the download would pass the limit, or refuses it when what
+    /// may not be evicted leaves no room. Nothing to do without a limit.
+    private func makeRoom(for bytes: Int64) throws(FetchError) {
+        do {
+            try Cache(library: library).makeRoom(for: bytes, limit: settings.cacheLimit)
+        } catch {
+            switch error {
+            case let .cacheFull(full): throw .cacheFull(full)
+            case let .registry(inner): throw .registry(inner)
+            case let .store(inner): throw .store(inner)
+            default: throw .registry(.database(error.description))
             }
         }
     }

@@ -17,9 +17,21 @@ public struct CacheStatus: Sendable, Encodable, Equatable {
     /// Never evicted because nothing could fetch them again (imported from a local file, or
     /// written through the mount).
     public var unevictable: Int64 = 0
+    /// Opens through the mount since it started: of content that was here, and of content that
+    /// had to be fetched (written by the mount every few seconds).
+    public var hits: Int64 = 0
+    public var misses: Int64 = 0
+    public var recentEvictions: [Eviction] = []
+
+    public struct Eviction: Sendable, Encodable, Equatable {
+        public var sha256: String
+        public var size: Int64
+        public var at: Date
+    }
 
     enum CodingKeys: String, CodingKey {
-        case size, blobs, limit, limitSource = "limit_source", pinned, evictable, unevictable
+        case size, blobs, limit, limitSource = "limit_source", pinned, evictable, unevictable, hits, misses
+        case recentEvictions = "recent_evictions"
     }
 }
 
@@ -40,6 +52,21 @@ public struct EvictionReport: Sendable, Encodable, Equatable {
     public var inUse: Int64 = 0
     public var unevictable: Int64 = 0
     public var reached: Bool { remaining <= target }
+}
+
+/// Room for new bytes could not be made: what may not be evicted fills the cache.
+public struct CacheFull: Error, Sendable, Equatable, CustomStringConvertible {
+    public var needed: Int64
+    public var limit: Int64
+    public var size: Int64
+    public var pinned: Int64
+    public var inUse: Int64
+    public var unevictable: Int64
+
+    public var description: String {
+        let t = ByteCount.text
+        return "cache full: \(t(pinned)) pinned, \(t(inUse)) open, \(t(unevictable)) with no source to fetch again; \(t(needed)) more would pass the limit of \(t(limit)) (\(t(size)) here). Raise it (tsr cache limit), unpin (tsr unpin) or close files"
+    }
 }
 
 /// The bounded cache (docs/SEMANTICS.md §11): blobs whose bytes can be fetched again and
@@ -105,6 +132,13 @@ public struct Cache: Sendable {
         (status.limit, status.limitSource) = try limit(environment: environment)
         let entries: [CacheEntry]
         do { entries = try library.registry.cacheEntries() } catch { throw .registry(error) }
+        do {
+            status.hits = try library.registry.counter("mount_hits")
+            status.misses = try library.registry.counter("mount_misses")
+            status.recentEvictions = try library.registry.recentEvictions(limit: 5).map { .init(sha256: $0.sha256.rawValue, size: $0.size, at: $0.at) }
+        } catch {
+            throw .registry(error)
+        }
         for entry in entries {
             status.size += entry.size
             status.blobs += 1
@@ -119,13 +153,41 @@ public struct Cache: Sendable {
         return status
     }
 
+    /// After a cleanup, the bytes here are at most this share of the limit (less what is about to
+    /// be written), so that not every download has to evict.
+    public static let lowWater = 0.9
+
+    /// Makes room for `bytes` more under `limit` (the limit in force when nil; nothing to do
+    /// without one): when they would pass it, evicts down to the low-water mark. Throws
+    /// `CacheFull` when what may not be evicted leaves no room. The evictions made, or nil.
+    @discardableResult
+    public func makeRoom(for bytes: Int64, limit: Int64? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) throws(LibraryError) -> EvictionReport? {
+        var inForce = limit
+        if inForce == nil { inForce = try self.limit(environment: environment).bytes }
+        guard let limit = inForce else { return nil }
+        let entries: [CacheEntry]
+        do { entries = try library.registry.cacheEntries() } catch { throw .registry(error) }
+        let size = entries.reduce(Int64(0)) { $0 + $1.size }
+        guard size + bytes > limit else { return nil }
+        let target = max(0, min(Int64(Double(limit) * Self.lowWater), limit - bytes))
+        let report = try evict(downTo: target, entries: entries)
+        if report.remaining + bytes > limit {
+            throw .cacheFull(CacheFull(needed: bytes, limit: limit, size: report.remaining, pinned: report.pinned, inUse: report.inUse, unevictable: report.unevictable))
+        }
+        return report
+    }
+
     /// Evicts least recently used blobs until the bytes here are at most `target` (or nothing
     /// more may go). `dryRun` evicts nothing and reports what would go.
     public func evict(downTo target: Int64, dryRun: Bool = false) throws(LibraryError) -> EvictionReport {
-        var report = EvictionReport()
-        report.target = target
         let entries: [CacheEntry]
         do { entries = try library.registry.cacheEntries() } catch { throw .registry(error) }
+        return try evict(downTo: target, entries: entries, dryRun: dryRun)
+    }
+
+    func evict(downTo target: Int64, entries: [CacheEntry], dryRun: Bool = false) throws(LibraryError) -> EvictionReport {
+        var report = EvictionReport()
+        report.target = target
         var remaining = entries.reduce(Int64(0)) { $0 + $1.size }
         for entry in entries {
             guard remaining > target else { break }

@@ -47,6 +47,8 @@ public enum LibraryError: Error, Sendable, CustomStringConvertible {
     case notFound(String)
     /// The argument is not usable (message says why).
     case invalidArgument(String)
+    /// The bounded cache has no room for new bytes (what may not be evicted fills it).
+    case cacheFull(CacheFull)
 
     public var description: String {
         switch self {
@@ -56,6 +58,7 @@ public enum LibraryError: Error, Sendable, CustomStringConvertible {
         case let .safetensors(path, error): return "\(path): \(error)"
         case let .notFound(what): return "\(what): no such file, alias (FOLDER/NAME) or SHA-256"
         case let .invalidArgument(message): return message
+        case let .cacheFull(full): return full.description
         }
     }
 }

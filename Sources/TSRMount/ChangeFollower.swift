@@ -208,16 +208,50 @@ extension MountCore {
 
     /// Polls between pruning the change log of rows no mount needs any more.
     static let prunePolls = 3000
+    /// Polls between writing the opens seen to the registry and logging new evictions.
+    static let accessPolls = 25
+    static let hitsKey = "mount_hits"
+    static let missesKey = "mount_misses"
 
     /// One poll: picks up registry changes made by other processes, then pushes invalidations.
     func poll() {
         do {
             try followChanges()
-            if polls.add(1, ordering: .relaxed).newValue % Self.prunePolls == 0 { try library.registry.pruneMountChanges() }
+            let count = polls.add(1, ordering: .relaxed).newValue
+            if count % Self.prunePolls == 0 { try library.registry.pruneMountChanges() }
+            if count % Self.accessPolls == 0 { flushAccess() }
         } catch {
             logger.error("registry poll failed: \(error)")
         }
         flushInvalidations()
+    }
+
+    /// Writes the opens seen since the last flush (last reads, hits, misses) in one transaction,
+    /// and logs evictions made since the last look (by this mount's downloads or any other tsr).
+    func flushAccess() {
+        let log = access.withLock { log -> AccessLog in
+            defer { log = AccessLog() }
+            return log
+        }
+        do {
+            try library.registry.recordAccess(log.reads)
+            try library.registry.addToCounters([Self.hitsKey: log.hits, Self.missesKey: log.misses])
+        } catch {
+            logger.warning("recording reads for the cache: \(error) (kept for the next flush)")
+            access.withLock { current in
+                current.reads.merge(log.reads) { max($0, $1) }
+                current.hits += log.hits
+                current.misses += log.misses
+            }
+        }
+        do {
+            let seen = evictionsShown.load(ordering: .relaxed)
+            let new = try library.registry.evictions(after: seen)
+            for row in new.rows { logger.notice("evicted \(row.sha256.short) (\(ByteCount.text(row.size))) to keep the cache under its limit; its names stay and it is fetched again on the next read") }
+            evictionsShown.store(new.latest, ordering: .relaxed)
+        } catch {
+            logger.warning("reading the eviction log: \(error)")
+        }
     }
 
     /// Refreshes what the kernel holds when another process changed the registry, or when a

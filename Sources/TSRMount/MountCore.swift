@@ -124,6 +124,17 @@ public final class MountCore: @unchecked Sendable {
     let notifier = Notifier()
     /// What reads are answered from.
     let readBuffers = ReadBuffers()
+    /// Opens of content since the last flush, for the bounded cache's least-recently-used order
+    /// and its hit count: written to the registry in batches by the poller, never per open.
+    struct AccessLog {
+        var reads: [Digest: Date] = [:]
+        /// Opens of content that was here, and of content that had to be fetched.
+        var hits: Int64 = 0
+        var misses: Int64 = 0
+    }
+    let access = Mutex(AccessLog())
+    /// The newest eviction the mount log has shown.
+    let evictionsShown = Atomic<Int64>(0)
     let rebuildLock = NSLock()
     let polls = Atomic<Int>(0)
 
@@ -145,6 +156,13 @@ public final class MountCore: @unchecked Sendable {
         // A (re)mount tries every failed download again at its first read.
         do { try library.registry.retryFetchFailuresNow() } catch { logger.warning("resetting download back-offs: \(error)") }
         names = Mutex(initial)
+        // Hits and misses count from this mount's start; evictions before it are not logged.
+        do {
+            try library.registry.setCounters([Self.hitsKey: 0, Self.missesKey: 0])
+            evictionsShown.store(try library.registry.latestEvictionId(), ordering: .relaxed)
+        } catch {
+            logger.warning("starting the cache counters: \(error)")
+        }
     }
 
     deinit { notifier.stop() }

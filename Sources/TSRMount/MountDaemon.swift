@@ -103,6 +103,7 @@ public final class MountDaemon: @unchecked Sendable {
         let status = session.run(maxThreads: core.settings.threads, handleSignals: handleSignals)
         stopping.store(true, ordering: .relaxed)
         pollerDone.wait()
+        fs.flushAccess()
         session.unmount()
         fs.logger.info("unmounted \(session.mountpoint)")
         return status

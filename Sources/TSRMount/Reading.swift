@@ -130,6 +130,7 @@ extension MountCore {
                 logger.notice("open \(LogText.escaped(path(of: inode) ?? "?")): refused while another process has it open by passthrough")
                 throw Errno.textFileBusy
             }
+            noteAccess(handle)
             // Blob content never changes under a handle: keep the page cache across opens.
             // Writes go around the page cache, so readers of the old content keep it (§7).
             let keep: Bool
@@ -140,6 +141,25 @@ extension MountCore {
         } catch {
             logger.error("open \(path(of: inode) ?? "?"): \(error)")
             throw error
+        }
+    }
+
+    /// Counts an open of content for the bounded cache (a hit when its bytes are here).
+    func noteAccess(_ handle: Handle) {
+        let now = Date()
+        switch handle {
+        case let .blob(_, digest):
+            access.withLock { log in
+                log.reads[digest] = now
+                log.hits += 1
+            }
+        case let .remote(digest):
+            access.withLock { log in
+                log.reads[digest] = now
+                log.misses += 1
+            }
+        default:
+            break
         }
     }
 

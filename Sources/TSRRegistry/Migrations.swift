@@ -275,6 +275,13 @@ enum Migrations {
             key TEXT PRIMARY KEY NOT NULL,
             value TEXT NOT NULL
         );
+        -- The latest evictions (tsr cache shows them; the newest 100 are kept).
+        CREATE TABLE evictions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            sha256 TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            at TEXT NOT NULL
+        );
         """
 
     static let v10 = """

@@ -106,13 +106,65 @@ extension Registry {
 
     /// Marks an evicted blob `remote` (its names stay, fetched again on the next read), storing
     /// `prefix` as its header region when it has none, in one transaction.
-    public func markEvicted(_ digest: Digest, prefix: [UInt8]?) throws(RegistryError) {
+    public func markEvicted(_ digest: Digest, prefix: [UInt8]?, at date: Date = Date()) throws(RegistryError) {
         try write { db in
             if let prefix {
                 try db.execute(sql: "INSERT OR IGNORE INTO blob_prefixes (sha256, bytes) VALUES (?, ?)", arguments: [digest, Data(prefix)])
             }
             try db.execute(sql: "UPDATE blobs SET state = 'remote', verified_at = NULL WHERE sha256 = ? AND state = 'present'", arguments: [digest])
             if db.changesCount == 0 { throw RegistryError.blobUnknown(digest) }
+            try db.execute(
+                sql: "INSERT INTO evictions (sha256, size, at) SELECT sha256, size, ? FROM blobs WHERE sha256 = ?", arguments: [date, digest])
+            try db.execute(sql: "DELETE FROM evictions WHERE id <= (SELECT max(id) - 100 FROM evictions)")
+        }
+    }
+
+    /// The latest evictions, newest first.
+    public func recentEvictions(limit: Int = 10) throws(RegistryError) -> [(sha256: Digest, size: Int64, at: Date)] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT sha256, size, at FROM evictions ORDER BY id DESC LIMIT ?", arguments: [limit]).map { ($0[0], $0[1], $0[2]) }
+        }
+    }
+
+    /// Evictions recorded after row `id`, oldest first, with the newest row's id.
+    public func evictions(after id: Int64) throws(RegistryError) -> (rows: [(sha256: Digest, size: Int64, at: Date)], latest: Int64) {
+        try read { db in
+            let rows = try Row.fetchAll(db, sql: "SELECT id, sha256, size, at FROM evictions WHERE id > ? ORDER BY id LIMIT 1000", arguments: [id])
+            let latest: Int64 = rows.last?[0] ?? id
+            return (rows.map { ($0[1], $0[2], $0[3]) }, latest)
+        }
+    }
+
+    /// The id of the newest eviction recorded (0: none).
+    public func latestEvictionId() throws(RegistryError) -> Int64 {
+        try read { db in try Int64.fetchOne(db, sql: "SELECT max(id) FROM evictions") ?? 0 }
+    }
+
+    /// Sets counters kept in `settings` (the mount's hits and misses start at 0).
+    public func setCounters(_ values: [String: Int64]) throws(RegistryError) {
+        try write { db in
+            for (key, value) in values {
+                try db.execute(
+                    sql: "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    arguments: [key, String(value)])
+            }
+        }
+    }
+
+    /// A number the mount keeps in `settings` (hits, misses), or 0.
+    public func counter(_ key: String) throws(RegistryError) -> Int64 {
+        try read { db in try String.fetchOne(db, sql: "SELECT value FROM settings WHERE key = ?", arguments: [key]).flatMap { Int64($0) } ?? 0 }
+    }
+
+    /// Adds to counters kept in `settings`, in one transaction.
+    public func addToCounters(_ amounts: [String: Int64]) throws(RegistryError) {
+        guard amounts.values.contains(where: { $0 != 0 }) else { return }
+        try write { db in
+            for (key, amount) in amounts where amount != 0 {
+                try db.execute(
+                    sql: "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + ? AS TEXT)",
+                    arguments: [key, String(amount), amount])
+            }
         }
     }
 }

@@ -22,3 +22,17 @@ public enum LogText {
         scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value)
     }
 }
+
+/// Byte counts for people: "1.5 GiB", "812 B".
+public enum ByteCount {
+    public static func text(_ bytes: Int64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
+        var value = Double(bytes)
+        var unit = 0
+        while abs(value) >= 1024, unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
+    }
+}

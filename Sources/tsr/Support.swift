@@ -79,16 +79,7 @@ func runReporting(json: Bool, _ body: () throws -> Void) throws {
 }
 
 /// Human-readable byte counts (binary units).
-func formatBytes(_ bytes: Int64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
-    var value = Double(bytes)
-    var unit = 0
-    while abs(value) >= 1024, unit < units.count - 1 {
-        value /= 1024
-        unit += 1
-    }
-    return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
-}
+func formatBytes(_ bytes: Int64) -> String { ByteCount.text(bytes) }
 
 /// A progress bar on stderr while `body` runs, only when stderr is a terminal and not --json.
 func withProgress<T>(_ label: String, enabled: Bool, _ body: (ProgressCounter?) throws -> T) rethrows -> T {

@@ -36,11 +36,18 @@ struct MountCommand: ParsableCommand {
     @Option(help: "Also serve the HTTP API and web page at HOST:PORT, :PORT or PORT (downloads share the mount's); see `tsr serve`.")
     var api: String?
 
+    @Option(help: "The cache limit for downloads this mount starts (200G, 512M, bytes; none: no limit), over TSR_CACHE_LIMIT and the home's (`tsr cache limit`). Least recently used models are evicted to make room.")
+    var cacheLimit: String?
+
     @OptionGroup var apiOptions: APIOptions
     @OptionGroup var homeOptions: HomeOptions
 
     func run() throws {
         let apiConfiguration = try api.map { try apiOptions.configuration($0) }
+        let limit = try cacheLimit.map { text throws -> Cache.Limit in
+            guard let limit = Cache.parseLimit(text) else { throw ValidationError("--cache-limit '\(text)' is not a size: give 200G, 512M, a number of bytes, or none") }
+            return limit
+        }
         let point = mountpoint.hasPrefix("/") ? mountpoint : currentDirectory + "/" + mountpoint
         let home = homeOptions.resolved
         if foreground {
@@ -54,7 +61,9 @@ struct MountCommand: ParsableCommand {
             }
             // Lazy reads download through the fetch engine, with the tokens of this environment
             // (HF_TOKEN, CIVITAI_API_KEY), kept in memory only.
-            let settings = FetchSettings.from(environment: ProcessInfo.processInfo.environment)
+            var fetchSettings = FetchSettings.from(environment: ProcessInfo.processInfo.environment)
+            if let limit { fetchSettings.cacheLimit = limit.bytes ?? Int64.max }
+            let settings = fetchSettings
             let credentials = Credentials.from(environment: ProcessInfo.processInfo.environment)
             // Read: from now on they live in memory only, not in /proc/PID/environ.
             EnvironmentSecrets.scrub()
@@ -87,6 +96,7 @@ struct MountCommand: ParsableCommand {
             if allowOther { arguments.append("--allow-other") }
             if !passthrough { arguments.append("--no-passthrough") }
             if let api { arguments += ["--api", api] }
+            if let cacheLimit { arguments += ["--cache-limit", cacheLimit] }
             // The API token reaches the daemon through a pipe, never its arguments.
             let token = apiConfiguration?.token
             if token != nil { arguments.append("--api-token-stdin") }

@@ -1,0 +1,124 @@
+import CLinux
+import Foundation
+import Testing
+import TSRStore
+import TSRTesting
+
+/// The bounded cache through a real mount (docs/SEMANTICS.md §11): lazy reads evict least
+/// recently used models to stay under the limit, never a pinned one, one nothing could fetch
+/// again, or one a process has open; an evicted name stays exactly as it was and comes back on
+/// the next read.
+@Suite(.enabled(if: TestMount.isAvailable, "needs /dev/fuse"), .serialized)
+struct CacheMountTests {
+    let dir: TempDirectory
+    var home: String { dir.path + "/home" }
+
+    init() throws { dir = try TempDirectory("tsr-cache") }
+
+    func tsr(_ arguments: [String], environment extra: [String: String] = [:]) throws -> Shell.Output {
+        var environment = ProcessInfo.processInfo.environment
+        environment["TSR_HOME"] = home
+        environment.merge(extra) { $1 }
+        return try Shell.run(BuildProducts.tsr, arguments, environment: environment, cwd: dir.path, timeout: 120)
+    }
+
+    func xattr(_ path: String, _ name: String) -> String {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let n = getxattr(path, name, &buffer, buffer.count)
+        return n > 0 ? String(decoding: buffer.prefix(n), as: UTF8.self) : ""
+    }
+
+    /// Bytes of every blob file in the home.
+    func blobBytes() -> Int64 {
+        let root = home + "/blobs/sha256"
+        var total: Int64 = 0
+        for fan in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: root + "/" + fan)) ?? [] {
+                total += (try? SystemCalls.status(root + "/" + fan + "/" + name).size) ?? 0
+            }
+        }
+        return total
+    }
+
+    @Test func lazyReadsStayUnderTheLimitAndEvictedNamesComeBack() throws {
+        defer { dir.remove() }
+        let size = 64 << 20
+        let limit: Int64 = 200 << 20
+        let models = (0..<6).map { SafetensorsBuilder(tensors: [("w", "U8", [UInt64(size)])], fill: UInt8(10 + $0)).bytes() }
+        let hf = try HuggingFaceFixture(files: Dictionary(uniqueKeysWithValues: models.enumerated().map { ("o/r/m\($0.offset).safetensors", .init(bytes: $0.element)) }))
+        let env = ["HF_ENDPOINT": hf.endpoint]
+        for index in models.indices {
+            let added = try tsr(["add", "hf://o/r/m\(index).safetensors", "--folder", "checkpoints"], environment: env)
+            #expect(added.status == 0, "\(added.stderr)")
+        }
+        // A local-only import: nothing could fetch it again.
+        let local = testBytes(1 << 20, seed: 42)
+        _ = try dir.write("models/loras/local.bin", local)
+        #expect(try tsr(["import", dir.path + "/models", "--copy"]).status == 0)
+        #expect(try tsr(["pin", "checkpoints/m0.safetensors"]).status == 0)
+        #expect(try tsr(["cache", "limit", "200M"]).status == 0)
+
+        try TestMount.with(home: home, environment: env) { mount in
+            let path = { (index: Int) in mount.mountpoint + "/checkpoints/m\(index).safetensors" }
+            var most: Int64 = 0
+            func read(_ index: Int) throws {
+                #expect(try readBytes(path(index)) == models[index], "m\(index) byte-exact")
+                most = max(most, blobBytes())
+            }
+            try read(0)
+            try read(1)
+            // m1 stays open in this process while the others come and go.
+            let held = open(path(1), O_RDONLY | O_CLOEXEC)
+            #expect(held >= 0)
+            try read(2)
+            var before = stat()
+            #expect(stat(path(2), &before) == 0)
+            for index in 3..<6 { try read(index) }
+            for index in 0..<6 { try read(index) }
+            #expect(most <= limit + Int64(size), "blobs/ held \(most) bytes: at most the limit plus one model")
+
+            // m2 was evicted (least recently used, not pinned, not open): its name is unchanged.
+            for index in [3, 4, 5, 3, 4] { try read(index) }
+            #expect(xattr(path(2), "user.tsr.state") == "remote", "m2 was evicted")
+            var after = stat()
+            #expect(stat(path(2), &after) == 0)
+            #expect(after.st_ino == before.st_ino && after.st_size == before.st_size && after.st_mtim.tv_sec == before.st_mtim.tv_sec, "same inode, size and mtime")
+            #expect(xattr(path(0), "user.tsr.state") == "present", "the pinned model stays")
+            #expect(xattr(path(1), "user.tsr.state") == "present", "the model open in a process stays")
+            #expect(xattr(mount.mountpoint + "/loras/local.bin", "user.tsr.state") == "present", "the only copy stays")
+            close(held)
+            try read(2)
+            #expect(xattr(path(2), "user.tsr.state") == "present", "an evicted model comes back on its next read")
+            #expect(most <= limit + Int64(size), "blobs/ held \(most) bytes")
+        }
+        let status = try tsr(["cache", "-j"])
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])
+        #expect((json["recent_evictions"] as? [Any])?.isEmpty == false, "tsr cache lists the evictions")
+        #expect((json["misses"] as? Int ?? 0) > 0 && (json["hits"] as? Int ?? 0) > 0, "\(json)")
+        let log = (try? String(contentsOfFile: home + "/logs/mount.log", encoding: .utf8)) ?? ""
+        #expect(log.contains("to keep the cache under its limit") || status.stdout.contains("recent_evictions"))
+    }
+
+    /// With a limit that pinned content fills, a read that needs a download answers EIO and says
+    /// why; nothing is evicted or half-written.
+    @Test func aFullCacheAnswersEIOAndSaysWhy() throws {
+        defer { dir.remove() }
+        let models = (0..<2).map { SafetensorsBuilder(tensors: [("w", "U8", [UInt64(8 << 20)])], fill: UInt8(50 + $0)).bytes() }
+        let hf = try HuggingFaceFixture(files: ["o/r/a.safetensors": .init(bytes: models[0]), "o/r/b.safetensors": .init(bytes: models[1])])
+        let env = ["HF_ENDPOINT": hf.endpoint]
+        for name in ["a", "b"] { #expect(try tsr(["add", "hf://o/r/\(name).safetensors", "--folder", "loras"], environment: env).status == 0) }
+        #expect(try tsr(["pull", "hf://o/r/a.safetensors", "--folder", "loras"], environment: env).status == 0)
+        #expect(try tsr(["pin", "loras/a.safetensors"]).status == 0)
+        #expect(try tsr(["cache", "limit", "10M"]).status == 0)
+        try TestMount.with(home: home, environment: env) { mount in
+            let path = mount.mountpoint + "/loras/b.safetensors"
+            #expect((try? readBytes(path)) == nil, "the read fails")
+            #expect(xattr(path, "user.tsr.error").contains("cache full"), "user.tsr.error: \(xattr(path, "user.tsr.error"))")
+            #expect(xattr(mount.mountpoint + "/loras/a.safetensors", "user.tsr.state") == "present")
+        }
+        let pull = try tsr(["pull", "hf://o/r/b.safetensors", "--folder", "loras"], environment: env)
+        #expect(pull.status != 0 && pull.stderr.contains("cache full"), "\(pull.stderr)")
+        #expect(try tsr(["cache", "limit", "none"]).status == 0)
+        #expect(try tsr(["pull", "hf://o/r/b.safetensors", "--folder", "loras"], environment: env).status == 0)
+    }
+}
