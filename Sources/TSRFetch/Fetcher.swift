@@ -40,10 +40,7 @@ public final class Fetcher: Sendable {
 
     /// Makes a registered blob present: from each recorded source in turn until one works.
     public func fetch(_ digest: Digest, progress: DownloadProgress? = nil, cancel: Cancellation? = nil) throws(FetchError) -> Committed {
-        if let size = library.store.size(of: digest) {
-            try? library.markDownloaded(Committed(digest: digest, size: size, deduplicated: true))
-            return Committed(digest: digest, size: size, deduplicated: true)
-        }
+        if let stored = library.adoptStored(digest) { return stored }
         let blob: BlobRecord?
         let sources: [SourceRecord]
         do {
@@ -104,11 +101,7 @@ public final class Fetcher: Sendable {
     /// One download, waiting while another process holds the same partial file.
     private func download(_ request: DownloadRequest, name: String?, progress: DownloadProgress?, cancel: Cancellation?) throws(FetchError) -> Committed {
         while true {
-            if let digest = request.expected, let size = library.store.size(of: digest) {
-                let committed = Committed(digest: digest, size: size, deduplicated: true)
-                try? library.markDownloaded(committed, name: name)
-                return committed
-            }
+            if let digest = request.expected, let stored = library.adoptStored(digest, name: name) { return stored }
             do throws(FetchError) {
                 try makeRoom(for: request.expectedSize ?? 0)
                 let committed = try downloader.download(request, progress: progress, cancel: cancel)

@@ -199,12 +199,15 @@ public struct Cache: Sendable {
                 report.unevictable += entry.size
                 continue
             }
-            let path = library.layout.blobPath(entry.sha256)
-            if SystemCalls.isInUse(path) {
+            if dryRun {
+                if SystemCalls.isInUse(library.layout.blobPath(entry.sha256)) {
+                    report.inUse += entry.size
+                    continue
+                }
+            } else if try !evictOne(entry) {
                 report.inUse += entry.size
                 continue
             }
-            if !dryRun { try evictOne(entry) }
             report.evicted.append(.init(sha256: entry.sha256.rawValue, size: entry.size))
             report.freed += entry.size
             remaining -= entry.size
@@ -213,13 +216,20 @@ public struct Cache: Sendable {
         return report
     }
 
-    /// Evicts one blob: its header region is kept (stored now if it was not), the registry says
-    /// `remote` first, then the file goes — a crash between leaves a file the next read adopts
-    /// (verified) or `tsr gc` removes, never a name without bytes the registry calls present.
-    func evictOne(_ entry: CacheEntry) throws(LibraryError) {
+    /// Evicts one blob unless a reader has it open (false then). Under the blob file's exclusive
+    /// lock, which no reader holds (they hold shared ones) and which `Library.adoptStored` waits
+    /// for: its header region is kept (stored now if it was not), the registry says `remote`
+    /// first, then the file goes. A crash between leaves a file the next read adopts (verified)
+    /// or `tsr gc` removes, never a name the registry calls present without its bytes.
+    func evictOne(_ entry: CacheEntry) throws(LibraryError) -> Bool {
+        let path = library.layout.blobPath(entry.sha256)
+        guard let fd = try? SystemCalls.openForReading(path) else { return true }
+        defer { try? fd.close() }
+        guard SystemCalls.tryLock(fd) else { return false }
         let prefix = entry.hasPrefix ? nil : headerRegion(entry)
         do { try library.registry.markEvicted(entry.sha256, prefix: prefix) } catch { throw .registry(error) }
         do { try library.store.remove(entry.sha256) } catch { throw .store(error) }
+        return true
     }
 
     /// The header region of a blob that is here, read from its file: what header peeks of its

@@ -256,6 +256,19 @@ extension Library {
         return blob
     }
 
+    /// The blob of `digest` if its file is here, recorded present (with `name`'s header facts):
+    /// what a download finds when another one, or an import, already stored the bytes. Waits for
+    /// an eviction of it in progress, and then finds it gone.
+    public func adoptStored(_ digest: Digest, name: String? = nil) -> Committed? {
+        guard let fd = try? SystemCalls.openForReading(layout.blobPath(digest)) else { return nil }
+        defer { try? fd.close() }
+        SystemCalls.shareLockWaiting(fd)
+        guard let status = try? SystemCalls.status(of: fd, path: layout.blobPath(digest)), status.linkCount > 0 else { return nil }
+        let committed = Committed(digest: digest, size: status.size, deduplicated: true)
+        try? markDownloaded(committed, name: name)
+        return committed
+    }
+
     /// Records that a download committed a blob: state present, header facts read from the bytes
     /// when one of its names (or `name`) says safetensors.
     public func markDownloaded(_ committed: Committed, name: String? = nil) throws(LibraryError) {

@@ -114,7 +114,12 @@ extension MountCore {
                     throw Errno.noSuchFileOrDirectory
                 }
             } else if let digest = entry.sha256, entry.state == .present {
-                handle = .blob(try SystemCallsBridge.openBlob(store: library.store, digest: digest), digest)
+                // Evicted since the name was looked up: read it the lazy way (fetched again).
+                if let fd = try? SystemCallsBridge.openBlob(store: library.store, digest: digest) {
+                    handle = .blob(fd, digest)
+                } else {
+                    handle = .remote(digest)
+                }
             } else if let digest = entry.sha256 {
                 handle = .remote(digest)
             } else {

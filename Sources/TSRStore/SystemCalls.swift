@@ -82,6 +82,9 @@ public enum SystemCalls {
     /// marked it in use (`markInUse`), or a writer holds it. False when nothing is there.
     public static func isInUse(_ path: String) -> Bool { isLockedElsewhere(path) }
 
+    /// flock(LOCK_SH), waiting for an exclusive holder (an eviction in progress) to finish.
+    public static func shareLockWaiting(_ fd: FileDescriptor) { _ = flock(fd.rawValue, LOCK_SH) }
+
     /// flock(LOCK_UN).
     public static func unlock(_ fd: FileDescriptor) { _ = flock(fd.rawValue, LOCK_UN) }
 

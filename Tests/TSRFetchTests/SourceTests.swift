@@ -161,6 +161,44 @@ import TSRTesting
         #expect(try home.library.registry.blob(digest)?.state == .present)
     }
 
+    /// Evictions racing fetches of the same blob (a lazy read, a `tsr pull`): whatever the
+    /// interleaving, the registry calls the blob present exactly when its file is there, and a
+    /// fetch that returns has the verified bytes in the store or hands them over whole.
+    @Test func evictionsRacingFetchesOfOneBlobKeepRegistryAndStoreInStep() throws {
+        let home = try FetchHome()
+        defer { home.remove() }
+        let bytes = testBytes(1 << 20, seed: 8)
+        let hf = try HuggingFaceFixture(files: ["o/r/race.bin": .init(bytes: bytes)])
+        var settings = FetchHome.settings()
+        settings.huggingFaceEndpoint = hf.endpoint
+        let fetcher = Fetcher(library: home.library, settings: settings, credentials: Credentials())
+        let digest = try SHA256Hasher.digest(bytes)
+        _ = try home.library.registerRemote(
+            digest: digest, size: Int64(bytes.count), folder: "checkpoints", path: "race.bin", replace: false,
+            url: SourceSpec.huggingFace(repo: "o/r", revision: "main", path: "race.bin").canonicalURL, kind: "huggingface", prefix: nil)
+        let cache = Cache(library: home.library)
+        let failures = Locked<[String]>([])
+        for _ in 0..<30 {
+            DispatchQueue.concurrentPerform(iterations: 3) { worker in
+                do {
+                    if worker == 0 {
+                        _ = try cache.evict(downTo: 0)
+                    } else {
+                        let committed = try fetcher.fetch(digest)
+                        if committed.digest != digest { failures.withLock { $0.append("fetched \(committed.digest)") } }
+                    }
+                } catch {
+                    failures.withLock { $0.append("\(error)") }
+                }
+            }
+            let state = try home.library.registry.blob(digest)?.state
+            let here = home.library.store.contains(digest)
+            if (state == .present) != here { failures.withLock { $0.append("registry says \(state.map(\.rawValue) ?? "nothing"), file here: \(here)") } }
+            if here, try readBytes(home.library.layout.blobPath(digest)) != bytes { failures.withLock { $0.append("other bytes in the store") } }
+        }
+        #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 })")
+    }
+
     @Test func aDownloadHeldByAnotherWriterIsWaitedForNotRepeated() throws {
         let home = try FetchHome()
         defer { home.remove() }
