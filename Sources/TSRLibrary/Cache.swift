@@ -110,6 +110,16 @@ public struct Cache: Sendable {
         return found
     }
 
+    /// Every registered blob a workflow needs (entries not resolved to a hash yet have none).
+    public func workflowDigests(_ name: String) throws(LibraryError) -> [Digest] {
+        do {
+            let (_, entries) = try library.registry.workflow(named: name)
+            return Array(Set(entries.compactMap { $0.state == nil ? nil : $0.entry.sha256 })).sorted { $0.rawValue < $1.rawValue }
+        } catch {
+            throw .registry(error)
+        }
+    }
+
     /// Pins blobs (never evicted); how many were not pinned before.
     @discardableResult
     public func pin(_ digests: [Digest]) throws(LibraryError) -> Int {

@@ -15,9 +15,11 @@ public struct InfoReport: Sendable, Codable, Equatable {
     public var aliases: [String]
     /// The file on disk the report was made from, when the argument was a path.
     public var path: String?
+    /// Never evicted (tsr pin); nil for a file the library does not know.
+    public var pinned: Bool?
 
     enum CodingKeys: String, CodingKey {
-        case sha256, size, state, metadata, aliases, path
+        case sha256, size, state, metadata, aliases, path, pinned
         case tensorCount = "tensor_count", headerSize = "header_size", baseModel = "base_model"
     }
 }
@@ -71,7 +73,7 @@ public struct Inspector: Sendable {
         return InfoReport(
             sha256: blob.sha256.rawValue, size: blob.size, state: blob.state.rawValue, tensorCount: tensorCount,
             headerSize: headerSize, metadata: metadata, baseModel: baseModel ?? BaseModel.unknown,
-            aliases: try library.registry.aliases(of: blob.sha256).map(\.name), path: path)
+            aliases: try library.registry.aliases(of: blob.sha256).map(\.name), path: path, pinned: try library.registry.isPinned(blob.sha256))
     }
 
     private func report(file path: String, status: Stat) throws -> InfoReport {

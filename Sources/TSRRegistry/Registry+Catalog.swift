@@ -16,6 +16,8 @@ public struct CatalogModel: Sendable, Equatable {
     public var civitaiName: String?
     /// Every name in the folder views, as (folder, path), ordered.
     public var names: [AliasName]
+    /// Never evicted (tsr pin).
+    public var pinned = false
 }
 
 public struct AliasName: Sendable, Equatable, Codable {
@@ -69,7 +71,8 @@ extension Registry {
                     SELECT b.sha256, b.size, b.state, b.base_model AS header_base,
                            (\(Self.linked("mv.base_model"))) AS linked_base, (\(Self.linked("c.username"))) AS creator,
                            (\(Self.linked("m.civitai_id"))) AS model_id, (\(Self.linked("mv.civitai_id"))) AS version_id,
-                           (\(Self.linked("m.name"))) AS model_name
+                           (\(Self.linked("m.name"))) AS model_name,
+                           EXISTS(SELECT 1 FROM pins p WHERE p.sha256 = b.sha256) AS pinned
                     FROM blobs b
                     """)
             var names: [String: [AliasName]] = [:]
@@ -83,7 +86,7 @@ extension Registry {
                 return CatalogModel(
                     sha256: digest, size: row["size"], state: row["state"], baseModel: linkedBase ?? headerBase, creator: row["creator"],
                     civitaiModelId: row["model_id"], civitaiVersionId: row["version_id"], civitaiName: row["model_name"],
-                    names: names[digest.rawValue] ?? [])
+                    names: names[digest.rawValue] ?? [], pinned: row["pinned"])
             }
             return models.filter(filter.keeps).sorted { lhs, rhs in
                 switch (lhs.names.first, rhs.names.first) {

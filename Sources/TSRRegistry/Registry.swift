@@ -76,9 +76,13 @@ public struct AliasListing: Sendable, Equatable, Codable, FetchableRecord {
     public var size: Int64
     public var state: BlobState
     public var baseModel: String?
+    /// Never evicted (tsr pin).
+    public var pinned: Bool
+    /// Not here because the bounded cache evicted it (fetched again on the next read).
+    public var evicted: Bool
 
     enum CodingKeys: String, CodingKey {
-        case id, folder, path, sha256, size, state
+        case id, folder, path, sha256, size, state, pinned, evicted
         case baseModel = "base_model"
     }
 }
@@ -353,7 +357,9 @@ public final class Registry: Sendable {
     public func listing(folder: String? = nil, baseModel: String? = nil) throws(RegistryError) -> [AliasListing] {
         try read { db in
             var sql = """
-                SELECT a.id, a.folder, a.path, a.sha256, b.size, b.state, b.base_model
+                SELECT a.id, a.folder, a.path, a.sha256, b.size, b.state, b.base_model,
+                       EXISTS(SELECT 1 FROM pins p WHERE p.sha256 = a.sha256) AS pinned,
+                       (b.state = 'remote' AND EXISTS(SELECT 1 FROM evictions e WHERE e.sha256 = a.sha256)) AS evicted
                 FROM aliases a JOIN blobs b ON b.sha256 = a.sha256
                 """
             var conditions: [String] = []

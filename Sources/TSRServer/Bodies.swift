@@ -40,6 +40,7 @@ struct ModelSummary: Encodable {
     var civitaiName: String?
     var civitaiModelId: Int64?
     var names: [AliasName]
+    var pinned: Bool
 
     init(_ model: CatalogModel, failure: FetchFailure? = nil) {
         sha256 = model.sha256.rawValue
@@ -51,10 +52,11 @@ struct ModelSummary: Encodable {
         civitaiName = model.civitaiName
         civitaiModelId = model.civitaiModelId
         names = model.names
+        pinned = model.pinned
     }
 
     enum CodingKeys: String, CodingKey {
-        case sha256, size, state, creator, names
+        case sha256, size, state, creator, names, pinned
         case downloadError = "download_error"
         case baseModel = "base_model", civitaiName = "civitai_name", civitaiModelId = "civitai_model_id"
     }
@@ -123,9 +125,10 @@ struct ModelDetail: Encodable {
     var civitai: CivitAIStatus?
     var triggerWords: [String]
     var examplePrompts: [PromptBody]
+    var pinned: Bool
 
     enum CodingKeys: String, CodingKey {
-        case sha256, size, state, names, metadata, sources, civitai
+        case sha256, size, state, names, metadata, sources, civitai, pinned
         case downloadError = "download_error"
         case baseModel = "base_model", tensorCount = "tensor_count", headerSize = "header_size"
         case triggerWords = "trigger_words", examplePrompts = "example_prompts"

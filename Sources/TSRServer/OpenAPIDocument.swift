@@ -105,6 +105,10 @@ enum OpenAPIDocument {
       "items": {
        "$ref": "#/components/schemas/AliasName"
       }
+     },
+     "pinned": {
+      "type": "boolean",
+      "description": "Never evicted from the bounded cache (tsr pin)."
      }
     }
    },
@@ -281,6 +285,10 @@ enum OpenAPIDocument {
         }
        }
       }
+     },
+     "pinned": {
+      "type": "boolean",
+      "description": "Never evicted from the bounded cache (tsr pin)."
      }
     }
    },

@@ -97,7 +97,7 @@ struct Routes: Sendable {
             names: try registry.aliases(of: digest).map { AliasName(folder: $0.folder, path: $0.path) },
             tensorCount: info.tensorCount, headerSize: info.headerSize, metadata: info.metadata,
             sources: try registry.sources(of: digest).map { SourceBody(url: $0.url, kind: $0.kind) },
-            civitai: nil, triggerWords: [], examplePrompts: [])
+            civitai: nil, triggerWords: [], examplePrompts: [], pinned: try registry.isPinned(digest))
         if let link {
             detail.civitai = status
             detail.triggerWords = try registry.triggerWords(versionId: link.versionId)

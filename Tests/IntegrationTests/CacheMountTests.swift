@@ -91,6 +91,10 @@ struct CacheMountTests {
             #expect(xattr(path(2), "user.tsr.state") == "present", "an evicted model comes back on its next read")
             #expect(most <= limit + Int64(size), "blobs/ held \(most) bytes")
         }
+        let listed = try #require(try JSONSerialization.jsonObject(with: Data(try tsr(["list", "-j"]).stdout.utf8)) as? [[String: Any]])
+        let states = Dictionary(uniqueKeysWithValues: listed.map { ("\($0["folder"] ?? "")/\($0["name"] ?? "")", $0["state"] as? String ?? "") })
+        #expect(states.values.contains("evicted"), "tsr list says which were evicted: \(states)")
+        #expect(states["checkpoints/m0.safetensors"] == "present" && listed.contains { $0["name"] as? String == "m0.safetensors" && $0["pinned"] as? Bool == true })
         let status = try tsr(["cache", "-j"])
         let json = try #require(try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])
         #expect((json["recent_evictions"] as? [Any])?.isEmpty == false, "tsr cache lists the evictions")

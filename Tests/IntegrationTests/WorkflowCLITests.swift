@@ -60,8 +60,15 @@ import TSRTesting
         let vaeInfo = try json(try tsr(["info", "vae/ae.safetensors", "--json"]).stdout)
         #expect(vaeInfo["sha256"] as? String == (try SHA256Hasher.digest(other)).rawValue)
 
-        let pulled = try tsr(["workflow", "pull", "flux-portrait", "--json"], environment: env)
+        let pulled = try tsr(["workflow", "pull", "flux-portrait", "--json", "--pin"], environment: env)
         #expect(pulled.status == 0, "\(pulled.stderr)")
+        // --pin: what the workflow needs is never evicted; tsr list and info say so.
+        let listedPins = try #require(try JSONSerialization.jsonObject(with: Data(try tsr(["list", "--json"]).stdout.utf8)) as? [[String: Any]])
+        #expect(listedPins.first { $0["name"] as? String == "base.safetensors" }?["pinned"] as? Bool == true)
+        #expect(listedPins.first { $0["name"] as? String == "ae.safetensors" && $0["folder"] as? String == "vae" }?["pinned"] as? Bool == false, "the folder view's own ae is not the workflow's")
+        #expect(try json(try tsr(["info", "checkpoints/base.safetensors", "--json"]).stdout)["pinned"] as? Bool == true)
+        #expect(try tsr(["unpin", "--workflow", "flux-portrait"]).stdout.contains("unpinned 2 blobs"))
+        #expect(try tsr(["pin", "--workflow", "nope"]).status == 1)
         #expect(pulled.stdout.components(separatedBy: "\"completed\"").count == 3)
         #expect(pulled.stdout.contains("\"overall_total_bytes\":\(checkpoint.count + vae.count)"), "progress of the whole pull")
         let check = try json(try tsr(["workflow", "check", "flux-portrait", "--json"]).stdout)

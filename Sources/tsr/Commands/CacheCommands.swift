@@ -1,5 +1,6 @@
 import ArgumentParser
 import TSRLibrary
+import TSRStore
 
 struct CacheCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -63,27 +64,40 @@ struct CacheLimitCommand: ParsableCommand {
     }
 }
 
+/// The models `tsr pin` and `tsr unpin` act on: names, hashes and workflows' models.
+struct PinTargets: ParsableArguments {
+    @Argument(help: "Names (folder/path) or SHA-256s (a unique prefix of at least 8 digits).")
+    var names: [String] = []
+
+    @Option(help: "Also every model this workflow needs (repeatable).")
+    var workflow: [String] = []
+
+    func validate() throws {
+        if names.isEmpty && workflow.isEmpty { throw ValidationError("name at least one model or --workflow") }
+    }
+
+    func digests(_ cache: Cache) throws -> [Digest] {
+        var digests = try cache.digests(for: names)
+        for name in workflow { digests += try cache.workflowDigests(name) }
+        return Array(Set(digests)).sorted { $0.rawValue < $1.rawValue }
+    }
+}
+
 struct PinCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pin", abstract: "Keep models in the cache: a pinned blob is never evicted (tsr unpin undoes it).")
 
-    @Argument(help: "Names (folder/path) or SHA-256s (a unique prefix of at least 8 digits).")
-    var names: [String]
-
+    @OptionGroup var targets: PinTargets
     @OptionGroup var homeOptions: HomeOptions
     @OptionGroup var output: OutputOptions
-
-    func validate() throws {
-        if names.isEmpty { throw ValidationError("name at least one model to pin") }
-    }
 
     func run() throws {
         try runReporting(json: output.json) {
             let cache = Cache(library: try homeOptions.open())
-            let digests = try cache.digests(for: names)
+            let digests = try targets.digests(cache)
             let added = try cache.pin(digests)
             if output.json { return try Out.json(["pinned": digests.map(\.rawValue)]) }
-            Out.line("pinned \(counted(Set(digests).count, "blob")) (\(added) newly)")
+            Out.line("pinned \(counted(digests.count, "blob")) (\(added) newly)")
         }
     }
 }
@@ -91,20 +105,14 @@ struct PinCommand: ParsableCommand {
 struct UnpinCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "unpin", abstract: "Let pinned models be evicted again.")
 
-    @Argument(help: "Names (folder/path) or SHA-256s (a unique prefix of at least 8 digits).")
-    var names: [String]
-
+    @OptionGroup var targets: PinTargets
     @OptionGroup var homeOptions: HomeOptions
     @OptionGroup var output: OutputOptions
-
-    func validate() throws {
-        if names.isEmpty { throw ValidationError("name at least one model to unpin") }
-    }
 
     func run() throws {
         try runReporting(json: output.json) {
             let cache = Cache(library: try homeOptions.open())
-            let digests = try cache.digests(for: names)
+            let digests = try targets.digests(cache)
             let removed = try cache.unpin(digests)
             if output.json { return try Out.json(["unpinned": digests.map(\.rawValue)]) }
             Out.line("unpinned \(counted(removed, "blob"))")

@@ -13,9 +13,11 @@ struct ListItem: Codable {
     var baseModel: String
     /// Why the last download failed and when the mount tries again (state "failed").
     var error: String?
+    /// Never evicted from the cache (tsr pin).
+    var pinned: Bool
 
     enum CodingKeys: String, CodingKey {
-        case folder, name, sha256, size, state, error
+        case folder, name, sha256, size, state, error, pinned
         case baseModel = "base_model"
     }
 }
@@ -43,8 +45,9 @@ struct ListCommand: ParsableCommand {
             let items = rows.map { row in
                 let failure = row.state == .remote ? failures[row.sha256] : nil
                 return ListItem(
-                    folder: row.folder, name: row.path, sha256: row.sha256.rawValue, size: row.size, state: failure == nil ? row.state.rawValue : "failed",
-                    baseModel: row.baseModel ?? BaseModel.unknown, error: failure?.summary)
+                    folder: row.folder, name: row.path, sha256: row.sha256.rawValue, size: row.size,
+                    state: failure != nil ? "failed" : row.evicted ? "evicted" : row.state.rawValue,
+                    baseModel: row.baseModel ?? BaseModel.unknown, error: failure?.summary, pinned: row.pinned)
             }
             if output.json {
                 try Out.json(items)
@@ -58,7 +61,7 @@ struct ListCommand: ParsableCommand {
             for item in items {
                 let name = item.folder + "/" + item.name
                 let padded = name.count < width ? name + String(repeating: " ", count: width - name.count) : name
-                Out.line("\(padded)  \(formatBytes(item.size).leftPadded(10))  \(item.state.padded(7))  \(item.baseModel.padded(12))  \(item.sha256.prefix(12))")
+                Out.line("\(padded)  \(formatBytes(item.size).leftPadded(10))  \(item.state.padded(7))  \(item.baseModel.padded(12))  \(item.sha256.prefix(12))\(item.pinned ? "  pinned" : "")")
             }
             for item in items {
                 if let error = item.error { Out.line("\(item.folder)/\(item.name): \(error) (`tsr pull \(item.folder)/\(item.name)` tries now)") }

@@ -96,6 +96,7 @@ struct WorkflowCommand: ParsableCommand {
             discussion: "--json prints NDJSON progress events (message, progress, bytes, total_bytes) and a completed or error line per file.")
         @Argument(help: "The workflow's name.") var name: String
         @Option(help: "Files downloaded at once.") var jobs = 3
+        @Flag(help: "Pin what the workflow needs, so the bounded cache never evicts it (tsr unpin --workflow NAME undoes it).") var pin = false
         @OptionGroup var fetchOptions: FetchOptions
         @OptionGroup var homeOptions: HomeOptions
         @OptionGroup var output: OutputOptions
@@ -123,6 +124,8 @@ struct WorkflowCommand: ParsableCommand {
                 for line in unresolved { reporter.finished(line, result: .failure(Failure("unresolved; nothing to download it from"))) }
                 failures += unresolved.count
                 if items.isEmpty && unresolved.isEmpty && !output.json { Out.line("nothing to pull: everything \(name) needs is here") }
+                // Pinned before the downloads, so that making room for one never evicts another.
+                if pin { try Cache(library: library).pin(try Cache(library: library).workflowDigests(name)) }
                 let sizes = items.map { item -> Int64 in
                     guard case let .blob(digest, _) = item else { return 0 }
                     return (try? library.registry.blob(digest))?.size ?? 0
@@ -132,6 +135,8 @@ struct WorkflowCommand: ParsableCommand {
                 failures += downloadAll(items, jobs: jobs, reporter: reporter, credentials: credentials, label: { $0.label }) { item, credentials, progress in
                     try WorkflowService(fetcher: Fetcher(library: library, settings: settings, credentials: credentials)).pull(item, progress: progress)
                 }
+                // Entries resolved by their first download (trusted URLs) have a hash only now.
+                if pin { try Cache(library: library).pin(try Cache(library: library).workflowDigests(name)) }
             }
             if failures > 0 { throw ExitCode(1) }
         }
