@@ -84,6 +84,10 @@ let package = Package(
             path: "bench/StallBench"),
         // bench/run: tsr db search over 50,000 cached models vs the seed's LIKE search.
         .executableTarget(name: "SearchBench", dependencies: ["TSRRegistry", "TSRStore"], path: "bench/SearchBench"),
+        // bench/run: choosing what to evict among 100,000 blobs (the bounded cache).
+        .executableTarget(
+            name: "CacheBench", dependencies: ["TSRLibrary", "TSRRegistry", "TSRStore", .product(name: "GRDB", package: "GRDB.swift")],
+            path: "bench/CacheBench"),
         // bench/run: header peeks and a lazy load through a real mount vs the header size / a direct read.
         .executableTarget(name: "PeekBench", dependencies: ["TSRStore", "TSRTesting"], path: "bench/PeekBench"),
         // bench/run: download + verify through the fetch engine vs curl -o (a local server).

@@ -26,7 +26,8 @@ public struct CacheStatus: Sendable, Encodable, Equatable {
     public struct Eviction: Sendable, Encodable, Equatable {
         public var sha256: String
         public var size: Int64
-        public var at: Date
+        /// When, as ISO 8601 (UTC).
+        public var at: String
     }
 
     enum CodingKeys: String, CodingKey {
@@ -52,6 +53,11 @@ public struct EvictionReport: Sendable, Encodable, Equatable {
     public var inUse: Int64 = 0
     public var unevictable: Int64 = 0
     public var reached: Bool { remaining <= target }
+
+    enum CodingKeys: String, CodingKey {
+        case evicted, freed, remaining, target, pinned, unevictable
+        case inUse = "in_use"
+    }
 }
 
 /// Room for new bytes could not be made: what may not be evicted fills the cache.
@@ -145,7 +151,7 @@ public struct Cache: Sendable {
         do {
             status.hits = try library.registry.counter("mount_hits")
             status.misses = try library.registry.counter("mount_misses")
-            status.recentEvictions = try library.registry.recentEvictions(limit: 5).map { .init(sha256: $0.sha256.rawValue, size: $0.size, at: $0.at) }
+            status.recentEvictions = try library.registry.recentEvictions(limit: 5).map { .init(sha256: $0.sha256.rawValue, size: $0.size, at: $0.at.formatted(.iso8601)) }
         } catch {
             throw .registry(error)
         }
@@ -175,12 +181,11 @@ public struct Cache: Sendable {
         var inForce = limit
         if inForce == nil { inForce = try self.limit(environment: environment).bytes }
         guard let limit = inForce else { return nil }
-        let entries: [CacheEntry]
-        do { entries = try library.registry.cacheEntries() } catch { throw .registry(error) }
-        let size = entries.reduce(Int64(0)) { $0 + $1.size }
+        let size: Int64
+        do { size = try library.registry.presentBytes() } catch { throw .registry(error) }
         guard size + bytes > limit else { return nil }
         let target = max(0, min(Int64(Double(limit) * Self.lowWater), limit - bytes))
-        let report = try evict(downTo: target, entries: entries)
+        let report = try evict(downTo: target, from: size)
         if report.remaining + bytes > limit {
             throw .cacheFull(CacheFull(needed: bytes, limit: limit, size: report.remaining, pinned: report.pinned, inUse: report.inUse, unevictable: report.unevictable))
         }
@@ -190,39 +195,44 @@ public struct Cache: Sendable {
     /// Evicts least recently used blobs until the bytes here are at most `target` (or nothing
     /// more may go). `dryRun` evicts nothing and reports what would go.
     public func evict(downTo target: Int64, dryRun: Bool = false) throws(LibraryError) -> EvictionReport {
-        let entries: [CacheEntry]
-        do { entries = try library.registry.cacheEntries() } catch { throw .registry(error) }
-        return try evict(downTo: target, entries: entries, dryRun: dryRun)
+        let size: Int64
+        do { size = try library.registry.presentBytes() } catch { throw .registry(error) }
+        return try evict(downTo: target, from: size, dryRun: dryRun)
     }
 
-    func evict(downTo target: Int64, entries: [CacheEntry], dryRun: Bool = false) throws(LibraryError) -> EvictionReport {
+    /// Walks the candidates in least-recently-used order, a page at a time, and stops as soon
+    /// as enough is freed: choosing costs the same among a million blobs as among ten.
+    func evict(downTo target: Int64, from size: Int64, dryRun: Bool = false) throws(LibraryError) -> EvictionReport {
         var report = EvictionReport()
         report.target = target
-        var remaining = entries.reduce(Int64(0)) { $0 + $1.size }
-        for entry in entries {
-            guard remaining > target else { break }
-            if entry.pinned {
-                report.pinned += entry.size
-                continue
-            }
-            guard entry.hasSource else {
-                report.unevictable += entry.size
-                continue
-            }
-            if dryRun {
-                if SystemCalls.isInUse(library.layout.blobPath(entry.sha256)) {
+        var remaining = size
+        var key: String?
+        walk: while remaining > target {
+            let page: [CacheEntry]
+            do { page = try library.registry.evictionCandidates(after: key) } catch { throw .registry(error) }
+            guard let last = page.last else { break }
+            key = last.lastUseKey
+            for entry in page {
+                guard remaining > target else { break walk }
+                if dryRun {
+                    if SystemCalls.isInUse(library.layout.blobPath(entry.sha256)) {
+                        report.inUse += entry.size
+                        continue
+                    }
+                } else if try !evictOne(entry) {
                     report.inUse += entry.size
                     continue
                 }
-            } else if try !evictOne(entry) {
-                report.inUse += entry.size
-                continue
+                report.evicted.append(.init(sha256: entry.sha256.rawValue, size: entry.size))
+                report.freed += entry.size
+                remaining -= entry.size
             }
-            report.evicted.append(.init(sha256: entry.sha256.rawValue, size: entry.size))
-            report.freed += entry.size
-            remaining -= entry.size
         }
         report.remaining = remaining
+        if remaining > target {
+            // Short of the target: say what stood in the way.
+            do { (report.pinned, report.unevictable) = try library.registry.unevictableBytes() } catch { throw .registry(error) }
+        }
         return report
     }
 

@@ -30,6 +30,9 @@ public struct MountSettings: Sendable {
     /// failure up to `retryBackoffMax` (seconds).
     public var retryBackoff: TimeInterval = 60
     public var retryBackoffMax: TimeInterval = 3600
+    /// Record opens for the bounded cache (last use, hits, misses); off only to measure what it
+    /// costs (bench/mount.py).
+    public var trackAccess = true
     /// Change-log rows read one by one per refresh; past this many (a large import), everything
     /// the kernel holds is refreshed instead.
     var changeLogBatch = 10_000
@@ -62,11 +65,14 @@ public struct MountSettings: Sendable {
             case "max_file_size":
                 guard let bytes = Int64(value), bytes > 0 else { return "max_file_size needs bytes, not '\(value)'" }
                 maxFileSize = bytes
+            case "access_tracking":
+                guard value == "on" || value == "off" else { return "access_tracking is on or off, not '\(value)'" }
+                trackAccess = value == "on"
             case "retry_backoff", "retry_backoff_max":
                 guard let seconds = Double(value), seconds >= 0 else { return "\(key) needs seconds, not '\(value)'" }
                 if key == "retry_backoff" { retryBackoff = seconds } else { retryBackoffMax = seconds }
             default:
-                return "unknown key '\(key)' (entry_timeout, attr_timeout, negative_timeout, readdirplus, max_background, threads, max_file_size, retry_backoff, retry_backoff_max)"
+                return "unknown key '\(key)' (entry_timeout, attr_timeout, negative_timeout, readdirplus, max_background, threads, max_file_size, retry_backoff, retry_backoff_max, access_tracking)"
             }
         }
         return nil

@@ -151,6 +151,7 @@ extension MountCore {
 
     /// Counts an open of content for the bounded cache (a hit when its bytes are here).
     func noteAccess(_ handle: Handle) {
+        guard settings.trackAccess else { return }
         let now = Date()
         switch handle {
         case let .blob(_, digest):

@@ -267,6 +267,9 @@ enum Migrations {
         -- in batches, never per open), the blobs that are never evicted, and settings every
         -- process of the home obeys (cache_limit: bytes).
         ALTER TABLE blobs ADD COLUMN last_access_at TEXT;
+        -- Blobs that are here, least recently used first: eviction walks it from the start and
+        -- stops as soon as enough room is found.
+        CREATE INDEX blobs_last_use ON blobs(COALESCE(last_access_at, created_at), sha256) WHERE state = 'present';
         CREATE TABLE pins (
             sha256 TEXT PRIMARY KEY NOT NULL REFERENCES blobs(sha256) ON DELETE CASCADE,
             created_at TEXT NOT NULL

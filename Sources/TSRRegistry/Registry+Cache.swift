@@ -15,6 +15,8 @@ public struct CacheEntry: Sendable, Equatable {
     public var hasSource: Bool
     /// Whether a header region is stored for it (kept when the blob is evicted).
     public var hasPrefix: Bool
+    /// Where it is in least-recently-used order (`Registry.evictionCandidates(after:)`).
+    public var lastUseKey: String = ""
 
     /// When it was last used, for least-recently-used order.
     public var lastUse: Date { lastAccess ?? createdAt }
@@ -80,6 +82,59 @@ extension Registry {
         try write { db in
             let statement = try db.cachedStatement(sql: "UPDATE blobs SET last_access_at = ? WHERE sha256 = ? AND (last_access_at IS NULL OR last_access_at < ?)")
             for (digest, date) in accesses { try statement.execute(arguments: [date, digest, date]) }
+        }
+    }
+
+    /// Bytes of every blob that is here (state present).
+    public func presentBytes() throws(RegistryError) -> Int64 {
+        try read { db in try Int64.fetchOne(db, sql: "SELECT COALESCE(sum(size), 0) FROM blobs WHERE state = 'present'") ?? 0 }
+    }
+
+    /// Blobs that are here and may be evicted (a source, not pinned), least recently used
+    /// first, `limit` at a time: pass the last one's `lastUseKey` to get the next ones. Walks the
+    /// `blobs_last_use` index, so the first few cost the same among a million blobs as among ten.
+    public func evictionCandidates(after key: String? = nil, limit: Int = 256) throws(RegistryError) -> [CacheEntry] {
+        try read { db in
+            let keyed = key == nil ? "" : "AND (COALESCE(b.last_access_at, b.created_at), b.sha256) > (?, ?)"
+            var arguments: StatementArguments = []
+            if let key, let separator = key.lastIndex(of: " ") {
+                arguments += [String(key[..<separator]), String(key[key.index(after: separator)...])]
+            }
+            arguments += [limit]
+            return try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT b.sha256, b.size, COALESCE(b.last_access_at, b.created_at) AS last_use,
+                           EXISTS(SELECT 1 FROM blob_prefixes x WHERE x.sha256 = b.sha256)
+                    FROM blobs b INDEXED BY blobs_last_use
+                    WHERE b.state = 'present' \(keyed)
+                      AND NOT EXISTS(SELECT 1 FROM pins p WHERE p.sha256 = b.sha256)
+                      AND EXISTS(SELECT 1 FROM sources s WHERE s.sha256 = b.sha256)
+                    ORDER BY COALESCE(b.last_access_at, b.created_at), b.sha256
+                    LIMIT ?
+                    """, arguments: arguments
+            ).map { row in
+                let lastUse: String = row[2]
+                let digest: Digest = row[0]
+                return CacheEntry(
+                    sha256: digest, size: row[1], state: .present, lastAccess: nil, createdAt: Date(timeIntervalSince1970: 0),
+                    pinned: false, hasSource: true, hasPrefix: row[3], lastUseKey: lastUse + " " + digest.rawValue)
+            }
+        }
+    }
+
+    /// Bytes here that are pinned, and that have no source (neither may be evicted).
+    public func unevictableBytes() throws(RegistryError) -> (pinned: Int64, sourceless: Int64) {
+        try read { db in
+            let row = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT COALESCE(sum(CASE WHEN EXISTS(SELECT 1 FROM pins p WHERE p.sha256 = b.sha256) THEN b.size END), 0),
+                           COALESCE(sum(CASE WHEN NOT EXISTS(SELECT 1 FROM pins p WHERE p.sha256 = b.sha256)
+                                              AND NOT EXISTS(SELECT 1 FROM sources s WHERE s.sha256 = b.sha256) THEN b.size END), 0)
+                    FROM blobs b WHERE b.state = 'present'
+                    """)
+            return (row?[0] ?? 0, row?[1] ?? 0)
         }
     }
 

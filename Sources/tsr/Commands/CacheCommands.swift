@@ -33,7 +33,7 @@ struct CacheStatusCommand: ParsableCommand {
             Out.line("unevictable \(formatBytes(status.unevictable)) (no source to fetch them again from)")
             Out.line("mount opens \(status.hits) of content here, \(status.misses) fetched (since the mount started)")
             for eviction in status.recentEvictions {
-                Out.line("evicted     \(eviction.sha256.prefix(12)) \(formatBytes(eviction.size)) at \(eviction.at.formatted(.iso8601))")
+                Out.line("evicted     \(eviction.sha256.prefix(12)) \(formatBytes(eviction.size)) at \(eviction.at)")
             }
         }
     }
