@@ -33,8 +33,10 @@ extension MountCore {
 
     /// A read on a `.remote` handle.
     public func readRemote(_ request: any Replier, digest: Digest, handle: UInt64, size: Int, offset: Int64) {
-        if library.store.contains(digest) {
-            return upgradeAndServe(ParkedRead(request: request, handle: handle, offset: offset, size: size), digest: digest)
+        // Here (downloaded by another process, or by this mount for another handle): served
+        // from the blob, unless it was evicted again meanwhile.
+        if library.store.contains(digest), upgradeAndServe(ParkedRead(request: request, handle: handle, offset: offset, size: size), digest: digest) {
+            return
         }
         let (expected, region) = remoteFacts(digest)
         let end = offset + Int64(size)
@@ -43,8 +45,10 @@ extension MountCore {
             if expected > 0 && Int64(prefix.count) >= expected {
                 // The whole file, kept unverified by an older registration: verified now, never
                 // served as it is.
-                if adoptWholePrefix(prefix, digest: digest, size: expected) {
-                    return upgradeAndServe(ParkedRead(request: request, handle: handle, offset: offset, size: size), digest: digest)
+                if adoptWholePrefix(prefix, digest: digest, size: expected),
+                    upgradeAndServe(ParkedRead(request: request, handle: handle, offset: offset, size: size), digest: digest)
+                {
+                    return
                 }
                 return request.reply(error: .ioError)
             }
@@ -81,8 +85,16 @@ extension MountCore {
             if removed { request.reply(error: .interrupted) }
         }
         guard start else { return }
-        // A thread per download: fetching blocks on the network, and its completion does file and
-        // registry I/O; neither may occupy FUSE workers or Swift's small cooperative pool.
+        startDownload(digest, size: expected, fetcher: fetcher, attempt: 1)
+    }
+
+    /// How often a download is started again when its blob was evicted before the reads parked
+    /// on it could be served (a cache too small for what is being read at once).
+    static let evictedRefetches = 3
+
+    /// A thread per download: fetching blocks on the network, and its completion does file and
+    /// registry I/O; neither may occupy FUSE workers or Swift's small cooperative pool.
+    func startDownload(_ digest: Digest, size expected: Int64, fetcher: any BlobFetcher, attempt: Int) {
         let thread = Thread { [self] in
             let outcome: Result<Void, any Error>
             do {
@@ -91,7 +103,7 @@ extension MountCore {
             } catch {
                 outcome = .failure(error)
             }
-            self.finishDownload(digest, outcome: outcome)
+            self.finishDownload(digest, outcome: outcome, attempt: attempt)
         }
         thread.name = "tsr-fetch-\(digest.short)"
         thread.start()
@@ -149,9 +161,15 @@ extension MountCore {
     /// and answer every parked read. A commit drops the kernel's cached pages of every file
     /// showing the blob, so later reads (mmap included) come from the verified blob; the header
     /// region served before is compared with it.
-    func finishDownload(_ digest: Digest, outcome: Result<Void, any Error>) {
+    func finishDownload(_ digest: Digest, outcome: Result<Void, any Error>, attempt: Int = 1) {
         var failure: String?
         let served = fetches.withLock { $0.remotes[digest]?.region }
+        if case .success = outcome, !library.store.contains(digest), attempt <= Self.evictedRefetches, let fetcher {
+            // Evicted again between its commit and these reads (the bounded cache made room for
+            // another download): fetched once more for the reads still parked on it.
+            logger.notice("\(digest.short) was evicted before the reads waiting for it were served; fetching it again")
+            return startDownload(digest, size: expectedSize(digest), fetcher: fetcher, attempt: attempt + 1)
+        }
         switch outcome {
         case .success where library.store.contains(digest):
             do {
@@ -161,7 +179,7 @@ extension MountCore {
                 logger.error("recording download of \(digest.short): \(error)")
             }
         case .success:
-            failure = "the download finished but the blob is not in the store"
+            failure = "the download finished but the blob was evicted again before it could be read, \(Self.evictedRefetches + 1) times: the cache limit is too small for what is being read at once"
         case let .failure(error):
             failure = "\(error)"
             if fetcher?.isWrongBytes(error) == true { forgetHeaderRegion(digest) }
@@ -179,12 +197,23 @@ extension MountCore {
             if failure == nil { table.remotes[digest] = nil }
             return table.parked.removeValue(forKey: digest) ?? []
         }
+        var lost: [ParkedRead] = []
         for read in parked {
             if failure != nil {
                 read.request.reply(error: .ioError)
-            } else {
-                upgradeAndServe(read, digest: digest)
+            } else if !upgradeAndServe(read, digest: digest) {
+                lost.append(read)
             }
+        }
+        if !lost.isEmpty {
+            // Evicted while these were being answered: they wait for the next download.
+            let restart = fetches.withLock { table -> Bool in
+                table.parked[digest, default: []] += lost
+                let isNew = !table.running.contains(digest)
+                if isNew { table.running.insert(digest) }
+                return isNew
+            }
+            if restart, let fetcher { startDownload(digest, size: expectedSize(digest), fetcher: fetcher, attempt: attempt + 1) }
         }
         guard failure == nil else { return }
         if let served, let note = compareServed(served, digest: digest) {
@@ -211,10 +240,18 @@ extension MountCore {
         return "the header region served before the download differs from the verified bytes at byte \(at); cached pages were dropped, reads now come from the verified blob"
     }
 
-    /// Turns a `.remote` handle into a `.blob` one now that the bytes are here, and answers the read.
-    func upgradeAndServe(_ read: ParkedRead, digest: Digest) {
+    /// Turns a `.remote` handle into a `.blob` one now that the bytes are here, and answers the
+    /// read. False, without an answer, when the blob is gone again (evicted meanwhile).
+    @discardableResult
+    func upgradeAndServe(_ read: ParkedRead, digest: Digest) -> Bool {
         do {
-            let fd = try SystemCallsBridge.openBlob(store: library.store, digest: digest)
+            let fd: FileDescriptor
+            do {
+                fd = try SystemCallsBridge.openBlob(store: library.store, digest: digest)
+            } catch let error as StoreError {
+                if case let .io(_, _, code) = error, code == .noSuchFileOrDirectory { return false }
+                throw error
+            }
             let kept = handles.withLock { table -> FileDescriptor in
                 if case let .blob(existing, _)? = table.handles[read.handle] { return existing }
                 table.handles[read.handle] = .blob(fd, digest)
@@ -233,6 +270,7 @@ extension MountCore {
         } catch {
             read.request.reply(error: ErrnoMapping.errno(for: error))
         }
+        return true
     }
 
     /// `user.tsr.state` of a file: writing, fetching, failed, or the registry's state —

@@ -74,14 +74,14 @@ extension MountCore {
 
     /// Opens a file for reading or writing (`flags` as open(2) gives them).
     public func open(_ inode: Inode, flags: Int32) throws -> OpenOptions {
-        guard let node = resolve(inode) else { throw Errno.noSuchFileOrDirectory }
-        guard let entry = node.file else { throw Errno.isDirectory }
         let accessMode = flags & O_ACCMODE
         let wantsWrite = accessMode == O_WRONLY || accessMode == O_RDWR || flags & O_TRUNC != 0
         // An inode open by passthrough can only be opened again by passthrough of its complete
         // blob: a write waits for those opens to close (ETXTBSY), and content that failed
         // verification since then cannot be read through that inode until they do (EIO). The
         // wait is a second in all, before and (a reader may open meanwhile) after beginning.
+        // Readers that come while a writer waits wait for it first, and only then look at what
+        // the name shows (a write may have changed it meanwhile).
         let deadline = ContinuousClock.now + .seconds(1)
         if wantsWrite {
             writerWaits(inode, by: 1)
@@ -89,6 +89,22 @@ extension MountCore {
             waitForWriters(inode, until: deadline)
         }
         defer { if wantsWrite { writerWaits(inode, by: -1) } }
+        while true {
+            guard let node = resolve(inode) else { throw Errno.noSuchFileOrDirectory }
+            guard let entry = node.file else { throw Errno.isDirectory }
+            if let opened = try open(inode, entry, flags: flags, wantsWrite: wantsWrite, deadline: deadline) { return opened }
+            // A read open the kernel would refuse beside the passthrough opens of this inode
+            // (a write of the name ended between this look and the admission): look again.
+            guard !wantsWrite, ContinuousClock.now < deadline else {
+                logger.notice("open \(LogText.escaped(path(of: inode) ?? "?")): refused while another process has it open by passthrough")
+                throw Errno.textFileBusy
+            }
+            usleep(2_000)
+        }
+    }
+
+    /// One try at opening what `entry` shows: the open, or nil when its admission was refused.
+    private func open(_ inode: Inode, _ entry: FileNode, flags: Int32, wantsWrite: Bool, deadline: ContinuousClock.Instant) throws -> OpenOptions? {
         if wantsWrite || entry.state != .present, openByPassthrough(inode, until: deadline) {
             let path = LogText.escaped(path(of: inode) ?? "?")
             if wantsWrite {
@@ -114,10 +130,10 @@ extension MountCore {
                     throw Errno.noSuchFileOrDirectory
                 }
             } else if let digest = entry.sha256, entry.state == .present {
-                // Evicted since the name was looked up: read it the lazy way (fetched again).
-                if let fd = try? SystemCallsBridge.openBlob(store: library.store, digest: digest) {
-                    handle = .blob(fd, digest)
-                } else {
+                do {
+                    handle = .blob(try SystemCallsBridge.openBlob(store: library.store, digest: digest), digest)
+                } catch let StoreError.io(_, _, code) where code == .noSuchFileOrDirectory {
+                    // Evicted since the name was looked up: read it the lazy way (fetched again).
                     handle = .remote(digest)
                 }
             } else if let digest = entry.sha256 {
@@ -132,8 +148,11 @@ extension MountCore {
             guard let opened = admitted else {
                 if case let .blob(fd, _) = handle { try? fd.close() }
                 if case let .pending(write, _) = handle, write.leave() { finish(write) }
-                logger.notice("open \(LogText.escaped(path(of: inode) ?? "?")): refused while another process has it open by passthrough")
-                throw Errno.textFileBusy
+                if wantsWrite {
+                    logger.notice("open \(LogText.escaped(path(of: inode) ?? "?")): refused while another process has it open by passthrough")
+                    throw Errno.textFileBusy
+                }
+                return nil
             }
             noteAccess(handle)
             // Blob content never changes under a handle: keep the page cache across opens.

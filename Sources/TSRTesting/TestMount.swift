@@ -126,6 +126,12 @@ public final class TestMount: @unchecked Sendable {
         try waitUntilMounted()
     }
 
+    /// The last lines of the daemon's log, for a failure message.
+    public func logTail(_ lines: Int = 20) -> String {
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").suffix(lines).joined(separator: "\n")
+    }
+
     /// Runs `body` with a mount of `home` in a fresh temp directory, always unmounting.
     public static func with<T>(
         home: String, arguments: [String] = [], environment: [String: String] = [:], _ body: (TestMount) throws -> T

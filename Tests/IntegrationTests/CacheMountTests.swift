@@ -125,4 +125,69 @@ struct CacheMountTests {
         #expect(try tsr(["cache", "limit", "none"]).status == 0)
         #expect(try tsr(["pull", "hf://o/r/b.safetensors", "--folder", "loras"], environment: env).status == 0)
     }
+
+    /// A file read 1 MiB at a time from its end to its start (pread), as a loader that seeks does.
+    static func readBackwards(_ path: String, size: Int) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: size)
+        var end = size
+        while end > 0 {
+            let start = max(0, end - (1 << 20))
+            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + start, end - start, off_t(start)) }
+            guard n == end - start else { return nil }
+            end = start
+        }
+        return bytes
+    }
+
+    /// Evictions racing reads of the same models through the mount (forwards and backwards, by
+    /// passthrough where the kernel allows it, lazy fetches after each eviction) and `tsr pull`:
+    /// every read gets the right bytes or, at worst, waits for the download; the registry and the
+    /// store end in step.
+    @Test func evictionsRacingReadsAndPullsServeOnlyRightBytes() throws {
+        defer { dir.remove() }
+        let models = (0..<3).map { SafetensorsBuilder(tensors: [("w", "U8", [UInt64(4 << 20)])], fill: UInt8(80 + $0)).bytes() }
+        let hf = try HuggingFaceFixture(files: Dictionary(uniqueKeysWithValues: models.enumerated().map { ("o/r/r\($0.offset).safetensors", .init(bytes: $0.element)) }))
+        let env = ["HF_ENDPOINT": hf.endpoint]
+        let pulled = try tsr(["pull"] + models.indices.map { "hf://o/r/r\($0).safetensors" } + ["--folder", "loras"], environment: env)
+        #expect(pulled.status == 0, "\(pulled.stderr)")
+        try TestMount.with(home: home, environment: env) { mount in
+            let deadline = Date().addingTimeInterval(8)
+            let failures = Locked<[String]>([])
+            let reads = Locked(0)
+            let group = DispatchGroup()
+            for reader in 0..<3 {
+                group.enter()
+                Thread {
+                    defer { group.leave() }
+                    var round = 0
+                    while Date() < deadline {
+                        let index = (reader + round) % models.count
+                        let path = mount.mountpoint + "/loras/r\(index).safetensors"
+                        let got: [UInt8]? = round % 2 == 0 ? try? readBytes(path) : Self.readBackwards(path, size: models[index].count)
+                        if got != models[index] { failures.withLock { $0.append("r\(index) round \(round): \(got?.count ?? -1) bytes") } }
+                        reads.withLock { $0 += 1 }
+                        round += 1
+                    }
+                }.start()
+            }
+            var evictions = 0
+            while Date() < deadline {
+                if (try? tsr(["gc", "--evict-to", "0"]))?.status == 0 { evictions += 1 }
+                _ = try? tsr(["pull", "loras/r\(evictions % models.count).safetensors"], environment: env)
+            }
+            #expect(group.wait(timeout: .now() + 60) == .success)
+            let failed = failures.withLock { $0 }
+            #expect(failed.isEmpty, "\(failed.prefix(5)); mount log: \(failed.isEmpty ? "" : mount.logTail())")
+            #expect(reads.withLock { $0 } > 10 && evictions > 3, "\(reads.withLock { $0 }) reads, \(evictions) evictions")
+        }
+        let listed = (try JSONSerialization.jsonObject(with: Data(try tsr(["list", "-j"]).stdout.utf8)) as? [[String: Any]]) ?? []
+        for item in listed {
+            guard let sha = item["sha256"] as? String, let digest = Digest(rawValue: sha) else { continue }
+            let here = FileManager.default.fileExists(atPath: home + "/blobs/sha256/\(digest.prefix)/\(sha)")
+            #expect(!(item["state"] as? String == "present" && !here), "\(sha) present without bytes")
+        }
+    }
 }

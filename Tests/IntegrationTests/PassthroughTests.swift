@@ -239,7 +239,7 @@ extension PassthroughTests {
             }
             _ = group.wait(timeout: .now() + 60)
             let failed = readerErrors.withLock { $0 }
-            #expect(failed.isEmpty, "read-only opens failed: \(Set(failed).map { String(cString: strerror($0)) }) ×\(failed.count) of \(readerOpens.withLock { $0 })")
+            #expect(failed.isEmpty, "read-only opens failed: \(Set(failed).map { String(cString: strerror($0)) }) ×\(failed.count) of \(readerOpens.withLock { $0 }); mount log: \(failed.isEmpty ? "" : mount.logTail())")
             #expect(writerErrors.allSatisfy { $0 == ETXTBSY }, "a write open fails only with ETXTBSY: \(Set(writerErrors))")
             #expect(patches > 10, "the writer got in: \(patches) patches, \(writerErrors.count) refusals")
         }
