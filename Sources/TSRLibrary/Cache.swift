@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import TSRRegistry
 import TSRStore
 
@@ -10,6 +11,8 @@ public struct CacheStatus: Sendable, Encodable, Equatable {
     /// The limit (nil: none), and where it comes from ("home", "TSR_CACHE_LIMIT").
     public var limit: Int64?
     public var limitSource: String?
+    /// The free-space floor (`10%`, `50.0 GiB`), nil without one.
+    public var minFree: String?
     /// Pinned: never evicted.
     public var pinned: Int64 = 0
     /// Could be evicted: a source to fetch them again from, not pinned.
@@ -31,7 +34,7 @@ public struct CacheStatus: Sendable, Encodable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case size, blobs, limit, limitSource = "limit_source", pinned, evictable, unevictable, hits, misses
+        case size, blobs, limit, limitSource = "limit_source", minFree = "min_free", pinned, evictable, unevictable, hits, misses
         case recentEvictions = "recent_evictions"
     }
 }
@@ -81,8 +84,80 @@ public struct CacheFull: Error, Sendable, Equatable, CustomStringConvertible {
 /// they were and the next read fetches it again.
 public struct Cache: Sendable {
     public let library: Library
+    /// Free and total bytes of the disk the home is on (statvfs); tests give their own.
+    let diskSpace: @Sendable () -> (available: Int64, total: Int64)?
 
-    public init(library: Library) { self.library = library }
+    public init(library: Library) {
+        self.library = library
+        let home = library.layout.home
+        diskSpace = { Self.diskSpace(of: home) }
+    }
+
+    init(library: Library, diskSpace: @escaping @Sendable () -> (available: Int64, total: Int64)?) {
+        self.library = library
+        self.diskSpace = diskSpace
+    }
+
+    static func diskSpace(of path: String) -> (available: Int64, total: Int64)? {
+        var st = statvfs()
+        guard statvfs(path, &st) == 0 else { return nil }
+        return (Int64(st.f_bavail) * Int64(st.f_frsize), Int64(st.f_blocks) * Int64(st.f_frsize))
+    }
+
+    /// A free-space floor: a share of the disk (`10%`) or bytes (`50G`).
+    public enum MinFree: Sendable, Equatable, CustomStringConvertible {
+        case percent(Double)
+        case bytes(Int64)
+
+        public static func parse(_ text: String) -> MinFree? {
+            let trimmed = text.trimmingCharacters(in: .whitespaces)
+            if trimmed.hasSuffix("%") {
+                guard let value = Double(trimmed.dropLast()), value >= 0, value < 100 else { return nil }
+                return .percent(value)
+            }
+            return Cache.parseSize(trimmed).map { .bytes($0) }
+        }
+
+        /// The bytes to keep free on a disk of `total` bytes.
+        public func bytes(ofDisk total: Int64) -> Int64 {
+            switch self {
+            case let .percent(value): Int64(Double(total) * value / 100)
+            case let .bytes(value): value
+            }
+        }
+
+        public var description: String {
+            switch self {
+            case .percent: stored
+            case let .bytes(value): ByteCount.text(value)
+            }
+        }
+
+        /// As stored in the home and read back by `parse`: `10%`, or bytes.
+        var stored: String {
+            switch self {
+            case let .percent(value): value == value.rounded() ? "\(Int(value))%" : "\(value)%"
+            case let .bytes(value): String(value)
+            }
+        }
+    }
+
+    /// The free-space floor in force: `TSR_CACHE_MIN_FREE` when set, else the home's.
+    public func minFree(environment: [String: String] = ProcessInfo.processInfo.environment) throws(LibraryError) -> MinFree? {
+        if let text = environment["TSR_CACHE_MIN_FREE"], !text.isEmpty {
+            if text == "none" || text == "0" { return nil }
+            guard let parsed = MinFree.parse(text) else { throw .invalidArgument("TSR_CACHE_MIN_FREE=\(text) is not a share of the disk (10%) or a size (50G)") }
+            return parsed
+        }
+        let stored: String?
+        do { stored = try library.registry.cacheMinFree() } catch { throw .registry(error) }
+        return stored.flatMap(MinFree.parse)
+    }
+
+    /// Stores the home's free-space floor (nil: none).
+    public func setMinFree(_ floor: MinFree?) throws(LibraryError) {
+        do { try library.registry.setCacheMinFree(floor?.stored) } catch { throw .registry(error) }
+    }
 
     /// The limit in force: `TSR_CACHE_LIMIT` when set, else the home's (`tsr cache limit`).
     public func limit(environment: [String: String] = ProcessInfo.processInfo.environment) throws(LibraryError) -> (bytes: Int64?, source: String?) {
@@ -146,6 +221,7 @@ public struct Cache: Sendable {
     public func status(environment: [String: String] = ProcessInfo.processInfo.environment) throws(LibraryError) -> CacheStatus {
         var status = CacheStatus()
         (status.limit, status.limitSource) = try limit(environment: environment)
+        status.minFree = try minFree(environment: environment)?.description
         let entries: [CacheEntry]
         do { entries = try library.registry.cacheEntries() } catch { throw .registry(error) }
         do {
@@ -180,10 +256,17 @@ public struct Cache: Sendable {
     public func makeRoom(for bytes: Int64, limit: Int64? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) throws(LibraryError) -> EvictionReport? {
         var inForce = limit
         if inForce == nil { inForce = try self.limit(environment: environment).bytes }
-        guard let limit = inForce else { return nil }
+        let floor = try minFree(environment: environment)
+        guard inForce != nil || floor != nil else { return nil }
         let size: Int64
         do { size = try library.registry.presentBytes() } catch { throw .registry(error) }
-        guard size + bytes > limit else { return nil }
+        // A free-space floor is a limit too: what is here plus what may still be written while
+        // keeping that much of the disk free.
+        if let floor, let disk = diskSpace() {
+            let roomy = size + disk.available - floor.bytes(ofDisk: disk.total)
+            inForce = min(inForce ?? Int64.max, max(0, roomy))
+        }
+        guard let limit = inForce, size + bytes > limit else { return nil }
         let target = max(0, min(Int64(Double(limit) * Self.lowWater), limit - bytes))
         let report = try evict(downTo: target, from: size)
         if report.remaining + bytes > limit {

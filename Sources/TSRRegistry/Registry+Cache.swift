@@ -43,6 +43,26 @@ extension Registry {
         }
     }
 
+    static let minFreeKey = "cache_min_free"
+
+    /// The free-space floor stored in the home, as given (`10%`, `50G`), or nil.
+    public func cacheMinFree() throws(RegistryError) -> String? {
+        try read { db in try String.fetchOne(db, sql: "SELECT value FROM settings WHERE key = ?", arguments: [Self.minFreeKey]) }
+    }
+
+    /// Stores the free-space floor (nil removes it).
+    public func setCacheMinFree(_ text: String?) throws(RegistryError) {
+        try write { db in
+            if let text {
+                try db.execute(
+                    sql: "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    arguments: [Self.minFreeKey, text])
+            } else {
+                try db.execute(sql: "DELETE FROM settings WHERE key = ?", arguments: [Self.minFreeKey])
+            }
+        }
+    }
+
     /// Pins blobs (never evicted); returns how many were not pinned before.
     @discardableResult
     public func pin(_ digests: [Digest], at date: Date = Date()) throws(RegistryError) -> Int {

@@ -131,7 +131,11 @@ import TSRTesting
             let out = try tsr(bad)
             #expect(out.status == 64, "\(bad): \(out.stderr)")
         }
-        #expect(try tsr("cache", "limit", "none").stdout.contains("cache limit: none"))
+        #expect(try tsr("cache", "limit", "none", "--min-free", "10%").stdout.contains("cache limit: none"))
+        #expect((try json(try tsr("cache", "-j")) as? [String: Any])?["min_free"] as? String == "10%")
+        #expect(try tsr("cache", "limit", "none", "--min-free", "most").status == 64)
+        #expect(try tsr("cache", "limit", "none", "--min-free", "none").status == 0)
+        #expect((try json(try tsr("cache", "-j")) as? [String: Any])?["min_free"] == nil)
     }
 
     @Test func verifyExitsNonZeroOnCorruptionAndGcCollects() throws {

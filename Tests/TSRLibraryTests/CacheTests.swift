@@ -101,4 +101,30 @@ import TSRTesting
             #expect(throws: LibraryError.self) { try cache.digests(for: ["nofolder"]) }
         }
     }
+
+    /// A free-space floor bounds the cache like a limit: what is here plus what may still be
+    /// written while keeping that much of the disk free.
+    @Test func aFreeSpaceFloorEvictsToKeepTheDiskFree() throws {
+        try TempDirectory.with { dir in
+            let library = try Library(home: dir.path + "/home")
+            let first = try Self.add(library, "first.bin", testBytes(100_000, seed: 7))
+            let second = try Self.add(library, "second.bin", testBytes(100_000, seed: 8))
+            try library.registry.recordAccess([first: Date().addingTimeInterval(-100), second: Date()])
+            // A 10 MB disk with 150,000 bytes free; keep 10 % (1 MB) free.
+            let disk = Cache(library: library, diskSpace: { (150_000, 10_000_000) })
+            #expect(Cache.MinFree.parse("10%") == .percent(10) && Cache.MinFree.parse("50G") == .bytes(50 << 30) && Cache.MinFree.parse("lots") == nil)
+            #expect(Cache.MinFree.parse("100%") == nil && Cache.MinFree.percent(10).bytes(ofDisk: 10_000_000) == 1_000_000)
+            #expect(try disk.makeRoom(for: 10, environment: [:]) == nil, "no limit and no floor: nothing to do")
+            try disk.setMinFree(.bytes(100_000))
+            #expect(try disk.minFree(environment: [:]) == .bytes(100_000))
+            // Here 200,000 + free 150,000 − floor 100,000: room for 250,000 in all.
+            #expect(try disk.makeRoom(for: 50_000, environment: [:]) == nil, "fits above the floor")
+            let report = try #require(try disk.makeRoom(for: 100_000, environment: [:]))
+            #expect(report.evicted.map(\.sha256) == [first.rawValue], "the least recently used goes to keep the floor")
+            #expect(try disk.minFree(environment: ["TSR_CACHE_MIN_FREE": "none"]) == nil)
+            #expect(throws: LibraryError.self) { try disk.minFree(environment: ["TSR_CACHE_MIN_FREE": "most"]) }
+            try disk.setMinFree(.percent(10))
+            #expect(try disk.status(environment: [:]).minFree == "10%")
+        }
+    }
 }

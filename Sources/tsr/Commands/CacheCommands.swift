@@ -28,6 +28,7 @@ struct CacheStatusCommand: ParsableCommand {
             let limit = status.limit.map { "\(formatBytes($0)) (\(status.limitSource ?? "home"))" } ?? "none (tsr cache limit SIZE sets one)"
             Out.line("size        \(formatBytes(status.size)) in \(counted(status.blobs, "blob"))")
             Out.line("limit       \(limit)")
+            if let floor = status.minFree { Out.line("min free    \(floor) of the disk kept free") }
             Out.line("pinned      \(formatBytes(status.pinned))")
             Out.line("evictable   \(formatBytes(status.evictable))")
             Out.line("unevictable \(formatBytes(status.unevictable)) (no source to fetch them again from)")
@@ -46,14 +47,27 @@ struct CacheLimitCommand: ParsableCommand {
     @Argument(help: "The limit: 200G, 512M, 1.5T, bytes; 0 or none for no limit.")
     var size: String
 
+    @Option(help: "Also keep this much of the disk free: a share (10%) or a size (50G); none removes it. TSR_CACHE_MIN_FREE overrides it.")
+    var minFree: String?
+
     @OptionGroup var homeOptions: HomeOptions
     @OptionGroup var output: OutputOptions
 
     func run() throws {
         guard let limit = Cache.parseLimit(size) else { throw ValidationError("'\(size)' is not a size: give 200G, 512M, 1.5T, a number of bytes, or none") }
+        var floor: Cache.MinFree??
+        if let minFree {
+            if minFree == "none" || minFree == "0" {
+                floor = .some(nil)
+            } else {
+                guard let parsed = Cache.MinFree.parse(minFree) else { throw ValidationError("--min-free '\(minFree)' is not a share of the disk (10%) or a size (50G)") }
+                floor = .some(parsed)
+            }
+        }
         try runReporting(json: output.json) {
             let cache = Cache(library: try homeOptions.open())
             try cache.setLimit(limit.bytes)
+            if let floor { try cache.setMinFree(floor) }
             let status = try cache.status()
             if output.json { return try Out.json(status) }
             Out.line(limit.bytes.map { "cache limit: \(formatBytes($0)) (\(formatBytes(status.size)) here now)" } ?? "cache limit: none")
