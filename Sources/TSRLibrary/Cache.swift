@@ -331,7 +331,12 @@ public struct Cache: Sendable {
         guard SystemCalls.tryLock(fd) else { return false }
         let prefix = entry.hasPrefix ? nil : headerRegion(entry)
         do { try library.registry.markEvicted(entry.sha256, prefix: prefix) } catch { throw .registry(error) }
-        do { try library.store.remove(entry.sha256) } catch { throw .store(error) }
+        do {
+            try library.store.remove(entry.sha256)
+        } catch {
+            // Gone already (moved to quarantine by a verify meanwhile): nothing left to remove.
+            guard case let .io(_, _, code) = error, code == .noSuchFileOrDirectory else { throw .store(error) }
+        }
         return true
     }
 

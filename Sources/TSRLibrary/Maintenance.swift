@@ -53,6 +53,18 @@ public struct Maintenance: Sendable {
 
     public init(library: Library) { self.library = library }
 
+    /// Records a blob verified, under its shared lock and only while its file is still linked: an
+    /// eviction between the hashing and now must not be undone (a name called present without
+    /// its bytes).
+    func markVerifiedIfStored(_ digest: Digest) throws {
+        let path = library.layout.blobPath(digest)
+        guard let fd = try? SystemCalls.openForReading(path) else { return }
+        defer { try? fd.close() }
+        SystemCalls.shareLockWaiting(fd)
+        guard let status = try? SystemCalls.status(of: fd, path: path), status.linkCount > 0 else { return }
+        try library.registry.markVerified(digest)
+    }
+
     /// Re-hashes blobs (all present ones when `digests` is empty). A mismatch is quarantined in
     /// the store and marked in the registry, so no reader is served the bad bytes.
     public func verify(_ digests: [Digest], workers: Int = Machine.coreCount, progress: ProgressCounter? = nil) throws(LibraryError) -> [VerifyReport] {
@@ -82,7 +94,7 @@ public struct Maintenance: Sendable {
                     // Verifying is read-only work: a full disk only keeps its time from being
                     // recorded.
                     do {
-                        if known { try library.registry.markVerified(digest) }
+                        if known { try markVerifiedIfStored(digest) }
                     } catch RegistryError.full {
                     }
                     reports.append(VerifyReport(sha256: digest.rawValue, status: known ? .ok : .unknown))

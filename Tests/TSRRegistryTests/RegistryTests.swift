@@ -52,15 +52,44 @@ import TSRTesting
         #expect(RegistryError.full("x").description.contains("no space left"))
     }
 
+    /// The bounded cache's rows: eviction candidates in least-recently-used order, a page at a
+    /// time, without pinned or source-less blobs; an eviction marks the blob remote, keeps a header
+    /// region and is logged; counters add up.
+    @Test func evictionCandidatesComeInLastUseOrderAPageAtATime() throws {
+        try Self.withRegistry { registry, _ in
+            let now = Date()
+            for index in 1...5 {
+                try registry.upsertBlob(BlobRecord(sha256: Self.digest(index), size: Int64(index), state: .present))
+                if index != 4 { try registry.addSource(Self.digest(index), url: "https://example.org/\(index)", kind: "url") }
+            }
+            try registry.recordAccess([Self.digest(1): now, Self.digest(2): now.addingTimeInterval(-30), Self.digest(3): now.addingTimeInterval(-20), Self.digest(5): now.addingTimeInterval(-10)])
+            try registry.recordAccess([Self.digest(1): now.addingTimeInterval(-100)])
+            try registry.pin([Self.digest(5)])
+            let first = try registry.evictionCandidates(limit: 2)
+            #expect(first.map(\.sha256) == [Self.digest(2), Self.digest(3)], "oldest first; an earlier access never moves a blob back")
+            let rest = try registry.evictionCandidates(after: first.last?.lastUseKey, limit: 2)
+            #expect(rest.map(\.sha256) == [Self.digest(1)], "pinned (5) and source-less (4) never come")
+            #expect(try registry.presentBytes() == 15)
+            #expect(try registry.unevictableBytes() == (pinned: 5, sourceless: 4))
+            try registry.markEvicted(Self.digest(2), prefix: [1, 2, 3])
+            #expect(try registry.blob(Self.digest(2))?.state == .remote && (try registry.prefix(Self.digest(2))) == [1, 2, 3])
+            #expect(try registry.recentEvictions().map(\.sha256) == [Self.digest(2)])
+            #expect(throws: RegistryError.self) { try registry.markEvicted(Self.digest(2), prefix: nil) }
+            try registry.addToCounters(["mount_hits": 3])
+            try registry.addToCounters(["mount_hits": 2, "mount_misses": 1])
+            #expect(try registry.counter("mount_hits") == 5 && registry.counter("mount_misses") == 1)
+        }
+    }
+
     @Test func migrationsCreateEveryTableAndViewOnce() throws {
         try Self.withRegistry { registry, dir in
-            #expect(try registry.appliedMigrations() == ["v1-store-registry-civitai-cache", "v2-mount-change-tracking", "v3-blob-prefixes", "v4-partial-downloads", "v5-workflows", "v6-civitai-lookups-and-search", "v7-mount-change-log", "v8-directory-newest", "v9-fetch-failures", "v10-workflow-auth-provider"])
+            #expect(try registry.appliedMigrations() == ["v1-store-registry-civitai-cache", "v2-mount-change-tracking", "v3-blob-prefixes", "v4-partial-downloads", "v5-workflows", "v6-civitai-lookups-and-search", "v7-mount-change-log", "v8-directory-newest", "v9-fetch-failures", "v10-workflow-auth-provider", "v11-bounded-cache"])
             let tables = Set(try registry.tableCounts().keys)
             for table in [
                 "blobs", "aliases", "local_files", "safetensor_metadata", "sources", "creators", "models", "model_versions",
                 "trained_words", "version_files", "file_hashes", "tags", "model_tags", "version_images",
                 "image_generation_params", "image_resources", "partial_downloads", "workflows", "workflow_entries", "civitai_lookups", "models_fts",
-                "fetch_failures",
+                "fetch_failures", "pins", "settings", "evictions",
             ] {
                 #expect(tables.contains(table), "missing table \(table)")
             }
@@ -68,7 +97,7 @@ import TSRTesting
             // Reopening applies nothing again and keeps the data.
             try registry.upsertBlob(BlobRecord(sha256: Self.digest(1), size: 1, state: .present))
             let again = try Registry(path: dir.path + "/models.db")
-            #expect(try again.appliedMigrations().count == 10)
+            #expect(try again.appliedMigrations().count == 11)
             #expect(try again.blob(Self.digest(1))?.size == 1)
         }
     }
