@@ -222,25 +222,15 @@ public struct Cache: Sendable {
         var status = CacheStatus()
         (status.limit, status.limitSource) = try limit(environment: environment)
         status.minFree = try minFree(environment: environment)?.description
-        let entries: [CacheEntry]
-        do { entries = try library.registry.cacheEntries() } catch { throw .registry(error) }
         do {
+            let totals = try library.registry.cacheTotals()
+            (status.size, status.blobs, status.pinned, status.unevictable) = (totals.size, totals.blobs, totals.pinned, totals.sourceless)
+            status.evictable = totals.size - totals.pinned - totals.sourceless
             status.hits = try library.registry.counter("mount_hits")
             status.misses = try library.registry.counter("mount_misses")
             status.recentEvictions = try library.registry.recentEvictions(limit: 5).map { .init(sha256: $0.sha256.rawValue, size: $0.size, at: $0.at.formatted(.iso8601)) }
         } catch {
             throw .registry(error)
-        }
-        for entry in entries {
-            status.size += entry.size
-            status.blobs += 1
-            if entry.pinned {
-                status.pinned += entry.size
-            } else if entry.hasSource {
-                status.evictable += entry.size
-            } else {
-                status.unevictable += entry.size
-            }
         }
         return status
     }
@@ -314,7 +304,12 @@ public struct Cache: Sendable {
         report.remaining = remaining
         if remaining > target {
             // Short of the target: say what stood in the way.
-            do { (report.pinned, report.unevictable) = try library.registry.unevictableBytes() } catch { throw .registry(error) }
+            do {
+                let totals = try library.registry.cacheTotals()
+                (report.pinned, report.unevictable) = (totals.pinned, totals.sourceless)
+            } catch {
+                throw .registry(error)
+            }
         }
         return report
     }
@@ -349,7 +344,7 @@ public struct Cache: Sendable {
         defer { try? fd.close() }
         var lengthBytes = [UInt8](repeating: 0, count: 8)
         let got = (try? lengthBytes.withUnsafeMutableBytes { try fd.read(fromAbsoluteOffset: 0, into: $0) }) ?? 0
-        let headerLength = got == 8 ? lengthBytes.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) } : nil
+        let headerLength = got == 8 ? Safetensors.headerLength(lengthBytes) : nil
         guard let length = HeaderRegion.prefixLength(safetensors: safetensors, headerLength: headerLength, fileSize: entry.size),
             length < entry.size  // a whole small file would be kept unverified: fetched again instead
         else { return nil }

@@ -2,24 +2,14 @@ import Foundation
 import GRDB
 import TSRStore
 
-/// A blob as the bounded cache sees it.
+/// A blob the bounded cache may evict (`Registry.evictionCandidates`).
 public struct CacheEntry: Sendable, Equatable {
     public var sha256: Digest
     public var size: Int64
-    public var state: BlobState
-    /// The last read through any interface; nil when never recorded (then `createdAt` counts).
-    public var lastAccess: Date?
-    public var createdAt: Date
-    public var pinned: Bool
-    /// At least one recorded source: the bytes can be fetched again and verified.
-    public var hasSource: Bool
     /// Whether a header region is stored for it (kept when the blob is evicted).
     public var hasPrefix: Bool
-    /// Where it is in least-recently-used order (`Registry.evictionCandidates(after:)`).
-    public var lastUseKey: String = ""
-
-    /// When it was last used, for least-recently-used order.
-    public var lastUse: Date { lastAccess ?? createdAt }
+    /// Where it is in least-recently-used order (pass to `evictionCandidates(after:)`).
+    public var lastUseKey: String
 }
 
 extension Registry {
@@ -136,46 +126,27 @@ extension Registry {
             ).map { row in
                 let lastUse: String = row[2]
                 let digest: Digest = row[0]
-                return CacheEntry(
-                    sha256: digest, size: row[1], state: .present, lastAccess: nil, createdAt: Date(timeIntervalSince1970: 0),
-                    pinned: false, hasSource: true, hasPrefix: row[3], lastUseKey: lastUse + " " + digest.rawValue)
+                return CacheEntry(sha256: digest, size: row[1], hasPrefix: row[3], lastUseKey: lastUse + " " + digest.rawValue)
             }
         }
     }
 
-    /// Bytes here that are pinned, and that have no source (neither may be evicted).
-    public func unevictableBytes() throws(RegistryError) -> (pinned: Int64, sourceless: Int64) {
+    /// What is here (state present): bytes and blobs, and the bytes of those pinned and of those
+    /// with no source (neither may be evicted; a pinned one counts as pinned only).
+    public func cacheTotals() throws(RegistryError) -> (size: Int64, blobs: Int, pinned: Int64, sourceless: Int64) {
         try read { db in
             let row = try Row.fetchOne(
                 db,
                 sql: """
-                    SELECT COALESCE(sum(CASE WHEN EXISTS(SELECT 1 FROM pins p WHERE p.sha256 = b.sha256) THEN b.size END), 0),
-                           COALESCE(sum(CASE WHEN NOT EXISTS(SELECT 1 FROM pins p WHERE p.sha256 = b.sha256)
-                                              AND NOT EXISTS(SELECT 1 FROM sources s WHERE s.sha256 = b.sha256) THEN b.size END), 0)
-                    FROM blobs b WHERE b.state = 'present'
+                    SELECT COALESCE(sum(size), 0), count(*),
+                           COALESCE(sum(CASE WHEN pinned THEN size END), 0),
+                           COALESCE(sum(CASE WHEN NOT pinned AND NOT sourced THEN size END), 0)
+                    FROM (SELECT b.size,
+                                 EXISTS(SELECT 1 FROM pins p WHERE p.sha256 = b.sha256) AS pinned,
+                                 EXISTS(SELECT 1 FROM sources s WHERE s.sha256 = b.sha256) AS sourced
+                          FROM blobs b WHERE b.state = 'present')
                     """)
-            return (row?[0] ?? 0, row?[1] ?? 0)
-        }
-    }
-
-    /// Every blob whose bytes are here (state present), least recently used first.
-    public func cacheEntries() throws(RegistryError) -> [CacheEntry] {
-        try read { db in
-            try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT b.sha256, b.size, b.state, b.last_access_at, b.created_at,
-                           EXISTS(SELECT 1 FROM pins p WHERE p.sha256 = b.sha256),
-                           EXISTS(SELECT 1 FROM sources s WHERE s.sha256 = b.sha256),
-                           EXISTS(SELECT 1 FROM blob_prefixes x WHERE x.sha256 = b.sha256)
-                    FROM blobs b WHERE b.state = 'present'
-                    ORDER BY COALESCE(b.last_access_at, b.created_at), b.sha256
-                    """
-            ).map { row in
-                CacheEntry(
-                    sha256: row[0], size: row[1], state: row[2], lastAccess: row[3], createdAt: row[4],
-                    pinned: row[5], hasSource: row[6], hasPrefix: row[7])
-            }
+            return (row?[0] ?? 0, row?[1] ?? 0, row?[2] ?? 0, row?[3] ?? 0)
         }
     }
 

@@ -126,6 +126,54 @@ struct CacheMountTests {
         #expect(try tsr(["pull", "hf://o/r/b.safetensors", "--folder", "loras"], environment: env).status == 0)
     }
 
+    /// A model mapped by a process (safetensors loads by mmap), its descriptor closed: an eviction
+    /// meanwhile never takes the mapped bytes away (no SIGBUS, the same bytes), and once evicted
+    /// the page faults of a new mapping fetch it again, right. (On the plain path the mapping
+    /// keeps the mount's handle open, so the model is not evicted at all; by passthrough the
+    /// kernel maps the blob itself and the mount sees the file closed: SEMANTICS §11.)
+    @Test func mappedModelsKeepTheirBytesAndEvictedOnesComeBackThroughPageFaults() throws {
+        defer { dir.remove() }
+        let model = SafetensorsBuilder(tensors: [("w", "U8", [UInt64(6 << 20)])], fill: 99).bytes()
+        let hf = try HuggingFaceFixture(files: ["o/r/mapped.safetensors": .init(bytes: model)])
+        let env = ["HF_ENDPOINT": hf.endpoint]
+        #expect(try tsr(["pull", "hf://o/r/mapped.safetensors", "--folder", "loras"], environment: env).status == 0)
+        try TestMount.with(home: home, environment: env) { mount in
+            let path = mount.mountpoint + "/loras/mapped.safetensors"
+            let plain = xattr(mount.mountpoint, "user.tsr.io") != "passthrough"
+            func mapped() -> UnsafeRawPointer? {
+                let fd = open(path, O_RDONLY | O_CLOEXEC)
+                guard fd >= 0 else { return nil }
+                defer { close(fd) }
+                guard let base = mmap(nil, model.count, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else { return nil }
+                return UnsafeRawPointer(base)
+            }
+            let first = try #require(mapped())
+            let gc = try tsr(["gc", "--evict-to", "0"])
+            if plain { #expect(gc.stdout.contains("evicted 0 blobs"), "the plain path's open handle keeps it: \(gc.stdout)") }
+            #expect(Array(UnsafeRawBufferPointer(start: first, count: model.count)) == model, "the mapping keeps its bytes")
+            munmap(UnsafeMutableRawPointer(mutating: first), model.count)
+            // Evicted once nothing maps it (the kernel releases the open after munmap).
+            var said = ""
+            #expect(eventuallyTrue(10) {
+                said = (try? tsr(["gc", "--evict-to", "0"]))?.stdout ?? ""
+                return said.contains("0 B left")
+            }, "evictable once unmapped: \(said)")
+            #expect(eventuallyTrue(5) { xattr(path, "user.tsr.state") == "remote" })
+            let again = try #require(mapped())
+            #expect(Array(UnsafeRawBufferPointer(start: again, count: model.count)) == model, "page faults fetched it again")
+            munmap(UnsafeMutableRawPointer(mutating: again), model.count)
+        }
+    }
+
+    func eventuallyTrue(_ seconds: Double, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        repeat {
+            if condition() { return true }
+            Thread.sleep(forTimeInterval: 0.2)
+        } while Date() < deadline
+        return false
+    }
+
     /// A file read 1 MiB at a time from its end to its start (pread), as a loader that seeks does.
     static func readBackwards(_ path: String, size: Int) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)

@@ -95,6 +95,18 @@ struct PinTargets: ParsableArguments {
         for name in workflow { digests += try cache.workflowDigests(name) }
         return Array(Set(digests)).sorted { $0.rawValue < $1.rawValue }
     }
+
+    /// Resolves the targets, applies `change` (which says what it did) and reports it; with
+    /// --json, `{key: [sha256…]}`.
+    func run(_ homeOptions: HomeOptions, _ output: OutputOptions, key: String, _ change: @escaping (Cache, [Digest]) throws -> String) throws {
+        try runReporting(json: output.json) {
+            let cache = Cache(library: try homeOptions.open())
+            let digests = try digests(cache)
+            let said = try change(cache, digests)
+            if output.json { return try Out.json([key: digests.map(\.rawValue)]) }
+            Out.line(said)
+        }
+    }
 }
 
 struct PinCommand: ParsableCommand {
@@ -106,12 +118,8 @@ struct PinCommand: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        try runReporting(json: output.json) {
-            let cache = Cache(library: try homeOptions.open())
-            let digests = try targets.digests(cache)
-            let added = try cache.pin(digests)
-            if output.json { return try Out.json(["pinned": digests.map(\.rawValue)]) }
-            Out.line("pinned \(counted(digests.count, "blob")) (\(added) newly)")
+        try targets.run(homeOptions, output, key: "pinned") { cache, digests in
+            "pinned \(counted(digests.count, "blob")) (\(try cache.pin(digests)) newly)"
         }
     }
 }
@@ -124,12 +132,8 @@ struct UnpinCommand: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        try runReporting(json: output.json) {
-            let cache = Cache(library: try homeOptions.open())
-            let digests = try targets.digests(cache)
-            let removed = try cache.unpin(digests)
-            if output.json { return try Out.json(["unpinned": digests.map(\.rawValue)]) }
-            Out.line("unpinned \(counted(removed, "blob"))")
+        try targets.run(homeOptions, output, key: "unpinned") { cache, digests in
+            "unpinned \(counted(try cache.unpin(digests), "blob"))"
         }
     }
 }
