@@ -38,6 +38,11 @@ import TSRTesting
             #expect((detail["names"] as? [[String: String]]) == [["folder": "loras", "path": "ink.safetensors"]])
             #expect((detail["metadata"] as? [String: String])?["ss_base_model_version"] == "sdxl_base_v1-0" && detail["tensor_count"] as? Int == 1)
             #expect((detail["sources"] as? [[String: String]])?.first?["url"] == "https://huggingface.co/org/repo/resolve/main/styles/ink.safetensors")
+            #expect(detail["pinned"] as? Bool == false && models.first?["pinned"] as? Bool == false)
+            // A pin (tsr pin) shows in both bodies.
+            try api.library.registry.pin([try #require(Digest(rawValue: digest))])
+            #expect(try await api.request("GET", "/models/\(digest)").json["pinned"] as? Bool == true)
+            #expect((try await api.request("GET", "/models").json["models"] as? [[String: Any]])?.first?["pinned"] as? Bool == true)
             let stats = try await api.request("GET", "/stats").json
             #expect(stats["blobs"] as? Int == 1 && stats["aliases"] as? Int == 1 && stats["bytes_stored"] as? Int == bytes.count)
             #expect(try await api.request("GET", "/downloads").json["downloads"].flatMap { $0 as? [[String: Any]] }?.first?["state"] as? String == "completed")
