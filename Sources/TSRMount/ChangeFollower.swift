@@ -169,7 +169,10 @@ extension MountCore {
             names.invalidations += invalidations
             names.invalidations += drops.map { .entry($0.0, $0.1) }
             names.quarantineUnflushed.formUnion(unflushed)
-            if let quarantined { names.quarantined = quarantined }
+            if let quarantined {
+                names.quarantined = quarantined
+                anyQuarantined.store(!quarantined.isEmpty, ordering: .relaxed)
+            }
             names.generation = log.generation
             names.changeSeq = log.latest
             names.epoch &+= 1

@@ -133,6 +133,9 @@ public final class MountCore: @unchecked Sendable {
         var misses: Int64 = 0
     }
     let access = Mutex(AccessLog())
+    /// Whether any blob is quarantined (`Names.quarantined` is not empty): a read of a complete
+    /// blob looks at that set only then, so the usual read takes one lock, the handle table's.
+    let anyQuarantined = Atomic<Bool>(false)
     /// The newest eviction the mount log has shown.
     let evictionsShown = Atomic<Int64>(0)
     let rebuildLock = NSLock()
@@ -155,6 +158,7 @@ public final class MountCore: @unchecked Sendable {
         initial.quarantined = Set(try library.registry.quarantinedDigests())
         // A (re)mount tries every failed download again at its first read.
         do { try library.registry.retryFetchFailuresNow() } catch { logger.warning("resetting download back-offs: \(error)") }
+        anyQuarantined.store(!initial.quarantined.isEmpty, ordering: .relaxed)
         names = Mutex(initial)
         // Hits and misses count from this mount's start; evictions before it are not logged.
         do {

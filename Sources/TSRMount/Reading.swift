@@ -209,7 +209,7 @@ extension MountCore {
         guard var current = handles.withLock({ $0.handles[handle] }) else { throw Errno.badFileDescriptor }
         // Opened before its blob failed verification: its descriptor reads the quarantined file.
         // From now on the handle waits for the content fetched again.
-        if case let .blob(fd, digest) = current, names.withLock({ $0.quarantined.contains(digest) }) {
+        if case let .blob(fd, digest) = current, anyQuarantined.load(ordering: .relaxed), names.withLock({ $0.quarantined.contains(digest) }) {
             let swapped = handles.withLock { table -> Bool in
                 guard case .blob(fd, digest)? = table.handles[handle] else { return false }
                 table.handles[handle] = .remote(digest)
